@@ -1,0 +1,90 @@
+"""The in-memory data set every method works on: train/test tensors plus label metadata."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Data:
+    """Train/test tensors kept whole in memory (and on the device) so batches are index lookups.
+
+    `x_*` are float inputs or uint8 images (normalised on the fly by `prepare`); `y_*` are the
+    labels the model is trained on. `coarse_of` maps a fine label to its superclass; `group_*` hold
+    subgroup ids (fine labels after `to_coarse`, or identities) for group forgetting.
+    """
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    classes: list[str] = field(default_factory=list)
+    coarse_of: Tensor | None = None  # [num_classes] fine label -> superclass id
+    group_train: Tensor | None = None  # [n_train] subgroup id per training sample
+    group_test: Tensor | None = None
+    mean: tuple[float, ...] | None = None  # per-channel normalisation for uint8 images
+    std: tuple[float, ...] | None = None
+    augment: bool = False  # random crop (pad 4) + horizontal flip on training batches
+
+    def __post_init__(self):
+        if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
+            raise ValueError(f"{self.name}: inputs and labels differ in length")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def has_groups(self) -> bool:
+        return self.coarse_of is not None or self.group_train is not None
+
+    def to_coarse(self) -> "Data":
+        """Relabel with superclasses and keep the fine labels as groups (group forgetting)."""
+        if self.coarse_of is None:
+            if self.group_train is not None:
+                return self  # labels are already the superclass; groups are given (e.g. identities)
+            raise ValueError(f"dataset {self.name!r} has no coarse (superclass) labels")
+        k = int(self.coarse_of.max()) + 1
+        return replace(
+            self, y_train=self.coarse_of[self.y_train], y_test=self.coarse_of[self.y_test],
+            group_train=self.y_train, group_test=self.y_test, num_classes=k,
+            classes=[f"super{i}" for i in range(k)], coarse_of=None,
+        )
+
+    def to(self, device: torch.device) -> "Data":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(self, x_train=move(self.x_train), y_train=move(self.y_train),
+                       x_test=move(self.x_test), y_test=move(self.y_test),
+                       group_train=move(self.group_train), group_test=move(self.group_test))
+
+    def prepare(self, x: Tensor, train: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """Turn a stored batch into model input: uint8 -> normalised float, plus augmentation."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+            if self.mean is not None:
+                mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+                std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+                x = (x - mean) / std
+        if train and self.augment:
+            x = crop_flip(x, generator)
+        return x
+
+
+def crop_flip(x: Tensor, generator: torch.Generator | None = None, pad: int = 4) -> Tensor:
+    """Random crop with zero padding and horizontal flip, done batch-wise on the device."""
+    n, _, h, w = x.shape
+    dev = x.device
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
+    rows = (dy.view(n, 1) + torch.arange(h, device=dev).view(1, h))  # [n, h]
+    cols = (dx.view(n, 1) + torch.arange(w, device=dev).view(1, w))  # [n, w]
+    flip = torch.rand(n, generator=generator, device="cpu").to(dev) < 0.5
+    cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
+    idx_n = torch.arange(n, device=dev).view(n, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[idx_n, rows.view(n, h, 1), cols.view(n, 1, w)]
+    return out.permute(0, 3, 1, 2).contiguous()

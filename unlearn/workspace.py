@@ -1,0 +1,163 @@
+"""One experiment: check the config, build data and split, load-or-train models, unlearn, evaluate, log."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from unlearn.cache import cached, config_hash
+from unlearn.methods.base import Task
+from unlearn.methods.retrain import Retrain
+from unlearn.metrics import HEADLINE, evaluate, summarize
+from unlearn.results import append_row, git_commit, log_wandb, write_json
+from unlearn.train import Recipe, fit
+
+log = logging.getLogger("unlearn")
+DEVICES = ("auto", "cpu", "cuda")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise ValueError(f"device={name!r}; allowed: {DEVICES}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but CUDA is not available on this machine; use device=auto or device=cpu")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """Fail on bad sweep axes before anything is built (the method re-checks what it uses)."""
+    if not isinstance(cfg.seed, int):
+        raise ValueError(f"seed={cfg.seed!r} must be an integer")
+    if cfg.smooth_rate > 1:
+        raise ValueError(f"smooth_rate={cfg.smooth_rate} must be <= 1 (alpha < 0: NLS, 0: CE, (0, 1]: PLS)")
+    if not 0 <= cfg.p <= 1:
+        raise ValueError(f"p={cfg.p} must be in [0, 1] (weight of the gradient-descent term)")
+    if cfg.wandb.mode not in WANDB_MODES:
+        raise ValueError(f"wandb.mode={cfg.wandb.mode!r}; allowed: {WANDB_MODES}")
+
+
+def build(node: DictConfig, **runtime):
+    """Instantiate a group config; its `name` key labels results and is not a constructor argument."""
+    spec = OmegaConf.to_container(node, resolve=True)  # resolve ${...} against the root first
+    spec.pop("name", None)
+    return instantiate(spec, **runtime)
+
+
+class Workspace:
+    """Everything is validated in `__init__`, before any training or any file is written."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        check_top_level(cfg)
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.method = build(cfg.method)
+        self.recipe = Recipe(**cfg.train)
+        self.paradigm = build(cfg.paradigm)
+        data = build(cfg.dataset)
+        if self.paradigm.labels == "coarse":
+            data = data.to_coarse()
+        self.split = self.paradigm.split(data, cfg.seed)
+        self.data = data.to(self.device)
+        self.split = type(self.split)(*(t.to(self.device) for t in (self.split.forget, self.split.retain, self.split.test)))
+        self.cache_dir = to_absolute_path(cfg.cache_dir)
+        self.out_dir = Path(cfg.run_dir or (HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "."))
+        self.task = Task(self.data, self.split, self.device, cfg.seed, self.new_model)
+        self.infos: dict[str, dict] = {}
+        log.info("data %s: %d train / %d test, %d classes; D_f %d, D_r %d; device %s", data.name,
+                 len(data.y_train), len(data.y_test), data.num_classes, len(self.split.forget),
+                 len(self.split.retain), self.device)
+
+    def new_model(self):
+        torch.manual_seed(self.cfg.seed)
+        return build(self.cfg.model, num_classes=self.data.num_classes, input_shape=list(self.data.input_shape))
+
+    def original_key(self) -> dict:
+        c = self.cfg
+        return {"dataset": OmegaConf.to_container(c.dataset, resolve=True), "labels": self.paradigm.labels,
+                "model": OmegaConf.to_container(c.model, resolve=True), "train": self.recipe.to_dict(),
+                "seed": c.seed}
+
+    def _train(self, idx, desc):
+        def run(model):
+            start = time.perf_counter()
+            model = fit(model.to(self.device), self.data, idx, self.recipe, self.cfg.seed, desc)
+            return model, {"train_seconds": time.perf_counter() - start}
+        return run
+
+    def original_model(self):
+        model, self.infos["original"] = cached("original", self.original_key(), self.cache_dir, self.new_model(),
+                                               self._train(torch.arange(len(self.data.y_train), device=self.device),
+                                                           "original"), log)
+        return model.to(self.device)
+
+    def retrain_model(self):
+        key = {"original": config_hash(self.original_key()), "split": self.split.fingerprint(),
+               "train": self.recipe.to_dict(), "seed": self.cfg.seed}
+        model, self.infos["retrain"] = cached("retrain", key, self.cache_dir, self.new_model(),
+                                              self._train(self.split.retain, "retrain"), log)
+        return model.to(self.device)
+
+    def unlearn(self, original, retrain):
+        """Run the method and time it; Retrain with the reference recipe reuses the cached reference."""
+        if isinstance(self.method, Retrain) and self.method.recipe == self.recipe:
+            log.info("method retrain: reusing the reference retrain model")
+            return retrain, self.infos["retrain"]["train_seconds"]
+        start = time.perf_counter()
+        model = self.method(original, self.task)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return model, time.perf_counter() - start
+
+    def evaluate(self, original, retrain, unlearned, seconds: float) -> dict[str, float]:
+        """Headline and fine metrics of the unlearned model, plus `original/` and `retrain/` copies."""
+        ev = lambda m: evaluate(m, self.data, self.split, self.cfg.seed, self.cfg.eval.batch_size,  # noqa: E731
+                                self.cfg.eval.mia_shadow_size)
+        ref = ev(retrain)
+        rows = {"original": ev(original), "retrain": ref, "unlearned": ev(unlearned)}
+        rows["original"]["RTE_s"] = self.infos["original"]["train_seconds"]
+        rows["retrain"]["RTE_s"] = self.infos["retrain"]["train_seconds"]
+        rows["unlearned"]["RTE_s"] = seconds
+        out = {}
+        for name, m in rows.items():
+            m["RTE_min"] = m["RTE_s"] / 60
+            m = summarize(m, ref)
+            out.update(m if name == "unlearned" else {f"{name}/{k}": v for k, v in m.items()})
+        return out
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """metrics.json + config in the run dir, one row in the results CSV, W&B, and a printed table."""
+        c = self.cfg
+        config = OmegaConf.to_container(c, resolve=True)
+        ident = {"dataset": c.dataset.name, "model": c.model.name, "paradigm": c.paradigm.name,
+                 "method": c.method.name, "smooth_rate": c.smooth_rate, "p": c.p, "seed": c.seed,
+                 "git_commit": git_commit(Path(__file__).parent),
+                 "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "run_dir": str(self.out_dir.resolve())}
+        write_json(self.out_dir / "metrics.json", {**ident, "metrics": metrics, "config": config})
+        OmegaConf.save(c, self.out_dir / "config.yaml", resolve=True)
+        append_row(to_absolute_path(c.results_csv), {**ident, **metrics})
+        log_wandb({**OmegaConf.to_container(c.wandb), "dir": to_absolute_path(c.wandb.dir)}, config, metrics,
+                  name=f"{c.method.name}-{c.paradigm.name}-s{c.seed}")
+        print(table(metrics))
+
+
+def table(metrics: dict[str, float]) -> str:
+    cols = [k for k in HEADLINE]
+    rows = {r: [metrics[(f"{r}/" if r != "unlearned" else "") + k] for k in cols]
+            for r in ("original", "retrain", "unlearned")}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=cols).to_string(float_format=lambda v: f"{v:.2f}")
