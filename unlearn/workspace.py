@@ -161,3 +161,14 @@ def table(metrics: dict[str, float]) -> str:
     rows = {r: [metrics[(f"{r}/" if r != "unlearned" else "") + k] for k in cols]
             for r in ("original", "retrain", "unlearned")}
     return pd.DataFrame.from_dict(rows, orient="index", columns=cols).to_string(float_format=lambda v: f"{v:.2f}")
+
+
+def run_experiment(cfg: DictConfig) -> dict[str, float]:
+    """The whole pipeline of `run.py`, callable from tests and notebooks."""
+    ws = Workspace(cfg)  # validates everything before any compute
+    original = ws.original_model()  # trained once per (data, model, recipe, seed), then cached
+    retrain = ws.retrain_model()  # the exact-unlearning reference, cached per split
+    unlearned, seconds = ws.unlearn(original, retrain)
+    metrics = ws.evaluate(original, retrain, unlearned, seconds)
+    ws.log(metrics)
+    return metrics
