@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,7 +55,12 @@ def build(node: DictConfig, **runtime):
     """Instantiate a group config; its `name` key labels results and is not a constructor argument."""
     spec = OmegaConf.to_container(node, resolve=True)  # resolve ${...} against the root first
     spec.pop("name", None)
-    return instantiate(spec, **runtime)
+    try:
+        return instantiate(spec, **runtime)
+    except InstantiationException as e:  # surface our own validation errors, named by group
+        if isinstance(e.__cause__, ValueError):
+            raise ValueError(f"{node._key()}: {e.__cause__}") from None
+        raise
 
 
 class Workspace:

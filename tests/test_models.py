@@ -1,0 +1,31 @@
+"""Core models: output and feature shapes, the `features`/`fc` contract, backward pass."""
+import pytest
+import torch
+
+from unlearn.models.cnn import CNN
+from unlearn.models.mlp import MLP
+from unlearn.models.resnet import ResNet18
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: ResNet18(7, s, width=4), lambda s: CNN(7, s, width=4), lambda s: MLP(7, s, hidden=16),
+], ids=["resnet18", "cnn", "mlp"])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
+def test_shapes_and_contract(make, shape):
+    model = make(shape)
+    x = torch.randn(5, *shape)
+    out = model(x)
+    assert out.shape == (5, 7)
+    torch.testing.assert_close(model.fc(model.features(x)), out)
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_resnet18_standard_width_has_resnet18_size():
+    n = sum(p.numel() for p in ResNet18(10, (3, 32, 32)).parameters())
+    assert 11.1e6 < n < 11.2e6  # the CIFAR ResNet-18 of the paper has ~11.17M parameters
+
+
+def test_bad_width():
+    with pytest.raises(ValueError, match="width=0"):
+        ResNet18(10, (3, 32, 32), width=0)

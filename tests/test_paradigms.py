@@ -1,0 +1,65 @@
+"""Splits are disjoint, cover D_tr, have the requested size and depend only on the seed."""
+import pytest
+import torch
+
+from unlearn.paradigms import Classwise, Group, Random, RandomInClass
+
+PARADIGMS = [Classwise(1), Random(0.1), RandomInClass(2, 0.25), Group(forget_group=3)]
+
+
+def _data(p, synthetic):
+    return synthetic.to_coarse() if p.labels == "coarse" else synthetic
+
+
+@pytest.mark.parametrize("paradigm", PARADIGMS, ids=lambda p: type(p).__name__)
+def test_disjoint_cover_deterministic(paradigm, synthetic):
+    data = _data(paradigm, synthetic)
+    s1, s2 = paradigm.split(data, seed=3), paradigm.split(data, seed=3)
+    n = len(data.y_train)
+    assert set(s1.forget.tolist()).isdisjoint(s1.retain.tolist())
+    assert sorted(s1.forget.tolist() + s1.retain.tolist()) == list(range(n))
+    assert torch.equal(s1.forget, s2.forget) and s1.fingerprint() == s2.fingerprint()
+
+
+def test_sizes(synthetic):
+    y = synthetic.y_train
+    cw = Classwise(1).split(synthetic, 0)
+    assert torch.equal(cw.forget, torch.nonzero(y == 1).flatten())
+    assert (synthetic.y_test[cw.test] != 1).all() and len(cw.test) == 30  # TA without the class
+    rnd = Random(0.1).split(synthetic, 0)
+    assert len(rnd.forget) == 16 and all((y[rnd.forget] == c).sum() == 4 for c in range(4))
+    ric = RandomInClass(2, 0.25).split(synthetic, 0)
+    assert len(ric.forget) == 10 and (y[ric.forget] == 2).all() and len(ric.test) == 40
+
+
+def test_random_depends_on_seed(synthetic):
+    assert not torch.equal(Random(0.1).split(synthetic, 0).forget, Random(0.1).split(synthetic, 1).forget)
+
+
+def test_group_forgets_one_fine_class_within_its_superclass(synthetic):
+    data = synthetic.to_coarse()
+    assert data.num_classes == 2 and torch.equal(data.y_train, synthetic.y_train % 2)
+    s = Group(forget_group=3).split(data, 0)
+    assert torch.equal(s.forget, torch.nonzero(synthetic.y_train == 3).flatten())
+    assert len(s.test) == len(data.y_test)
+    frac = Group(forget_group=None, forget_group_fraction=0.5).split(data, 0)
+    assert len(torch.unique(data.group_train[frac.forget])) == 2
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: Random(0.0), "forget_fraction=0.0"),
+    (lambda: Random(1.5), "forget_fraction=1.5"),
+    (lambda: RandomInClass(0, -0.1), "forget_fraction=-0.1"),
+])
+def test_bad_fraction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bad_class_and_empty(synthetic):
+    with pytest.raises(ValueError, match=r"forget_class=4 is outside \[0, 4\)"):
+        Classwise(4).split(synthetic, 0)
+    with pytest.raises(ValueError, match="forget set is empty"):
+        Random(0.001).split(synthetic, 0)
+    with pytest.raises(ValueError, match="groups \\[9\\] do not exist"):
+        Group(forget_group=9).split(synthetic.to_coarse(), 0)

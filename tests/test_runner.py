@@ -1,0 +1,127 @@
+"""The runner end to end: caching, fail-fast validation, metrics.json, CSV rows, multirun sharing."""
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import ROOT, TINY
+from unlearn.cache import load_checkpoint, save_checkpoint
+from unlearn.results import append_row
+from unlearn.workspace import Workspace, run_experiment
+
+ENV = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _run(args, tmp_path, check=True):
+    out = subprocess.run([sys.executable, "run.py", *args, f"cache_dir={tmp_path}/cache",
+                          f"results_csv={tmp_path}/runs.csv"], cwd=ROOT, env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_second_run_hits_the_cache(tiny_cfg, tmp_path, caplog):
+    cfg = tiny_cfg()
+    run_experiment(cfg)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="unlearn"):
+        ws = Workspace(cfg)
+        ws.original_model(), ws.retrain_model()
+    assert ws.infos["original"]["cache_hit"] and ws.infos["retrain"]["cache_hit"]
+    assert "original model: loaded from cache" in caplog.text
+    assert len(list((tmp_path / "cache").glob("original-*.pt"))) == 1
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 1
+
+
+def test_checkpoint_from_another_config_is_rejected(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    path = tmp_path / "original-x.pt"
+    save_checkpoint(path, model, {"seed": 0}, {"train_seconds": 1.0})
+    assert load_checkpoint(path, torch.nn.Linear(3, 2), {"seed": 0})["train_seconds"] == 1.0
+    with pytest.raises(ValueError, match="different config"):
+        load_checkpoint(path, torch.nn.Linear(3, 2), {"seed": 1})
+    with pytest.raises(ValueError, match="does not fit the model"):
+        load_checkpoint(path, torch.nn.Linear(4, 2), {"seed": 0})
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically, no temp file left
+
+
+BAD = [
+    (["smooth_rate=1.5"], "smooth_rate=1.5"),
+    (["p=1.2"], "p=1.2"),
+    (["p=-0.1"], "p=-0.1"),
+    (["paradigm=classwise", "paradigm.forget_class=7"], "forget_class=7"),
+    (["paradigm=random", "paradigm.forget_fraction=1.0"], "forget_fraction=1.0"),
+    (["paradigm=random", "paradigm.forget_fraction=0.001"], "forget set is empty"),
+    (["dataset=digits", "paradigm=group"], "no coarse"),
+    (["device=tpu"], "device='tpu'"),
+]
+
+
+@pytest.mark.parametrize("overrides, match", BAD, ids=[b[1] for b in BAD])
+def test_bad_input_fails_before_any_work(overrides, match, tiny_cfg, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        run_experiment(tiny_cfg(*overrides))
+    assert not (tmp_path / "runs.csv").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present")
+def test_cuda_requested_without_cuda(tiny_cfg):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        run_experiment(tiny_cfg("device=cuda"))
+
+
+def test_cli_rejects_bad_input_with_nonzero_exit(tmp_path):
+    out = _run([*TINY, "smooth_rate=2"], tmp_path, check=False)
+    assert out.returncode != 0 and "smooth_rate=2" in out.stderr
+    assert not (tmp_path / "runs.csv").exists() and not (tmp_path / "cache").exists()
+
+
+def test_cli_run_writes_metrics_and_one_row(tmp_path):
+    _run([*TINY, f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("UA", "MIA", "RA", "TA", "H", "RTE_min", "avg_gap", "sum"):
+        assert key in saved["metrics"] and f"original/{key}" in saved["metrics"]
+        assert f"retrain/{key}" in saved["metrics"]
+    assert saved["config"]["dataset"]["name"] == "synthetic"
+    rows = pd.read_csv(tmp_path / "runs.csv")
+    assert len(rows) == 1
+    assert rows.loc[0, "method"] == "ugradsl" and rows.loc[0, "dataset"] == "synthetic"
+    assert {"smooth_rate", "p", "seed", "git_commit", "timestamp", "UA", "retrain/UA"} <= set(rows.columns)
+
+
+def test_multirun_shares_original_and_retrain(tmp_path):
+    _run(["-m", *TINY, "method=ga,ft", f"hydra.sweep.dir={tmp_path}/multi"], tmp_path)
+    assert len(list((tmp_path / "cache").glob("original-*.pt"))) == 1
+    assert len(list((tmp_path / "cache").glob("retrain-*.pt"))) == 1
+    rows = pd.read_csv(tmp_path / "runs.csv")
+    assert sorted(rows["method"]) == ["ft", "ga"]
+    assert len(list((tmp_path / "multi").glob("*/metrics.json"))) == 2
+
+
+def _append_many(args):
+    path, worker = args
+    for i in range(25):
+        append_row(path, {"worker": worker, "i": i, "payload": "x" * 200})
+
+
+def test_parallel_appends_never_lose_or_interleave_rows(tmp_path):
+    path = str(tmp_path / "rows.csv")
+    with mp.get_context("fork").Pool(4) as pool:
+        pool.map(_append_many, [(path, w) for w in range(4)])
+    rows = pd.read_csv(path)
+    assert len(rows) == 100 and (rows["payload"] == "x" * 200).all()
+    assert sorted(zip(rows["worker"], rows["i"])) == [(w, i) for w in range(4) for i in range(25)]
+
+
+def test_new_columns_widen_the_header(tmp_path):
+    path = tmp_path / "rows.csv"
+    append_row(path, {"a": 1})
+    append_row(path, {"a": 2, "b": 3})
+    rows = pd.read_csv(path)
+    assert list(rows.columns) == ["a", "b"] and rows["b"].isna().tolist() == [True, False]
