@@ -6,13 +6,16 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
+from unlearn.data.store import LazyImages
+
 
 @dataclass
 class Data:
     """Train/test tensors kept whole in memory (and on the device) so batches are index lookups.
 
-    `x_*` are float inputs or uint8 images (normalised on the fly by `prepare`); `y_*` are the
-    labels the model is trained on. `coarse_of` maps a fine label to its superclass; `group_*` hold
+    `x_*` are float inputs or uint8 images (normalised on the fly by `prepare`), or a `LazyImages`
+    store for data too large for memory (indexing it stays lazy; `prepare` decodes the batch);
+    `y_*` are the labels the model is trained on. `coarse_of` maps a fine label to its superclass; `group_*` hold
     subgroup ids (fine labels after `to_coarse`, or identities) for group forgetting.
     """
 
@@ -24,6 +27,7 @@ class Data:
     num_classes: int
     classes: list[str] = field(default_factory=list)
     coarse_of: Tensor | None = None  # [num_classes] fine label -> superclass id
+    coarse_classes: list[str] = field(default_factory=list)  # superclass names, by superclass id
     group_train: Tensor | None = None  # [n_train] subgroup id per training sample
     group_test: Tensor | None = None
     mean: tuple[float, ...] | None = None  # per-channel normalisation for uint8 images
@@ -52,7 +56,7 @@ class Data:
         return replace(
             self, y_train=self.coarse_of[self.y_train], y_test=self.coarse_of[self.y_test],
             group_train=self.y_train, group_test=self.y_test, num_classes=k,
-            classes=[f"super{i}" for i in range(k)], coarse_of=None,
+            classes=self.coarse_classes or [f"super{i}" for i in range(k)], coarse_of=None,
         )
 
     def to(self, device: torch.device) -> "Data":
@@ -63,6 +67,8 @@ class Data:
 
     def prepare(self, x: Tensor, train: bool = False, generator: torch.Generator | None = None) -> Tensor:
         """Turn a stored batch into model input: uint8 -> normalised float, plus augmentation."""
+        if isinstance(x, LazyImages):
+            x = x.load()  # decode the batch's files (worker threads) and move it to the store's device
         if x.dtype == torch.uint8:
             x = x.float().div_(255)
             if self.mean is not None:

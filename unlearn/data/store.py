@@ -1,0 +1,174 @@
+"""Image storage shared by the vision loaders: a decode-once uint8 cache on disk for data that fits in
+memory, and `LazyImages`, an indexable store that decodes files per batch for data that does not."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from filelock import FileLock
+from hydra.utils import to_absolute_path
+from PIL import Image
+from torch import Tensor
+
+log = logging.getLogger("unlearn")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+FORMAT = 1  # bump when decoding changes, so caches written by older code are not reused
+
+
+class MissingDataError(FileNotFoundError):
+    """A data set's files are not where the config points; the message says what and how to get them."""
+
+
+def require_files(name: str, root: Path, paths: Sequence[Path], how: str) -> None:
+    """Fail before any compute when expected files are absent, listing them and how to obtain them."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        more = f"\n  ... and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise MissingDataError(f"dataset {name}: files missing under root={root}:\n  "
+                               + "\n  ".join(missing[:10]) + more + f"\n{how}")
+
+
+def fingerprint(paths: Sequence[Path]) -> str:
+    """Hash of file names, sizes and modification times: a changed source invalidates its cache."""
+    h = hashlib.sha256()
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+def cached_tensors(cache_dir: str | Path | None, key: dict, build: Callable[[], dict]) -> dict:
+    """`build()` (a dict of tensors and label names) decoded once, then read from `<cache_dir>/<source>-<hash>.pt`.
+
+    `key` names the source files and every preprocessing choice; `cache_dir=None` disables caching.
+    """
+    if cache_dir is None:
+        return build()
+    wanted = json.dumps({**key, "format": FORMAT}, sort_keys=True, default=str)
+    path = Path(to_absolute_path(str(cache_dir))) / f"{key['source']}-{hashlib.sha256(wanted.encode()).hexdigest()[:16]}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):  # parallel sweep jobs decode once
+        if path.exists():
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if payload.get("key") == wanted:
+                log.info("data %s: loaded decoded tensors from %s", key["source"], path)
+                return payload["data"]
+        log.info("data %s: decoding once into %s", key["source"], path)
+        data = build()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save({"key": wanted, "data": data}, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return data
+
+
+def load_image(path: str | Path | Image.Image, size: int | None = None) -> Tensor:
+    """RGB uint8 [3, H, W]; with `size`, the shorter side is resized to it and the centre cropped square."""
+    im = path if isinstance(path, Image.Image) else Image.open(path)
+    im = im.convert("RGB")
+    if size is not None and im.size != (size, size):
+        w, h = im.size
+        scale = size / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        left, top = (im.width - size) // 2, (im.height - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous()
+
+
+class ToUint8:
+    """Picklable transform (DataLoader workers) turning a PIL image into a uint8 tensor of fixed size."""
+
+    def __init__(self, size: int | None):
+        self.size = size
+
+    def __call__(self, img) -> Tensor:
+        return load_image(img, self.size)
+
+
+class _Files(torch.utils.data.Dataset):
+    def __init__(self, files, size):
+        self.files, self.size = files, size
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        return load_image(self.files[i], self.size)
+
+
+def _as_list(items):  # module-level so worker processes can pickle it
+    return items
+
+
+def decode_all(dataset: torch.utils.data.Dataset, num_workers: int = 2, batch_size: int = 256) -> Tensor:
+    """Stack a whole data set of uint8 images (items are tensors or (tensor, target)) with worker processes."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=_as_list)
+    out = []
+    for items in loader:
+        imgs = [it[0] if isinstance(it, tuple) else it for it in items]
+        shapes = {tuple(t.shape) for t in imgs}
+        if len(shapes) > 1 or (out and tuple(out[0].shape[1:]) not in shapes):
+            raise ValueError(f"images differ in size ({sorted(shapes)[:3]} ...); set dataset.image_size "
+                             f"to resize them to one square size")
+        out.append(torch.stack(imgs))
+    return torch.cat(out) if out else torch.empty(0, 3, 1, 1, dtype=torch.uint8)
+
+
+def decode_files(files: Sequence[Path], size: int | None, num_workers: int = 2) -> Tensor:
+    """Decode image files into one uint8 tensor [N, 3, H, W]."""
+    return decode_all(_Files([str(f) for f in files], size), num_workers)
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+class LazyImages:
+    """Image files decoded on demand, for data sets too large for memory (ImageNet).
+
+    Quacks like the uint8 tensor it stands for where `Data` and the methods use one: `len`, `shape`,
+    `store[index_tensor or slice]` returns a lazy view, `.to(device)` records the target device;
+    `load()` (called by `Data.prepare`) decodes a view with a pool of worker threads.
+    """
+
+    dtype = torch.uint8
+
+    def __init__(self, files: Sequence, size: int, num_workers: int = 4, device: str | torch.device = "cpu"):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"dataset.image_size={size!r}: a lazily decoded data set needs one square size")
+        self.files = np.asarray([str(f) for f in files], dtype=object)
+        self.size, self.num_workers, self.device = size, max(1, num_workers), torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.files), 3, self.size, self.size)
+
+    def __getitem__(self, index) -> "LazyImages":
+        if isinstance(index, Tensor):
+            index = index.cpu().numpy()
+        return LazyImages(np.atleast_1d(self.files[index]), self.size, self.num_workers, self.device)
+
+    def to(self, device) -> "LazyImages":
+        return LazyImages(self.files, self.size, self.num_workers, device)
+
+    def load(self) -> Tensor:
+        pool = _POOLS.setdefault(self.num_workers, ThreadPoolExecutor(self.num_workers))
+        imgs = list(pool.map(partial(load_image, size=self.size), self.files))  # PIL decodes without the GIL
+        out = torch.stack(imgs) if imgs else torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        return out.to(self.device, non_blocking=True)
