@@ -149,7 +149,7 @@ class Workspace:
         """metrics.json + config in the run dir, one row in the results CSV, W&B, and a printed table."""
         c = self.cfg
         config = OmegaConf.to_container(c, resolve=True)
-        ident = {"dataset": c.dataset.name, "model": c.model.name, "paradigm": c.paradigm.name,
+        ident = {"table": c.table, "dataset": c.dataset.name, "model": c.model.name, "paradigm": c.paradigm.name,
                  "method": c.method.name, "smooth_rate": c.smooth_rate, "p": c.p, "seed": c.seed,
                  "git_commit": git_commit(Path(__file__).parent),
                  "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
