@@ -26,8 +26,13 @@ def compose_cfg(overrides, tmp_path: Path):
 
 @pytest.fixture
 def tiny_cfg(tmp_path):
-    """Factory: tiny synthetic config plus extra overrides."""
-    return lambda *extra: compose_cfg([*TINY, *extra], tmp_path)
+    """Factory: tiny synthetic config plus extra overrides (one-shot methods such as iu/ff have no `epochs`)."""
+    def make(*extra):
+        cfg = compose_cfg([o for o in TINY if o != "method.epochs=1"] + list(extra), tmp_path)
+        if "epochs" in cfg.method and not any(o.startswith("method.epochs=") for o in extra):
+            cfg.method.epochs = 1
+        return cfg
+    return make
 
 
 @pytest.fixture
