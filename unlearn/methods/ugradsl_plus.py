@@ -3,7 +3,8 @@ from unlearn.methods.ugradsl import UGradSL
 
 
 class UGradSLPlus(UGradSL):
-    """Same loss as UGradSL; an epoch is one pass over D_r, cycling D_f for the paired forget batch."""
+    """Same loss as UGradSL, including `smooth_rate_mode=adaptive` (alpha_i = alpha * (1 - c_i / n_Br));
+    an epoch is one pass over D_r, cycling D_f for the paired forget batch."""
 
     drive = "retain"
 
