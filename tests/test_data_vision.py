@@ -292,6 +292,7 @@ def test_cifar10_jpg_subsample_and_superclasses(tmp_path):
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow  # ~15 s alone, ~50 s on a loaded 2-core machine (startup, decode, 3 trainings)
 def test_run_py_on_real_cifar10_subset(tmp_path):
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     out = subprocess.run(

@@ -15,8 +15,9 @@ class Data:
 
     `x_*` are float inputs or uint8 images (normalised on the fly by `prepare`), or a `LazyImages`
     store for data too large for memory (indexing it stays lazy; `prepare` decodes the batch);
-    `y_*` are the labels the model is trained on. `coarse_of` maps a fine label to its superclass; `group_*` hold
-    subgroup ids (fine labels after `to_coarse`, or identities) for group forgetting.
+    `y_*` are the labels the model is trained on. `coarse_of` maps a fine label to its superclass
+    (named in `coarse_classes`); `group_*` hold subgroup ids (fine labels after `to_coarse`, or
+    identities) for group forgetting.
     """
 
     name: str
@@ -56,7 +57,7 @@ class Data:
         return replace(
             self, y_train=self.coarse_of[self.y_train], y_test=self.coarse_of[self.y_test],
             group_train=self.y_train, group_test=self.y_test, num_classes=k,
-            classes=self.coarse_classes or [f"super{i}" for i in range(k)], coarse_of=None,
+            classes=self.coarse_classes or [f"super{i}" for i in range(k)], coarse_of=None, coarse_classes=[],
         )
 
     def to(self, device: torch.device) -> "Data":
