@@ -68,3 +68,9 @@ def test_model_yaml_builds(tmp_path, name):
 def test_bad_hyperparameters(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_imagenet_sizing_is_picked_per_model(tmp_path):
+    assert compose_cfg(["dataset=imagenet"], tmp_path).model.stem == "imagenet"
+    vit = compose_cfg(["dataset=imagenet", "model=vit"], tmp_path).model
+    assert vit.patch_size == 16 and 224 % vit.patch_size == 0
