@@ -22,8 +22,9 @@ GROUPS = ("alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.i
 SPLITS = {"train": "20news-bydate-train", "test": "20news-bydate-test"}
 SOURCES = ("bydate", "hf")
 REMOVE = ("headers", "footers", "quotes")
-HOW_TO_GET = ("download http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz and `tar xzf` it into the root "
-              "(or set NEWSGROUPS20_ROOT / dataset.root), or use dataset.source=hf when online")
+HOW_TO_GET = ("get it with `curl -O http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz` and "
+              "`tar xzf 20news-bydate.tar.gz -C <root>` (set dataset.root, default "
+              "$UNLEARN_SHARED_DATA/20news-bydate), or use dataset.source=hf when online")
 # A quoting line: an attribution ("... writes:") or a line quoted with > or |  (as scikit-learn strips them).
 _QUOTE = re.compile(r"(writes in|writes:|wrote:|says:|said:|^In article|^Quoted from|^\||^>)")
 
@@ -79,8 +80,11 @@ def read_hf(name: str) -> tuple[dict, list[str]]:
         raise ValueError(f"newsgroups20: HF data set {name!r} has splits {list(ds)}; need 'train' and 'test'")
     names = {}
     for split in SPLITS:
-        for y, t in zip(ds[split]["label"], ds[split]["label_text"]):
-            names.setdefault(int(y), t)
+        if "label_text" in ds[split].column_names:
+            for y, t in zip(ds[split]["label"], ds[split]["label_text"]):
+                names.setdefault(int(y), t)
+        else:  # a ClassLabel column carries the names itself
+            names.update(enumerate(ds[split].features["label"].names))
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"newsgroups20: HF labels {sorted(names)} are not 0..K-1")
     return {s: (list(ds[s]["text"]), [int(y) for y in ds[s]["label"]]) for s in SPLITS}, \

@@ -21,9 +21,9 @@ class BoW(nn.Module):
             raise ValueError(f"model.dim={dim} must be >= 1")
         if mode not in MODES:
             raise ValueError(f"model.mode={mode!r}; allowed: {MODES}")
+        vocab, pad_id = token_info(tokenizer, "bow")  # first: the clearest message on a non-text data set
         if len(input_shape) != 1:
             raise ValueError(f"model=bow expects token ids [N, L], got input_shape={list(input_shape)}")
-        vocab, pad_id = token_info(tokenizer, "bow")
         self.embed = nn.EmbeddingBag(vocab, dim, mode=mode, padding_idx=pad_id)
         self.fc = nn.Linear(dim, num_classes)
 
