@@ -36,7 +36,7 @@ def _params(model):
 
 
 def test_rl_lowers_forget_accuracy(overfit):
-    ws, original = overfit("method=rl", "method.epochs=4", "method.lr=0.05")
+    ws, original = overfit("method=rl", "method.epochs=2", "method.lr=0.05")
     before = _accuracy(original, ws, ws.split.forget)
     assert before > 0.9, "the tiny model should fit D_f before unlearning"
     unlearned = ws.method(original, ws.task)
