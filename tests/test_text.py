@@ -64,6 +64,13 @@ def test_latin1_and_stripping(bydate):
     assert ((stripped.x_train != 0).sum(1) < (full.x_train != 0).sum(1)).all()
 
 
+def test_stripping_matches_scikit_learn(bydate):
+    sk = pytest.importorskip("sklearn.datasets._twenty_newsgroups")  # private helpers, the reference
+    for raw in read_bydate(bydate)[0]["train"][0][::7]:
+        expect = sk.strip_newsgroup_quoting(sk.strip_newsgroup_footer(sk.strip_newsgroup_header(raw)))
+        assert strip_text(raw, ("headers", "footers", "quotes")) == expect
+
+
 def test_subsample_per_class(bydate):
     d = load(bydate, per_class=2, test_per_class=1)
     assert torch.bincount(d.y_train).tolist() == [2] * 20 and torch.bincount(d.y_test).tolist() == [1] * 20
@@ -192,7 +199,8 @@ BERT_OVERRIDES = ["model.pretrained=minilm", "model.random_init=true",
                   "model.config_overrides={" + ",".join(f"{k}:{v}" for k, v in TINY_BERT.items()) + "}"]
 
 
-@pytest.mark.parametrize("model,paradigm", [("bow", "classwise"), ("bow", "group"), ("bert", "classwise")])
+@pytest.mark.parametrize("model,paradigm", [("bow", "classwise"), ("bow", "group"),
+                                            pytest.param("bert", "classwise", marks=pytest.mark.slow)])
 def test_run_experiment_on_fixture(bydate, tmp_path, model, paradigm):
     cfg = compose_cfg(["dataset=newsgroups20", f"dataset.root={bydate}", "dataset.max_length=96", f"model={model}",
                        f"paradigm={paradigm}", "device=cpu", "wandb.mode=disabled", "train.epochs=1",

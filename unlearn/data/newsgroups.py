@@ -30,15 +30,15 @@ _QUOTE = re.compile(r"(writes in|writes:|wrote:|says:|said:|^In article|^Quoted 
 
 
 def strip_text(text: str, remove: tuple[str, ...]) -> str:
-    """Drop the header block, a trailing signature after a `--` line, and quoted lines, on request."""
+    """Drop the header block, the signature after the last blank/`--` line, and quoted lines (sklearn's order)."""
     if "headers" in remove:
         text = text.partition("\n\n")[2]
-    if "quotes" in remove:
-        text = "\n".join(line for line in text.split("\n") if not _QUOTE.search(line))
     if "footers" in remove:
         lines = text.strip().split("\n")
         cut = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].strip().strip("-") == ""), 0)
         text = "\n".join(lines[:cut]) if cut > 0 else text
+    if "quotes" in remove:
+        text = "\n".join(line for line in text.split("\n") if not _QUOTE.search(line))
     return text
 
 
