@@ -47,6 +47,9 @@ class BS(LossMethod):
         for p in frozen.parameters():
             p.requires_grad_(False)
         data, forget, bs = task.data, task.split.forget, self.recipe.batch_size
+        if not data.prepare(data.x_train[forget[:1]]).is_floating_point():
+            raise ValueError(f"bs needs continuous model inputs for its FGSM step; {data.name!r} feeds "
+                             f"{data.x_train.dtype} (e.g. token ids)")
         return torch.cat([nearest_wrong_class(frozen, data.prepare(data.x_train[b]), data.y_train[b], self.bound)
                           for b in forget.split(bs)])
 
