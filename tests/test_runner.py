@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from omegaconf import open_dict
 
 from tests.conftest import ROOT, TINY
 from unlearn.cache import load_checkpoint, save_checkpoint
@@ -136,3 +137,14 @@ def test_wandb_offline_records_config_and_metrics(tiny_cfg, tmp_path, monkeypatc
     record = logs[0].read_bytes()  # protobuf records: keys and string values appear verbatim
     for token in (b"retrain/TA", b"avg_gap", b"mia/m_entropy", b"smooth_rate", b"synthetic"):
         assert token in record, token
+
+
+def test_where_data_is_cached_does_not_change_the_model_key(tiny_cfg):
+    ws = Workspace(tiny_cfg())
+    before = ws.original_key()
+    with open_dict(ws.cfg):  # keys that say where/how data is read, not what it is
+        ws.cfg.dataset.cache_dir, ws.cfg.dataset.num_workers = "/elsewhere", 7
+    assert ws.original_key() == before
+    with open_dict(ws.cfg):
+        ws.cfg.dataset.noise = 0.9
+    assert ws.original_key() != before

@@ -24,6 +24,7 @@ from unlearn.train import Recipe, fit
 
 log = logging.getLogger("unlearn")
 DEVICES = ("auto", "cpu", "cuda")
+RUNTIME_DATA_KEYS = ("cache_dir", "num_workers", "download")  # where/how data is read, not what it is
 WANDB_MODES = ("offline", "online", "disabled")
 
 
@@ -94,7 +95,9 @@ class Workspace:
 
     def original_key(self) -> dict:
         c = self.cfg
-        return {"dataset": OmegaConf.to_container(c.dataset, resolve=True), "labels": self.paradigm.labels,
+        dataset = {k: v for k, v in OmegaConf.to_container(c.dataset, resolve=True).items()
+                   if k not in RUNTIME_DATA_KEYS}
+        return {"dataset": dataset, "labels": self.paradigm.labels,
                 "model": OmegaConf.to_container(c.model, resolve=True), "train": self.recipe.to_dict(),
                 "seed": c.seed}
 
