@@ -20,6 +20,9 @@ class Split:
     retain: Tensor  # sorted indices into the training set (D_r = D_tr minus D_f)
     test: Tensor  # indices into the test set used for TA and as MIA non-members
 
+    def to(self, device) -> "Split":
+        return Split(self.forget.to(device), self.retain.to(device), self.test.to(device))
+
     def fingerprint(self) -> str:
         h = hashlib.sha1()
         for t in (self.forget, self.retain, self.test):

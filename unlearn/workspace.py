@@ -78,9 +78,8 @@ class Workspace:
         data = build(cfg.dataset)
         if self.paradigm.labels == "coarse":
             data = data.to_coarse()
-        self.split = self.paradigm.split(data, cfg.seed)
+        self.split = self.paradigm.split(data, cfg.seed).to(self.device)
         self.data = data.to(self.device)
-        self.split = type(self.split)(*(t.to(self.device) for t in (self.split.forget, self.split.retain, self.split.test)))
         self.cache_dir = to_absolute_path(cfg.cache_dir)
         self.out_dir = Path(cfg.run_dir or (HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "."))
         self.task = Task(self.data, self.split, self.device, cfg.seed, self.new_model)

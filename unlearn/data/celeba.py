@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from hydra.utils import to_absolute_path
 from torchvision import datasets
 
 from unlearn.data.base import Data
-from unlearn.data.store import ToUint8, cached_tensors, decode_all, fingerprint, require_files
+from unlearn.data.store import ToUint8, cached_images, decode_all, fingerprint, require_files
 
 CELEBA_STATS = ((0.5063, 0.4258, 0.3832), (0.3107, 0.2904, 0.2897))
 SPLITS = ("train", "valid", "test")
@@ -50,7 +49,7 @@ def load_celeba(root: str, download: bool = False, cache_dir: str | None = None,
 
     key = {"source": "celeba", "root": str(folder), "files": fingerprint(txt), "attribute": attribute,
            "image_size": image_size, "test_split": test_split}
-    d = cached_tensors(cache_dir, key, build)
+    d = cached_images(cache_dir, key, build)
     return Data("celeba", d["x_train"], d["y_train"], d["x_test"], d["y_test"], num_classes=2,
                 classes=[f"not_{attribute}", attribute], group_train=d["group_train"], group_test=d["group_test"],
                 mean=tuple(mean), std=tuple(std), augment=augment)

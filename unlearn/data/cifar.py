@@ -10,7 +10,7 @@ from hydra.utils import to_absolute_path
 from torchvision import datasets
 
 from unlearn.data.base import Data
-from unlearn.data.store import cached_tensors, fingerprint, require_files
+from unlearn.data.store import cached_images, fingerprint, require_files
 
 # The official CIFAR-100 fine -> coarse map (fine label i belongs to superclass CIFAR100_COARSE[i]), as
 # stored in the `coarse_labels` of the dataset's pickles; used to validate the files we read.
@@ -64,7 +64,7 @@ def load_cifar10(root: str, download: bool = False, cache_dir: str | None = None
         return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te, "classes": classes}
 
     key = {"source": "cifar10", "root": str(folder), "files": fingerprint([folder / f for f in _files(datasets.CIFAR10)])}
-    d = cached_tensors(cache_dir, key, build)
+    d = cached_images(cache_dir, key, build)
     return Data("cifar10", d["x_train"], d["y_train"], d["x_test"], d["y_test"], num_classes=10,
                 classes=d["classes"], mean=tuple(mean), std=tuple(std), augment=augment)
 
@@ -103,7 +103,7 @@ def load_cifar100(root: str, download: bool = False, cache_dir: str | None = Non
                 "coarse_classes": names}
 
     key = {"source": "cifar100", "root": str(folder), "files": fingerprint([folder / f for f in _files(cls)])}
-    d = cached_tensors(cache_dir, key, build)
+    d = cached_images(cache_dir, key, build)
     data = Data("cifar100", d["x_train"], d["y_train"], d["x_test"], d["y_test"], num_classes=100,
                 classes=d["classes"], coarse_of=torch.tensor(CIFAR100_COARSE), coarse_classes=d["coarse_classes"],
                 mean=tuple(mean), std=tuple(std), augment=augment)

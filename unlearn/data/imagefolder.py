@@ -12,7 +12,7 @@ import yaml
 from hydra.utils import to_absolute_path
 
 from unlearn.data.base import Data
-from unlearn.data.store import (IMAGE_EXTENSIONS, LazyImages, MissingDataError, cached_tensors, decode_files,
+from unlearn.data.store import (IMAGE_EXTENSIONS, LazyImages, MissingDataError, cached_images, decode_files,
                                 fingerprint)
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -94,7 +94,7 @@ def load_imagefolder(root: str, train_dir: str = "train", test_dir: str | None =
             return {f"x_{p}": decode_files(picks[p][0], image_size, num_workers) for p in picks}
         key = {"source": base.name, "root": str(base), "image_size": image_size,
                **{p: fingerprint(picks[p][0]) for p in picks}}
-        x = cached_tensors(cache_dir, key, build)
+        x = cached_images(cache_dir, key, build)
     else:
         x = {f"x_{p}": LazyImages(picks[p][0], image_size, num_workers) for p in picks}
     return Data(base.name, x["x_train"], picks["train"][1], x["x_test"], picks["test"][1], num_classes=len(classes),

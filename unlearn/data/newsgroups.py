@@ -11,7 +11,8 @@ from hydra.utils import to_absolute_path
 
 from unlearn.cache import config_hash
 from unlearn.data.base import Data
-from unlearn.data.text import MINILM, cached_tensors, load_tokenizer, resolve_path, tokenize
+from unlearn.cache import cached_tensors
+from unlearn.data.text import MINILM, load_tokenizer, resolve_path, tokenize
 
 log = logging.getLogger("unlearn")
 GROUPS = ("alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",

@@ -3,10 +3,8 @@ memory, and `LazyImages`, an indexable store that decodes files per batch for da
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -14,10 +12,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from filelock import FileLock
-from hydra.utils import to_absolute_path
 from PIL import Image
 from torch import Tensor
+
+from unlearn.cache import cached_tensors
 
 log = logging.getLogger("unlearn")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -46,33 +44,12 @@ def fingerprint(paths: Sequence[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_tensors(cache_dir: str | Path | None, key: dict, build: Callable[[], dict]) -> dict:
+def cached_images(cache_dir: str | Path | None, key: dict, build: Callable[[], dict]) -> dict:
     """`build()` (a dict of tensors and label names) decoded once, then read from `<cache_dir>/<source>-<hash>.pt`.
 
     `key` names the source files and every preprocessing choice; `cache_dir=None` disables caching.
     """
-    if cache_dir is None:
-        return build()
-    wanted = json.dumps({**key, "format": FORMAT}, sort_keys=True, default=str)
-    path = Path(to_absolute_path(str(cache_dir))) / f"{key['source']}-{hashlib.sha256(wanted.encode()).hexdigest()[:16]}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):  # parallel sweep jobs decode once
-        if path.exists():
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if payload.get("key") == wanted:
-                log.info("data %s: loaded decoded tensors from %s", key["source"], path)
-                return payload["data"]
-        log.info("data %s: decoding once into %s", key["source"], path)
-        data = build()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"key": wanted, "data": data}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return data
+    return cached_tensors(key["source"], {**key, "format": FORMAT}, cache_dir, build)
 
 
 def load_image(path: str | Path | Image.Image, size: int | None = None) -> Tensor:

