@@ -1,4 +1,6 @@
 """Core models: output and feature shapes, the `features`/`fc` contract, backward pass."""
+import math
+
 import pytest
 import torch
 
@@ -29,3 +31,14 @@ def test_resnet18_standard_width_has_resnet18_size():
 def test_bad_width():
     with pytest.raises(ValueError, match="width=0"):
         ResNet18(10, (3, 32, 32), width=0)
+
+
+@pytest.mark.parametrize("model, sizing", [
+    ("resnet18", ["model.width=4"]), ("vgg16_bn", ["model.width=4"]), ("cnn", ["model.width=4"]),
+    ("mlp", ["model.hidden=16"]),
+    ("vit", ["model.depth=1", "model.width=16", "model.heads=2", "model.mlp_dim=16", "model.patch_size=4"]),
+])
+def test_every_vision_model_runs_end_to_end(model, sizing, tiny_cfg):
+    from unlearn.workspace import run_experiment
+    metrics = run_experiment(tiny_cfg(f"model={model}", *sizing, "train.epochs=1"))
+    assert all(math.isfinite(metrics[k]) for k in ("UA", "MIA", "RA", "TA", "original/TA", "retrain/TA"))

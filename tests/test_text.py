@@ -198,7 +198,8 @@ BERT_OVERRIDES = ["model.pretrained=minilm", "model.random_init=true",
                   "model.config_overrides={" + ",".join(f"{k}:{v}" for k, v in TINY_BERT.items()) + "}"]
 
 
-@pytest.mark.parametrize("model,paradigm", [("bow", "classwise"), ("bow", "group"), ("bert", "classwise")])
+@pytest.mark.parametrize("model,paradigm", [("bow", "classwise"), ("bow", "group"), ("bert", "classwise"),
+                                           ("minilm", "classwise")])
 def test_run_experiment_on_fixture(bydate, tmp_path, model, paradigm):
     cfg = compose_cfg(["dataset=newsgroups20", f"dataset.root={bydate}", "dataset.max_length=96", f"model={model}",
                        f"paradigm={paradigm}", "device=cpu", "wandb.mode=disabled", "train.epochs=1",
