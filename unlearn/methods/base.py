@@ -45,10 +45,11 @@ class Method:
 
 
 class LossMethod(Method):
-    """Gradient methods that differ only in their loss.
+    """Gradient methods that differ only in their loss (and, optionally, a few hooks).
 
-    `drive` names the split whose full pass makes an epoch ("forget" or "retain"); with `pair`,
-    every batch of it comes with an equal-size batch cycled from the other split.
+    `drive` names what one epoch passes over: "forget" (D_f), "retain" (D_r) or "all" (D_f and D_r
+    shuffled together; each batch is handed to `loss` split into its forget and retain parts). With
+    `pair`, every batch of the driving split comes with an equal-size batch cycled from the other one.
     """
 
     drive = "forget"
@@ -60,29 +61,55 @@ class LossMethod(Method):
 
     def unlearn(self, model, task):
         data, split, r = task.data, task.split, self.recipe
+        if self.drive not in ("forget", "retain", "all"):
+            raise ValueError(f"{type(self).__name__}.drive={self.drive!r}; allowed: 'forget', 'retain', 'all'")
         g = torch.Generator().manual_seed(task.seed)
-        main, other = (split.forget, split.retain) if self.drive == "forget" else (split.retain, split.forget)
-        cycler = Cycler(other, g) if self.pair else None
+        main = {"forget": split.forget, "retain": split.retain,
+                "all": torch.cat([split.forget, split.retain])}[self.drive]
+        other = split.retain if self.drive == "forget" else split.forget
+        cycler = Cycler(other, g) if self.pair and self.drive != "all" else None
+        in_forget = torch.zeros(len(data.y_train), dtype=torch.bool, device=main.device)
+        in_forget[split.forget] = True
         opt = r.optimizer_for(model.parameters())
         sched = r.scheduler_for(opt, r.epochs * math.ceil(len(main) / r.batch_size))
 
         def fetch(idx):
-            return data.prepare(data.x_train[idx], train=True, generator=g), data.y_train[idx]
+            if len(idx) == 0:
+                return None
+            return data.prepare(data.x_train[idx], train=True, generator=g), self.targets(task, idx)
 
+        self.setup(model, task, g)
         model.train()
-        for _ in tqdm(range(r.epochs), desc=type(self).__name__, disable=None, leave=False):
+        for epoch in tqdm(range(r.epochs), desc=type(self).__name__, disable=None, leave=False):
+            self.start_epoch(epoch, task, g)
             for b in batches(main, r.batch_size, g):
-                mate = fetch(cycler.take(len(b))) if cycler is not None else None
-                here = fetch(b)
-                forget, retain = (here, mate) if self.drive == "forget" else (mate, here)
+                if self.drive == "all":
+                    forget, retain = fetch(b[in_forget[b]]), fetch(b[~in_forget[b]])
+                else:
+                    here, mate = fetch(b), fetch(cycler.take(len(b))) if cycler is not None else None
+                    forget, retain = (here, mate) if self.drive == "forget" else (mate, here)
                 loss = self.loss(model, forget, retain)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.before_step(model)
                 opt.step()
+                self.after_step(model)
                 if sched is not None:
                     sched.step()
         return model.eval()
 
+    def targets(self, task: Task, idx: Tensor) -> Tensor:
+        """Labels of training samples `idx` as the loss sees them (relabelling methods override)."""
+        return task.data.y_train[idx]
+
+    def setup(self, model: nn.Module, task: Task, generator: torch.Generator) -> None:
+        """Hook before the first step (masks, relabelling)."""
+
+    def start_epoch(self, epoch: int, task: Task, generator: torch.Generator) -> None:
+        """Hook at the start of every epoch (per-epoch relabelling, decaying penalties)."""
+
     def before_step(self, model: nn.Module) -> None:
-        """Hook between backward and the optimiser step (gradient masks, penalties)."""
+        """Hook between backward and the optimiser step (gradient masks)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Hook right after the optimiser step (restoring frozen weights)."""

@@ -26,14 +26,10 @@ class L1Sparse(LossMethod):
     def coef(self, epoch: int) -> float:
         return self.l1_coef * (1 - epoch / self.recipe.epochs)
 
-    def unlearn(self, model, task):
-        self._steps_per_epoch = math.ceil(len(task.split.retain) / self.recipe.batch_size)
-        self._step = 0
-        return super().unlearn(model, task)
+    def start_epoch(self, epoch, task, generator):
+        self._gamma = self.coef(epoch)
 
     def loss(self, model, forget, retain):
         x, y = retain
-        gamma = self.coef(self._step // self._steps_per_epoch)
-        self._step += 1
         l1 = torch.cat([p.flatten() for p in model.parameters() if p.requires_grad]).abs().sum()
-        return F.cross_entropy(model(x), y) + gamma * l1
+        return F.cross_entropy(model(x), y) + self._gamma * l1

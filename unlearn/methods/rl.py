@@ -5,15 +5,10 @@ Machine Unlearning") and Fan et al. 2024 (SalUn): one shuffled pass over D_f u D
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from torch import nn
-from tqdm.auto import tqdm
 
-from unlearn.methods.base import Method, Task
-from unlearn.train import batches
+from unlearn.methods.base import LossMethod
 
 
 def wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
@@ -22,44 +17,29 @@ def wrong_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator) 
     return (y + shift) % num_classes
 
 
-class RL(Method):
+class RL(LossMethod):
     """Cross-entropy on D_f (random wrong labels, redrawn every epoch) together with D_r (true labels).
 
     Redrawing per epoch follows the public code of Jia et al. / Fan et al., which relabels D_f inside
     the per-epoch routine; unlike that code the new label is always wrong, never the true class.
     """
 
-    def unlearn(self, model: nn.Module, task: Task) -> nn.Module:
-        data, split, r = task.data, task.split, self.recipe
-        if data.num_classes < 2:
-            raise ValueError(f"{type(self).__name__} needs >= 2 classes to draw a wrong label; got {data.num_classes}")
-        g = torch.Generator().manual_seed(task.seed)
-        idx = torch.cat([split.forget, split.retain])
-        nf = len(split.forget)
-        self.prepare(model, task)
-        opt = r.optimizer_for(model.parameters())
-        sched = r.scheduler_for(opt, r.epochs * math.ceil(len(idx) / r.batch_size))
-        model.train()
-        for _ in tqdm(range(r.epochs), desc=type(self).__name__, disable=None, leave=False):
-            y = data.y_train[idx].clone()
-            y[:nf] = wrong_labels(y[:nf], data.num_classes, g)
-            for b in batches(torch.arange(len(idx), device=idx.device), r.batch_size, g):
-                x = data.prepare(data.x_train[idx[b]], train=True, generator=g)
-                loss = F.cross_entropy(model(x), y[b])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.before_step(model)
-                opt.step()
-                self.after_step(model)
-                if sched is not None:
-                    sched.step()
-        return model.eval()
+    drive = "all"
 
-    def prepare(self, model: nn.Module, task: Task) -> None:
-        """Hook before the first step (SalUn builds its saliency mask here)."""
+    def setup(self, model, task, generator):
+        if task.data.num_classes < 2:
+            raise ValueError(f"{type(self).__name__} needs >= 2 classes to draw a wrong label; "
+                             f"got {task.data.num_classes}")
 
-    def before_step(self, model: nn.Module) -> None:
-        """Hook between backward and the optimiser step."""
+    def start_epoch(self, epoch, task, generator):
+        y, forget = task.data.y_train.clone(), task.split.forget
+        y[forget] = wrong_labels(y[forget], task.data.num_classes, generator)
+        self._labels = y
 
-    def after_step(self, model: nn.Module) -> None:
-        """Hook right after the optimiser step."""
+    def targets(self, task, idx):
+        return self._labels[idx]
+
+    def loss(self, model, forget, retain):
+        parts = [p for p in (forget, retain) if p is not None]
+        x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return F.cross_entropy(model(x), y)

@@ -51,7 +51,8 @@ class SalUn(RL):
             i += v.numel()
         return out
 
-    def prepare(self, model, task):
+    def setup(self, model, task, generator):
+        super().setup(model, task, generator)
         mask = self.saliency_mask(model, task)
         self._masked = [(p, mask[n], p.detach().clone()) for n, p in model.named_parameters() if n in mask]
 
