@@ -29,6 +29,12 @@ def test_summary_is_mean_and_std_over_seeds():
     assert table[table["method"] == "ugradsl"].iloc[0]["UA"] == "90.00 ± 0.00"
 
 
+def test_a_single_seed_shows_no_spread():
+    runs = _runs()
+    table = summary(to_long(runs[runs["seed"] == 0]), metrics=["UA"])
+    assert table[table["method"] == "ga"].iloc[0]["UA"] == "10.00"
+
+
 def test_missing_identity_columns():
     with pytest.raises(ValueError, match="lacks identity columns"):
         to_long(pd.DataFrame({"UA": [1.0]}))

@@ -25,6 +25,7 @@ def summary(long: pd.DataFrame, metrics: list[str] | None = None, by: list[str] 
     by = by or [c for c in ID_COLS if c != "seed"]
     sel = long[long["metric"].isin(metrics)]
     stats = sel.groupby(by + ["metric"], dropna=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    stats["cell"] = [f"{m:.2f} ± {0.0 if pd.isna(s) else s:.2f}" for m, s in zip(stats["mean"], stats["std"])]
+    stats["cell"] = [f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"  # one seed has no spread to report
+                     for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
     wide = stats.pivot_table(index=by, columns="metric", values="cell", aggfunc="first")
     return wide[[m for m in metrics if m in wide.columns]].reset_index()
