@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from unlearn.checks import require
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine")
 
@@ -34,9 +36,7 @@ class Recipe:
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
             ("scheduler", self.scheduler in SCHEDULERS, f"one of {SCHEDULERS}"),
         ]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"{key}={getattr(self, key)!r} is invalid; allowed: {allowed}")
+        require(checks, vars(self))
 
     def to_dict(self) -> dict:
         return asdict(self)

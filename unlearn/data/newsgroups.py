@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from hydra.utils import to_absolute_path
 
-from unlearn.cache import config_hash
+from unlearn.cache import cached_tensors, config_hash
+from unlearn.checks import require
 from unlearn.data.base import Data
-from unlearn.cache import cached_tensors
 from unlearn.data.text import MINILM, load_tokenizer, resolve_path, tokenize
 
 log = logging.getLogger("unlearn")
@@ -127,9 +127,7 @@ def load_newsgroups20(source: str = "bydate", root: str = "../shared/data/20news
               ("test_per_class", test_per_class is None or test_per_class >= 1, "null or >= 1"),
               ("max_length", isinstance(max_length, int) and 8 <= max_length <= 512, "an integer in [8, 512]"),
               ("encode_batch_size", encode_batch_size >= 1, ">= 1")]
-    for key, ok, allowed in checks:
-        if not ok:
-            raise ValueError(f"dataset.{key}={locals()[key]!r} is invalid; allowed: {allowed}")
+    require(checks, locals(), "dataset.")
     if source == "bydate":
         splits, classes = read_bydate(Path(to_absolute_path(root)))
     else:
@@ -153,7 +151,9 @@ def load_newsgroups20(source: str = "bydate", root: str = "../shared/data/20news
 
     x = cached_tensors("newsgroups20-tokens", key, cache, tokens)
     if encoder is not None:
-        from unlearn.models.minilm import encode  # the frozen encoder is the model side of this cache
+        from unlearn.models.minilm import (
+            encode,  # the frozen encoder is the model side of this cache
+        )
 
         def embeddings():
             pad = load_tokenizer(tokenizer).pad_token_id

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unlearn.checks import require
 from unlearn.methods.base import Method
 from unlearn.methods.iu import per_sample_grads, trainable
 
@@ -55,9 +56,7 @@ class FF(Method):
                    "null (all of D_r) or an integer >= 1"),
                   ("head", head in HEADS, f"one of {HEADS}"),
                   ("chunk", isinstance(chunk, int) and chunk >= 1, "an integer >= 1")]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"ff: {key}={locals()[key]!r} is invalid; allowed: {allowed}")
+        require(checks, locals(), "ff: ")
         self.alpha, self.power, self.max_std, self.eps = alpha, power, max_std, eps
         self.num_samples, self.head, self.chunk = num_samples, head, chunk
         self.recipe = None  # one-shot perturbation: no optimiser

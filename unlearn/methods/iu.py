@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from unlearn.checks import require
 from unlearn.methods.base import Method
 
 
@@ -72,9 +73,7 @@ class IU(Method):
         checks = [("num_samples", isinstance(num_samples, int) and num_samples >= 1, "an integer >= 1"),
                   ("damping", damping > 0, "> 0"), ("scale", scale > 0, "> 0"),
                   ("chunk", isinstance(chunk, int) and chunk >= 1, "an integer >= 1")]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"iu: {key}={locals()[key]!r} is invalid; allowed: {allowed}")
+        require(checks, locals(), "iu: ")
         self.num_samples, self.damping, self.scale, self.chunk = num_samples, damping, scale, chunk
         self.recipe = None  # one-shot update: no optimiser
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from unlearn.checks import require
 from unlearn.methods.base import Method, Task
 from unlearn.train import batches
 
@@ -39,9 +40,7 @@ class SCRUB(Method):
             ("kl_weight", kl_weight >= 0, ">= 0"),
             ("forget_batch_size", isinstance(forget_batch_size, int) and forget_batch_size >= 1, "an integer >= 1"),
         ]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"{key}={locals()[key]!r} is invalid; allowed: {allowed}")
+        require(checks, locals())
         self.max_steps, self.temperature = max_steps, temperature
         self.ce_weight, self.kl_weight, self.forget_batch_size = ce_weight, kl_weight, forget_batch_size
 

@@ -3,6 +3,8 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
+from unlearn.checks import require
+
 
 class ViT(VisionTransformer):
     """Patch embedding (any channel count), class token, `depth` pre-norm encoder blocks; the class
@@ -20,9 +22,7 @@ class ViT(VisionTransformer):
                    f"a positive multiple of model.heads={heads}"),
                   ("mlp_dim", isinstance(mlp_dim, int) and mlp_dim >= 1, "an integer >= 1"),
                   ("dropout", 0 <= dropout < 1, "in [0, 1)")]
-        for key, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"model.{key}={locals()[key]!r} is invalid; allowed: {allowed}")
+        require(checks, locals(), "model.")
         super().__init__(image_size=h, patch_size=patch_size, num_layers=depth, num_heads=heads,
                          hidden_dim=width, mlp_dim=mlp_dim, dropout=dropout, num_classes=num_classes)
         if c != 3:  # torchvision's patch embedding assumes RGB
