@@ -54,15 +54,28 @@ def test_methods_are_deterministic(tiny_cfg):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-@pytest.mark.parametrize("override, match", [
-    ("method.lr=-0.1", "lr=-0.1"),
-    ("method.epochs=0", "epochs=0"),
-    ("method.optimizer=rmsprop", "optimizer='rmsprop'"),
-    ("method.batch_size=0", "batch_size=0"),
-])
-def test_bad_hyperparameters_fail_on_construction(override, match, tiny_cfg):
+BAD_HYPERPARAMETERS = [  # (method, override, what the message must name)
+    ("ugradsl", "method.lr=-0.1", "lr=-0.1"), ("ugradsl", "method.epochs=0", "epochs=0"),
+    ("ugradsl", "method.optimizer=rmsprop", "optimizer='rmsprop'"), ("ugradsl", "method.batch_size=0", "batch_size=0"),
+    ("ugradsl", "method.smooth_rate_mode=auto", "smooth_rate_mode='auto'"),
+    ("ugradsl", "method.distance=l1", "distance='l1'"),
+    ("ugradsl", "method.delta=0", "delta=0"),
+    ("scrub", "method.temperature=0", "temperature=0"), ("scrub", "method.max_steps=-1", "max_steps=-1"),
+    ("scrub", "method.lr=-1", "lr=-1"),
+    ("salun", "method.mask_fraction=0", "mask_fraction=0"), ("salun", "method.mask_fraction=1.5", "mask_fraction=1.5"),
+    ("salun", "method.mask_fraction=-0.2", "mask_fraction=-0.2"),
+    ("iu", "method.damping=0", "damping=0"), ("iu", "method.num_samples=0", "num_samples=0"),
+    ("iu", "method.scale=-1", "scale=-1"), ("ff", "method.alpha=0", "alpha=0"),
+    ("ff", "method.max_std=-1", "max_std=-1"), ("ff", "method.num_samples=0", "num_samples=0"),
+    ("ff", "method.head=drop", "head='drop'"), ("be", "method.lr=-0.1", "lr=-0.1"),
+    ("be", "method.epochs=0", "epochs=0"), ("bs", "method.bound=0", "bound=0"), ("bs", "method.lr=-1", "lr=-1"),
+]
+
+
+@pytest.mark.parametrize("method, override, match", BAD_HYPERPARAMETERS)
+def test_bad_hyperparameters_fail_on_construction(method, override, match, tiny_cfg):
     with pytest.raises(ValueError, match=match):
-        Workspace(tiny_cfg("method=ugradsl", override))
+        Workspace(tiny_cfg(f"method={method}", override))
 
 
 def test_task_carries_a_model_factory(tiny_cfg):

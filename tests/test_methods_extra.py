@@ -58,12 +58,6 @@ def test_salun_leaves_weights_outside_the_mask_bit_identical(overfit):
     assert moved > 0.5 * round(0.3 * total), "masked weights should be updated"
 
 
-def test_salun_rejects_a_mask_fraction_outside_0_1(tiny_cfg):
-    for bad in ("0", "1.5", "-0.2"):
-        with pytest.raises(ValueError, match=f"mask_fraction={bad} must be in"):
-            Workspace(tiny_cfg("method=salun", f"method.mask_fraction={bad}"))
-
-
 def test_l1_sparse_increases_near_zero_weights(overfit):
     def small_fraction(model, tol=0.01):  # above the subgradient jitter lr * l1_coef = 0.005
         w = torch.cat([p.detach().flatten() for p in model.parameters()])
@@ -99,16 +93,6 @@ def test_scrub_max_step_raises_the_forget_kl(overfit):
     assert forget_kl(scrub(original, ws.task)) > 0  # the whole method moves away from the teacher on D_f
 
 
-@pytest.mark.parametrize("override, match", [
-    ("method.temperature=0", "temperature=0"),
-    ("method.max_steps=-1", "max_steps=-1"),
-    ("method.lr=-1", "lr=-1"),
-])
-def test_scrub_rejects_bad_hyperparameters(override, match, tiny_cfg):
-    with pytest.raises(ValueError, match=match):
-        Workspace(tiny_cfg("method=scrub", "method.epochs=3", override))
-
-
 def test_adaptive_alpha_is_larger_for_isolated_forget_samples():
     # Forget sample 0 sits among the retain samples, forget sample 1 far away from all of them.
     xr = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [5.0, 5.0]])
@@ -137,16 +121,6 @@ def test_adaptive_ugradsl_runs_and_differs_from_fixed(overfit):
                                "method.delta=0.5", "smooth_rate=-1", paradigm="random")
         runs[mode] = _params(ws.method(original, ws.task))
     assert any(not torch.equal(runs["fixed"][n], runs["adaptive"][n]) for n in runs["fixed"])
-
-
-@pytest.mark.parametrize("override, match", [
-    ("method.smooth_rate_mode=auto", "smooth_rate_mode='auto'"),
-    ("method.distance=l1", "distance='l1'"),
-    ("method.delta=0", "delta=0"),
-])
-def test_adaptive_options_are_checked(override, match, tiny_cfg):
-    with pytest.raises(ValueError, match=match):
-        Workspace(tiny_cfg("method=ugradsl", override))
 
 
 def test_neggrad_plus_equals_ugradsl_plus_without_smoothing(overfit):
