@@ -148,3 +148,20 @@ def test_where_data_is_cached_does_not_change_the_model_key(tiny_cfg):
     with open_dict(ws.cfg):
         ws.cfg.dataset.noise = 0.9
     assert ws.original_key() != before
+
+
+def test_reference_metrics_are_computed_once_per_split(tiny_cfg, monkeypatch):
+    import unlearn.workspace as workspace
+
+    calls = []
+    real = workspace.evaluate
+    monkeypatch.setattr(workspace, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = run_experiment(tiny_cfg("method=ga"))
+    assert len(calls) == 3  # original, retrain, unlearned
+    second = run_experiment(tiny_cfg("method=ft"))
+    assert len(calls) == 4  # only the unlearned model is evaluated again
+    for key in ("original/UA", "original/MIA", "retrain/TA", "retrain/mia/entropy"):
+        assert second[key] == first[key]
+    third = run_experiment(tiny_cfg("method=ga", "paradigm=random", "paradigm.forget_fraction=0.25"))
+    assert len(calls) == 7  # another split: the references are evaluated on it
+    assert third["original/UA"] != first["original/UA"] or third["forget/size"] != first["forget/size"]

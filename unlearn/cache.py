@@ -43,7 +43,7 @@ def save_checkpoint(path: Path, model: nn.Module, key: dict, info: dict) -> None
 def cached_tensors(kind: str, key: dict, cache_dir: str | Path | None, compute) -> dict:
     """Load `<kind>-<hash>.pt` from `cache_dir` or run `compute() -> dict of tensors` and save it.
 
-    Decoded images, token ids and embeddings use this. The stored key is compared on load, so a stale
+    Decoded images, token ids, embeddings and the reference models' metrics use this. The stored key is compared on load, so a stale
     file is recomputed, never used silently; a file lock makes parallel jobs compute once.
     `cache_dir=None` disables caching.
     """

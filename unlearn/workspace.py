@@ -15,7 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn.cache import cached, config_hash
+from unlearn.cache import cached, cached_tensors, config_hash
 from unlearn.methods.base import Task
 from unlearn.methods.retrain import Retrain
 from unlearn.metrics import HEADLINE, evaluate, summarize
@@ -133,10 +133,9 @@ class Workspace:
 
     def evaluate(self, original, retrain, unlearned, seconds: float) -> dict[str, float]:
         """Headline and fine metrics of the unlearned model, plus `original/` and `retrain/` copies."""
-        ev = lambda m: evaluate(m, self.data, self.split, self.cfg.seed, self.cfg.eval.batch_size,  # noqa: E731
-                                self.cfg.eval.mia_shadow_size)
-        ref = ev(retrain)
-        rows = {"original": ev(original), "retrain": ref, "unlearned": ev(unlearned)}
+        ref = self.reference_metrics("retrain", retrain)
+        rows = {"original": self.reference_metrics("original", original), "retrain": ref,
+                "unlearned": self._evaluate(unlearned)}
         rows["original"]["RTE_s"] = self.infos["original"]["train_seconds"]
         rows["retrain"]["RTE_s"] = self.infos["retrain"]["train_seconds"]
         rows["unlearned"]["RTE_s"] = seconds
@@ -146,6 +145,16 @@ class Workspace:
             m = summarize(m, ref)
             out.update(m if name == "unlearned" else {f"{name}/{k}": v for k, v in m.items()})
         return out
+
+    def _evaluate(self, model) -> dict[str, float]:
+        return evaluate(model, self.data, self.split, self.cfg.seed, self.cfg.eval.batch_size,
+                        self.cfg.eval.mia_shadow_size)
+
+    def reference_metrics(self, name: str, model) -> dict[str, float]:
+        """Metrics of the cached original/Retrain model on this split, computed once per sweep, not per job."""
+        key = {"model": Path(self.infos[name]["path"]).name, "split": self.split.fingerprint(),
+               "eval": OmegaConf.to_container(self.cfg.eval, resolve=True), "seed": self.cfg.seed}
+        return dict(cached_tensors(f"metrics-{name}", key, self.cache_dir, lambda: self._evaluate(model)))
 
     def log(self, metrics: dict[str, float]) -> None:
         """metrics.json + config in the run dir, one row in the results CSV, W&B, and a printed table."""
