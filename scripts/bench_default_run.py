@@ -21,8 +21,8 @@ def timed_run(cfg) -> dict[str, float]:
     ws = Workspace(cfg); t["setup"] = time.perf_counter()
     original = ws.original_model(); t["original"] = time.perf_counter()
     retrain = ws.retrain_model(); t["retrain"] = time.perf_counter()
-    unlearned, _ = ws.unlearn(original, retrain); t["unlearn"] = time.perf_counter()
-    metrics = ws.evaluate(original, retrain, unlearned, 0.0); t["evaluate"] = time.perf_counter()
+    unlearned, seconds = ws.unlearn(original, retrain); t["unlearn"] = time.perf_counter()
+    metrics = ws.evaluate(original, retrain, unlearned, seconds); t["evaluate"] = time.perf_counter()
     ws.log(metrics); t["log"] = time.perf_counter()
     keys = list(t)
     out = {k: t[k] - t[p] for p, k in zip(keys, keys[1:])}
