@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -53,11 +52,13 @@ class BS(LossMethod):
         return torch.cat([nearest_wrong_class(frozen, data.prepare(data.x_train[b]), data.y_train[b], self.bound)
                           for b in forget.split(bs)])
 
+    def setup(self, model, task, generator):
+        self._labels = task.data.y_train.clone()
+        self._labels[task.split.forget] = self.relabel(model, task)  # before any step: the original model
+
+    def targets(self, task, idx):
+        return self._labels[idx]
+
     def loss(self, model, forget, retain):
         x, y = forget
         return F.cross_entropy(model(x), y)
-
-    def unlearn(self, model, task):
-        labels = task.data.y_train.clone()
-        labels[task.split.forget] = self.relabel(model, task)
-        return super().unlearn(model, replace(task, data=replace(task.data, y_train=labels)))

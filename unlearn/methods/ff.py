@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from unlearn.checks import require
 from unlearn.methods.base import Method
-from unlearn.methods.iu import per_sample_grads, trainable
+from unlearn.methods.iu import add_flat_, per_sample_grads
 
 HEADS = ("zero", "suppress", "keep")
 
@@ -25,14 +25,12 @@ def diagonal_fisher(model: nn.Module, x: Tensor, chunk: int = 32) -> Tensor:
 
     As in Golatkar et al.'s code (the true Fisher, not the empirical one): one per-sample gradient per class.
     """
-    k = None
     total = None
     for i in range(0, len(x), chunk):
         xb = x[i:i + chunk]
         with torch.no_grad():
             probs = F.softmax(model(xb).float(), -1)
-        k = probs.shape[1]
-        for c in range(k):
+        for c in range(probs.shape[1]):
             yc = torch.full((len(xb),), c, dtype=torch.long, device=xb.device)
             (g,) = per_sample_grads(model, xb, yc, chunk)
             part = (probs[:, c:c + 1] * g.pow(2)).sum(0)
@@ -76,12 +74,8 @@ class FF(Method):
         model.eval()
         std = self.noise_std(self.fisher(model, task))
         g = torch.Generator(device=std.device).manual_seed(task.seed)
+        add_flat_(model, std * torch.randn(std.shape, generator=g, device=std.device))
         with torch.no_grad():
-            noise = std * torch.randn(std.shape, generator=g, device=std.device)
-            pos = 0
-            for p in trainable(model).values():
-                p += noise[pos:pos + p.numel()].view_as(p)
-                pos += p.numel()
             gone = forgotten_classes(task)
             if self.head != "keep" and len(gone):
                 model.fc.weight[gone] = 0

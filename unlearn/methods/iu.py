@@ -29,6 +29,15 @@ def per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 32):
         yield torch.cat([out[k].flatten(1) for k in params], 1)
 
 
+@torch.no_grad()
+def add_flat_(model: nn.Module, vec: Tensor) -> None:
+    """Add a flat vector (ordered as `trainable(model)`) to the model's trainable parameters in place."""
+    pos = 0
+    for p in trainable(model).values():
+        p += vec[pos:pos + p.numel()].view_as(p)
+        pos += p.numel()
+
+
 def mean_grad(model: nn.Module, data, idx: Tensor, batch_size: int = 256) -> Tensor:
     """Flat gradient of the mean cross-entropy over training samples `idx` (eval mode, no augmentation)."""
     params = list(trainable(model).values())
@@ -90,10 +99,5 @@ class IU(Method):
 
     def unlearn(self, model, task):
         model.eval()  # BatchNorm uses running statistics, as at test time
-        step = self.scale * self.direction(model, task)
-        with torch.no_grad():
-            pos = 0
-            for p in trainable(model).values():
-                p += step[pos:pos + p.numel()].view_as(p)
-                pos += p.numel()
+        add_flat_(model, self.scale * self.direction(model, task))
         return model
