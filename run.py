@@ -6,10 +6,12 @@
 import hydra
 from omegaconf import DictConfig
 
+from unlearn.cli import rejecting_bad_config
 from unlearn.workspace import run_experiment
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@rejecting_bad_config  # a rejected config prints one line, leaves no run folder behind and exits 2
 def main(cfg: DictConfig) -> float:
     metrics = run_experiment(cfg)  # train-or-load original and Retrain, unlearn, evaluate, log
     return metrics["avg_gap"]  # the headline for sweepers: lower is closer to Retrain

@@ -1,12 +1,12 @@
-"""Turn a runs CSV into the tidy long format and print paper-style tables (mean ± std over seeds).
+"""Turn a runs CSV into the tidy long format and print mean ± std over seeds, one row per configuration.
 
-    .venv/bin/python scripts/collect.py results/runs.csv --long results/long.csv [--table T1] [--markdown]
+    .venv/bin/python scripts/collect.py results/runs.csv --long results/long.csv [--table table6] [--markdown]
 """
 import argparse
-
-import pandas as pd
+import sys
 
 from unlearn.report import summary, to_long
+from unlearn.results import read_runs
 
 
 def main() -> None:
@@ -16,12 +16,14 @@ def main() -> None:
     ap.add_argument("--table", help="keep only rows of this paper table")
     ap.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
     args = ap.parse_args()
-    long = to_long(pd.read_csv(args.runs))
+    runs, problems = read_runs(args.runs)
+    for p in problems:
+        print(f"{args.runs}: {p}", file=sys.stderr)
     if args.table:
-        long = long[long["table"] == args.table]
+        runs = runs[runs["table"] == args.table]
     if args.long:
-        long.to_csv(args.long, index=False)
-    table = summary(long)
+        to_long(runs).to_csv(args.long, index=False)
+    table = summary(runs)
     print(table.to_markdown(index=False) if args.markdown else table.to_string(index=False))
 
 

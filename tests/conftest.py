@@ -2,9 +2,14 @@
 import os
 from pathlib import Path
 
+import itertools
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,15 +23,48 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-TINY = ["dataset=synthetic", "model=cnn", "device=cpu", "wandb.mode=disabled", "train.epochs=4",
-        "train.batch_size=32", "method.epochs=1"]
+TINY = ["dataset=synthetic", "model=cnn", "device=cpu", "wandb.mode=disabled", "method.epochs=1"]
+_RUNS = itertools.count()
 
 
 def compose_cfg(overrides, tmp_path: Path):
-    """The real root config with `overrides`, writing only under `tmp_path`."""
+    """The real root config with `overrides`, writing only under `tmp_path` (a fresh run folder per call)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=[f"cache_dir={tmp_path}/cache", f"results_csv={tmp_path}/runs.csv",
-                                             f"run_dir={tmp_path}/run", *overrides])
+                                             f"run_dir={tmp_path}/run{next(_RUNS)}", *overrides])
+
+
+def _instantiate(spec, **kw):
+    try:
+        return instantiate(spec, **kw)
+    except InstantiationException as e:  # the constructor's own error, as a user would see it
+        raise e.__cause__ from None
+
+
+def yaml_model(name: str, num_classes: int, input_shape, **keys):
+    """A model built from conf/model/<name>.yaml, the one home of its defaults, with `keys` changed."""
+    spec = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{name}.yaml"), resolve=True)
+    for meta in ("name", "modality", "num_classes", "input_shape"):
+        spec.pop(meta)
+    return _instantiate({**spec, **keys}, num_classes=num_classes, input_shape=list(input_shape))
+
+
+def yaml_method(name: str, **keys):
+    """A method built from its composed YAML (conf/method/<name>.yaml with the shared optimiser recipe)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        node = compose("config", overrides=[f"method={name}", "dataset=synthetic"]).method
+    spec = OmegaConf.to_container(node, resolve=True)
+    spec.pop("name")
+    return _instantiate({**spec, **keys})
+
+
+def state_round_trip(model, fresh, tmp_path: Path):
+    """Store `model`'s weights through the content cache and load them into `fresh`."""
+    from unlearn.cache import cached
+    key = {"test": type(model).__name__}
+    cached("ckpt", key, tmp_path, lambda: {"state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}})
+    fresh.load_state_dict(cached("ckpt", key, tmp_path, lambda: pytest.fail("not cached"))["state_dict"])
+    return fresh
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
 def test_every_method_runs(method, tiny_cfg):
     cfg = tiny_cfg(f"method={method}", "paradigm=random", "paradigm.forget_fraction=0.25")
     ws = Workspace(cfg)
-    original = ws.original_model()
+    original = ws.refs.original()[0]
     before = {k: v.clone() for k, v in original.state_dict().items()}
-    unlearned = ws.method(original, ws.task) if method != "retrain" else ws.retrain_model()
+    unlearned = ws.method(original, ws.task) if method != "retrain" else ws.refs.retrain()[0]
     after = unlearned.state_dict()
     assert after.keys() == before.keys()
     assert all(after[k].shape == before[k].shape for k in before)
@@ -36,20 +36,21 @@ def _forget_loss(model, ws):
 
 def test_gradient_ascent_raises_forget_loss(tiny_cfg):
     ws = Workspace(tiny_cfg("method=ga", "method.epochs=3", "method.lr=0.01"))
-    original = ws.original_model()
+    original = ws.refs.original()[0]
     assert _forget_loss(ws.method(original, ws.task), ws) > _forget_loss(original, ws) + 0.1
 
 
 def test_ugradsl_unlearns_more_than_it_forgets_retain(tiny_cfg):
-    ws = Workspace(tiny_cfg("method=ugradsl", "method.epochs=5", "smooth_rate=-1", "p=0.5"))
-    original = ws.original_model()
+    ws = Workspace(tiny_cfg("method=ugradsl", "method.epochs=5", "method.lr=0.01", "method.batch_size=32",
+                            "smooth_rate=-1", "p=0.5"))
+    original = ws.refs.original()[0]
     unlearned = ws.method(original, ws.task)
     assert _forget_loss(unlearned, ws) > _forget_loss(original, ws) + 0.1
 
 
 def test_methods_are_deterministic(tiny_cfg):
     ws = Workspace(tiny_cfg("method=ugradsl_plus"))
-    original = ws.original_model()
+    original = ws.refs.original()[0]
     a, b = ws.method(original, ws.task), ws.method(original, ws.task)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 

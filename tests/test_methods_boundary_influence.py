@@ -3,29 +3,29 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import yaml_method, yaml_model
 from unlearn.methods.base import Task
-from unlearn.methods.be import BE
-from unlearn.methods.bs import BS
-from unlearn.methods.ff import FF, forgotten_classes
-from unlearn.methods.iu import IU, per_sample_grads, woodfisher_solve
-from unlearn.models.cnn import CNN
-from unlearn.models.mlp import MLP
+from unlearn.methods.ff import forgotten_classes
+from unlearn.methods.grads import per_sample_grads
+from unlearn.methods.iu import woodfisher_solve
 from unlearn.paradigms import Classwise, Random
 from unlearn.train import Recipe, fit
 
+RECIPE = Recipe(epochs=8, lr=0.05, batch_size=32, optimizer="sgd", momentum=0.9, weight_decay=5e-4, scheduler="none")
 
-def _task(model_cls, paradigm, **model_kw):
+
+def _task(model_name, paradigm, **model_kw):
     from unlearn.data.synthetic import load_synthetic
     data = load_synthetic()
     torch.manual_seed(0)
-    model = model_cls(data.num_classes, data.input_shape, **model_kw)
-    fit(model, data, torch.arange(len(data.y_train)), Recipe(epochs=8, lr=0.05, batch_size=32), seed=0)
+    model = yaml_model(model_name, data.num_classes, data.input_shape, **model_kw)
+    fit(model, data, torch.arange(len(data.y_train)), RECIPE, seed=0)
     return model.eval(), Task(data, paradigm.split(data, 0), torch.device("cpu"), 0)
 
 
 @pytest.fixture(scope="module")
 def cnn_classwise():
-    return _task(CNN, Classwise(forget_class=1), width=8)
+    return _task("cnn", Classwise(forget_class=1), width=8)
 
 
 def _acc(model, task, idx):
@@ -42,7 +42,7 @@ def _same_shapes(a, b):
 def test_be_prunes_the_shadow_class_and_forgets(cnn_classwise):
     model, task = cnn_classwise
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    out = BE(epochs=5, lr=0.05, batch_size=16, weight_decay=0.0)(model, task)
+    out = yaml_method("be", epochs=5, lr=0.05, batch_size=16, weight_decay=0.0)(model, task)
     assert out.fc.out_features == model.fc.out_features == task.data.num_classes
     assert out(task.data.x_test[:3]).shape == (3, task.data.num_classes)
     assert _same_shapes(out, model)
@@ -53,7 +53,7 @@ def test_be_prunes_the_shadow_class_and_forgets(cnn_classwise):
 
 def test_bs_relabels_with_a_wrong_class_and_forgets(cnn_classwise):
     model, task = cnn_classwise
-    bs = BS(bound=0.1, epochs=5, lr=0.005, batch_size=16, weight_decay=0.0)
+    bs = yaml_method("bs", bound=0.1, epochs=5, lr=0.005, batch_size=16, weight_decay=0.0)
     labels = bs.relabel(model, task)
     assert labels.shape == task.split.forget.shape
     assert (labels != task.data.y_train[task.split.forget]).all()
@@ -65,7 +65,7 @@ def test_bs_relabels_with_a_wrong_class_and_forgets(cnn_classwise):
 
 def test_ff_moves_low_fisher_weights_more_and_resets_the_forgotten_head(cnn_classwise):
     model, task = cnn_classwise
-    ff = FF(alpha=1e-3, power=0.25, max_std=10.0, head="zero", num_samples=48)
+    ff = yaml_method("ff", alpha=1e-3, power=0.25, max_std=10.0, head="zero", num_samples=48)
     fisher = ff.fisher(model, task)
     assert (fisher >= 0).all() and fisher.numel() == sum(p.numel() for p in model.parameters())
     out = ff(model, task)
@@ -76,16 +76,16 @@ def test_ff_moves_low_fisher_weights_more_and_resets_the_forgotten_head(cnn_clas
     assert delta[keep & (fisher <= lo)].mean() > 3 * delta[keep & (fisher >= hi)].mean()
     assert torch.equal(forgotten_classes(task), torch.tensor([1]))
     assert (out.fc.weight[1] == 0).all() and out.fc.bias[1] == 0
-    clipped = FF(alpha=1e-3, power=0.25, max_std=0.05, eps=1e-8).noise_std(torch.tensor([0.0, 1e4]))
+    clipped = yaml_method("ff", alpha=1e-3, power=0.25, max_std=0.05, eps=1e-8).noise_std(torch.tensor([0.0, 1e4]))
     torch.testing.assert_close(clipped, torch.tensor([0.05, 1e-4]))  # 1e-3 * 1e-8^-1/4 = 0.1 is capped
     again = ff(model, task)
     assert all(torch.equal(a, b) for a, b in zip(out.parameters(), again.parameters())), "not seeded"
 
 
 def test_ff_random_forgetting_keeps_the_head():
-    model, task = _task(MLP, Random(0.25), hidden=16, depth=1)
+    model, task = _task("mlp", Random(0.25), hidden=16, depth=1)
     assert len(forgotten_classes(task)) == 0
-    out = FF(alpha=1e-6, max_std=1e-3)(model, task)
+    out = yaml_method("ff", alpha=1e-6, max_std=1e-3)(model, task)
     assert (out.fc.weight != 0).all()
 
 
@@ -98,7 +98,7 @@ def test_woodfisher_solves_the_damped_system():
 
 
 def test_iu_update_is_the_direct_solve_on_a_tiny_mlp():
-    model, task = _task(MLP, Random(0.25), hidden=8, depth=1)  # 556 parameters
+    model, task = _task("mlp", Random(0.25), hidden=8, depth=1)  # 556 parameters
     data, split = task.data, task.split
     params = list(model.parameters())
     d = sum(p.numel() for p in params)
@@ -116,7 +116,7 @@ def test_iu_update_is_the_direct_solve_on_a_tiny_mlp():
     damping = 0.05
     h = damping * torch.eye(d) + gr.T @ gr / len(gr)  # all of D_r in the Fisher
     expected = torch.linalg.solve(h.double(), v.double()).float()
-    iu = IU(num_samples=len(split.retain), damping=damping, scale=0.5)
+    iu = yaml_method("iu", num_samples=len(split.retain), damping=damping, scale=0.5)
     torch.testing.assert_close(iu.direction(model, task), expected, rtol=1e-3, atol=1e-5)
     out = iu(model, task)
     step = torch.cat([(a - b).flatten() for a, b in zip(out.parameters(), model.parameters())])

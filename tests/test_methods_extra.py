@@ -20,8 +20,9 @@ def shared_dir(tmp_path_factory):
 def overfit(shared_dir):
     """Workspace factory on a tiny model trained to fit D_tr (one class forgotten), and that model."""
     def make(*extra, paradigm="classwise"):
-        ws = Workspace(compose_cfg([*TINY, "train.epochs=8", f"paradigm={paradigm}", *extra], shared_dir))
-        return ws, ws.original_model()
+        ws = Workspace(compose_cfg([*TINY, "train.epochs=8", "method.batch_size=32", f"paradigm={paradigm}", *extra],
+                                   shared_dir))
+        return ws, ws.refs.original()[0]
     return make
 
 
@@ -131,11 +132,13 @@ def test_neggrad_plus_equals_ugradsl_plus_without_smoothing(overfit):
 
 
 def test_ugradsl_no_retain_is_gradient_ascent_with_gls(tiny_cfg):
-    ws = Workspace(tiny_cfg("method=ugradsl_no_retain", "smooth_rate=-0.5"))
-    assert ws.method.use_retain is False and ws.method.pair is False
+    ws = Workspace(tiny_cfg("method=ugradsl_no_retain", "smooth_rate=-0.5", "p=0.8"))
+    assert ws.method.pair is False and ws.method.drive == "forget"
     x = torch.randn(4, 3)
     y = torch.tensor([0, 1, 2, 0])
     from unlearn.losses import gls_cross_entropy
+    from unlearn.methods.base import Run
     model = type("M", (torch.nn.Module,), {"forward": lambda self, t: t})()
-    assert torch.allclose(ws.method.loss(model, (x, y), None), -gls_cross_entropy(x, y, -0.5))
-    assert not torch.allclose(ws.method.loss(model, (x, y), None), -F.cross_entropy(x, y))
+    run = Run(model, ws.task, torch.Generator())
+    assert torch.allclose(ws.method.loss(run, (x, y), None), -0.2 * gls_cross_entropy(x, y, -0.5))
+    assert not torch.allclose(ws.method.loss(run, (x, y), None), -0.2 * F.cross_entropy(x, y))

@@ -4,13 +4,12 @@ import math
 import pytest
 import torch
 
-from unlearn.models.cnn import CNN
-from unlearn.models.mlp import MLP
-from unlearn.models.resnet import ResNet18
+from tests.conftest import yaml_model
 
 
 @pytest.mark.parametrize("make", [
-    lambda s: ResNet18(7, s, width=4), lambda s: CNN(7, s, width=4), lambda s: MLP(7, s, hidden=16),
+    lambda s: yaml_model("resnet18", 7, s, width=4), lambda s: yaml_model("cnn", 7, s, width=4),
+    lambda s: yaml_model("mlp", 7, s, hidden=16),
 ], ids=["resnet18", "cnn", "mlp"])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
 def test_shapes_and_contract(make, shape):
@@ -24,13 +23,13 @@ def test_shapes_and_contract(make, shape):
 
 
 def test_resnet18_standard_width_has_resnet18_size():
-    n = sum(p.numel() for p in ResNet18(10, (3, 32, 32)).parameters())
+    n = sum(p.numel() for p in yaml_model("resnet18", 10, (3, 32, 32)).parameters())
     assert 11.1e6 < n < 11.2e6  # the CIFAR ResNet-18 of the paper has ~11.17M parameters
 
 
 def test_bad_width():
     with pytest.raises(ValueError, match="width=0"):
-        ResNet18(10, (3, 32, 32), width=0)
+        yaml_model("resnet18", 10, (3, 32, 32), width=0)
 
 
 @pytest.mark.parametrize("model, sizing", [

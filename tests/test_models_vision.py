@@ -2,18 +2,14 @@
 import pytest
 import torch
 
-from tests.conftest import compose_cfg
-from unlearn.cache import load_checkpoint, save_checkpoint
-from unlearn.models.resnet import ResNet18
-from unlearn.models.vgg import VGG16BN
-from unlearn.models.vit import ViT
+from tests.conftest import compose_cfg, state_round_trip, yaml_model
 from unlearn.workspace import build
 
 MAKERS = {
-    "resnet18": lambda k, s: ResNet18(k, s, width=4),
-    "resnet18_imagenet_stem": lambda k, s: ResNet18(k, s, width=4, stem="imagenet"),
-    "vgg16_bn": lambda k, s: VGG16BN(k, s, width=4),
-    "vit": lambda k, s: ViT(k, s, patch_size=4, depth=2, width=16, heads=2, mlp_dim=32),
+    "resnet18": lambda k, s: yaml_model("resnet18", k, s, width=4),
+    "resnet18_imagenet_stem": lambda k, s: yaml_model("resnet18", k, s, width=4, stem="imagenet"),
+    "vgg16_bn": lambda k, s: yaml_model("vgg16_bn", k, s, width=4),
+    "vit": lambda k, s: yaml_model("vit", k, s, patch_size=4, depth=2, width=16, heads=2, mlp_dim=32),
 }
 
 
@@ -30,14 +26,14 @@ def test_shapes_contract_and_backward(name, shape):
 
 
 def test_resnet18_imagenet_stem_on_imagenet_size():
-    model = ResNet18(1000, (3, 224, 224), width=8, stem="imagenet").eval()
+    model = yaml_model("resnet18", 1000, (3, 224, 224), width=8, stem="imagenet").eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
 
 
 def test_standard_sizes():
-    assert 14.7e6 < sum(p.numel() for p in VGG16BN(10, (3, 32, 32)).parameters()) < 14.8e6  # VGG-16 convs + BN
-    vit = ViT(10, (3, 32, 32))
+    assert 14.7e6 < sum(p.numel() for p in yaml_model("vgg16_bn", 10, (3, 32, 32)).parameters()) < 14.8e6  # VGG-16 convs + BN
+    vit = yaml_model("vit", 10, (3, 32, 32))
     assert vit.seq_length == 65 and len(vit.encoder.layers) == 6 and not hasattr(vit, "heads")
 
 
@@ -45,9 +41,7 @@ def test_standard_sizes():
 def test_checkpoint_round_trip(tmp_path, name):
     model = MAKERS[name](5, (3, 8, 8))
     model.train()(torch.randn(4, 3, 8, 8))  # moves BN running stats away from their initial values
-    save_checkpoint(tmp_path / "m.pt", model, {"model": name}, {"train_seconds": 1.0})
-    fresh = MAKERS[name](5, (3, 8, 8))
-    assert load_checkpoint(tmp_path / "m.pt", fresh, {"model": name}) == {"train_seconds": 1.0}
+    fresh = state_round_trip(model, MAKERS[name](5, (3, 8, 8)), tmp_path)
     x = torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(fresh.eval()(x), model.eval()(x))
 
@@ -60,10 +54,10 @@ def test_model_yaml_builds(tmp_path, name):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: VGG16BN(10, (3, 32, 32), width=0), "width=0"),
-    (lambda: ViT(10, (3, 32, 32), patch_size=5), "patch_size=5"),
-    (lambda: ViT(10, (3, 32, 32), width=30, heads=4), "width=30"),
-    (lambda: ViT(10, (3, 32, 32), depth=0), "depth=0"),
+    (lambda: yaml_model("vgg16_bn", 10, (3, 32, 32), width=0), "width=0"),
+    (lambda: yaml_model("vit", 10, (3, 32, 32), patch_size=5), "patch_size=5"),
+    (lambda: yaml_model("vit", 10, (3, 32, 32), width=30, heads=4), "width=30"),
+    (lambda: yaml_model("vit", 10, (3, 32, 32), depth=0), "depth=0"),
 ])
 def test_bad_hyperparameters(make, match):
     with pytest.raises(ValueError, match=match):

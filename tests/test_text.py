@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from tests.conftest import SHARED_DATA, compose_cfg
-from unlearn.cache import load_checkpoint, save_checkpoint
+from tests.conftest import SHARED_DATA, compose_cfg, state_round_trip, yaml_model
 from unlearn.data import newsgroups
 from unlearn.data.newsgroups import GROUPS, load_newsgroups20, read_bydate, strip_text
 from unlearn.workspace import build, run_experiment
@@ -117,16 +116,13 @@ def test_hf_source_offline_error_and_saved_dataset(tmp_path):
 
 
 def text_model(kind, num_classes=5, length=16, **kw):
-    from unlearn.models.bert import Bert
-    from unlearn.models.bow import BoW
-    from unlearn.models.minilm import MiniLM
     torch.manual_seed(kw.pop("seed", 0))
     if kind == "bow":
-        return BoW(num_classes, [length], tokenizer="minilm", dim=8)
+        return yaml_model("bow", num_classes, [length], tokenizer="minilm", dim=8)
     if kind == "bert":
-        return Bert(num_classes, [length], pretrained="minilm", tokenizer="minilm", random_init=True,
-                    config_overrides=TINY_BERT)
-    return MiniLM(num_classes, [384], embedded_by="minilm", hidden=kw.get("hidden", 0))
+        return yaml_model("bert", num_classes, [length], pretrained="minilm", tokenizer="minilm", random_init=True,
+                          config_overrides=TINY_BERT)
+    return yaml_model("minilm", num_classes, [384], embedded_by="minilm", hidden=kw.get("hidden", 0))
 
 
 def tokens(n=4, length=16):
@@ -145,10 +141,7 @@ def test_text_models_shapes_and_contract(kind, feat, tmp_path):
     out.sum().backward()
     assert model.fc.weight.grad is not None and torch.isfinite(model.fc.weight.grad).all()
     model.eval()
-    path = tmp_path / "m.pt"
-    save_checkpoint(path, model, {"kind": kind}, {"note": "test"})
-    other = text_model(kind, seed=1).eval()
-    assert load_checkpoint(path, other, {"kind": kind}) == {"note": "test"}
+    other = state_round_trip(model, text_model(kind, seed=1), tmp_path).eval()
     assert torch.allclose(model(x), other(x))
 
 
@@ -160,24 +153,21 @@ def test_bert_masks_padding():
 
 
 def test_text_models_reject_bad_inputs():
-    from unlearn.models.bow import BoW
-    from unlearn.models.minilm import MiniLM
     with pytest.raises(ValueError, match="tokenised text"):
-        BoW(3, [16], tokenizer=None)
+        yaml_model("bow", 3, [16], tokenizer=None)
     with pytest.raises(ValueError, match="embeddings"):
-        BoW(3, [384], tokenizer="minilm", embedded_by="minilm")
+        yaml_model("bow", 3, [384], tokenizer="minilm", embedded_by="minilm")
     with pytest.raises(ValueError, match="frozen=false"):
-        MiniLM(3, [384], embedded_by="minilm", frozen=False)
+        yaml_model("minilm", 3, [384], embedded_by="minilm", frozen=False)
 
 
 def test_minilm_frozen_embeddings_match_encoder(bydate, tmp_path):
     """The cached embeddings are exactly what the frozen token-input model computes."""
-    from unlearn.models.minilm import MiniLM
     d = load(bydate, per_class=1, test_per_class=1, encoder="minilm", cache_dir=str(tmp_path))
     assert d.x_train.shape == (20, 384) and d.x_train.dtype == torch.float32
     assert torch.allclose(d.x_train.norm(dim=1), torch.ones(20), atol=1e-4)
     ids = load(bydate, per_class=1, test_per_class=1)
-    model = MiniLM(20, [96], tokenizer="minilm", frozen=True).train()
+    model = yaml_model("minilm", 20, [96], tokenizer="minilm", frozen=True).train()
     assert not model.encoder.training and not any(p.requires_grad for p in model.encoder.parameters())
     assert torch.allclose(model.features(ids.x_train[:4]), d.x_train[:4], atol=1e-4)
     model(ids.x_train[:4]).sum().backward()

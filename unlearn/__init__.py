@@ -1,3 +1,5 @@
 """unlearn: machine unlearning of classifiers (UGradSL and baselines), driven by Hydra configs."""
+from unlearn.identity import register_resolvers
 
 __version__ = "0.1.0"
+register_resolvers()  # ${unlearn.dirname:...} in conf/config.yaml's run folder names

@@ -1,30 +1,40 @@
-"""Content-addressed checkpoints: a model is keyed by a hash of the config that determines it."""
+"""Content-addressed cache: anything expensive is stored as `<kind>-<hash of its key>.pt`, with the key.
+
+One function, `cached`, serves checkpoints, decoded images, token ids, embeddings and reference
+metrics. A file is only ever used when its stored key equals the requested one; a file that cannot be
+read (truncated, empty, garbage, a directory) or carries another key is moved aside (`*.corrupt`,
+`*.stale`) with a warning and recomputed; one that `torch.load(weights_only=True)` refuses is moved
+aside as `*.unsafe` and never loaded. Writes are atomic (temp file + rename) and parallel jobs compute a
+key once under a file lock that logs while it waits and gives up after `lock_timeout` seconds.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 import os
+import socket
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from hydra.utils import to_absolute_path
-from torch import nn
+
+from unlearn.identity import config_hash
 
 log = logging.getLogger("unlearn")
-
-
-def config_hash(key: dict) -> str:
-    """A short, stable hash of a JSON-able config dict (key order does not matter)."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+LOCK_TIMEOUT = 24 * 3600.0  # seconds a job waits for another job's lock before giving up (set by the runner)
+LOCK_LOG_EVERY = 30.0  # seconds between "still waiting" messages
 
 
 def atomic_save(payload, path: Path) -> None:
     """torch.save to a temp file in the same folder, then rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
         torch.save(payload, tmp)
@@ -34,17 +44,65 @@ def atomic_save(payload, path: Path) -> None:
             os.remove(tmp)
 
 
-def save_checkpoint(path: Path, model: nn.Module, key: dict, info: dict) -> None:
-    """Write weights + the config that produced them atomically."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save({"state_dict": state, "key": json.dumps(key, sort_keys=True, default=str), "info": info}, path)
+@contextmanager
+def locked(path: Path, timeout: float | None = None, what: str = ""):
+    """Hold `<path>.lock`; while another process holds it, log who and since when every 30 s; give up
+    with a clear error after `timeout` seconds (default LOCK_TIMEOUT)."""
+    timeout = LOCK_TIMEOUT if timeout is None else timeout
+    lock, owner = FileLock(str(path) + ".lock"), Path(str(path) + ".lock.owner")
+    start = time.monotonic()
+    while True:
+        try:
+            lock.acquire(timeout=max(0.0, min(LOCK_LOG_EVERY, timeout - (time.monotonic() - start))))
+            break
+        except Timeout:
+            waited = time.monotonic() - start
+            holder = owner.read_text().strip() if owner.exists() else "unknown"
+            if waited >= timeout:
+                raise TimeoutError(f"gave up after {waited:.0f} s waiting for the lock on {path} ({what}); held "
+                                   f"by {holder}. If that job is dead, delete {path}.lock.owner and retry; raise "
+                                   f"lock_timeout to wait longer") from None
+            log.info("waiting %.0f s for %s (%s), held by %s", waited, path.name, what, holder)
+    try:
+        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 
-def cached_tensors(kind: str, key: dict, cache_dir: str | Path | None, compute) -> dict:
-    """Load `<kind>-<hash>.pt` from `cache_dir` or run `compute() -> dict of tensors` and save it.
+def _move_aside(path: Path, why: str, suffix: str) -> None:
+    dest = path.with_name(f"{path.name}.{int(time.time())}.{suffix}")
+    os.replace(path, dest)
+    log.warning("cache file %s %s; moved it to %s and recomputing", path, why, dest.name)
 
-    Decoded images, token ids, embeddings and the reference models' metrics use this. The stored key is compared on load, so a stale
-    file is recomputed, never used silently; a file lock makes parallel jobs compute once.
+
+def _read(path: Path, wanted: str):
+    """The payload at `path` if it is a readable file with key `wanted`, else None (the file moved aside)."""
+    if path.is_dir():
+        _move_aside(path, "is a directory", "corrupt")
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is handled the same way, by its kind
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            log.error("cache file %s holds objects that torch.load(weights_only=True) refuses: unsafe, never loaded",
+                      path)
+            _move_aside(path, "is unsafe", "unsafe")
+        else:
+            _move_aside(path, f"cannot be read ({type(e).__name__}: {str(e)[:120]})", "corrupt")
+        return None
+    if not isinstance(payload, dict) or payload.get("key") != wanted:
+        _move_aside(path, "was written for another key", "stale")
+        return None
+    return payload
+
+
+def cached(kind: str, key: dict, cache_dir: str | Path | None, compute: Callable[[], dict],
+           lock_timeout: float | None = None) -> dict:
+    """`compute()` (a dict of tensors / plain values) stored as `<cache_dir>/<kind>-<hash>.pt`, or loaded from it.
+
     `cache_dir=None` disables caching.
     """
     if cache_dir is None:
@@ -52,47 +110,23 @@ def cached_tensors(kind: str, key: dict, cache_dir: str | Path | None, compute) 
     path = Path(to_absolute_path(str(cache_dir))) / f"{kind}-{config_hash(key)}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     wanted = json.dumps(key, sort_keys=True, default=str)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if payload.get("key") == wanted:
-                log.info("%s: loaded from cache %s", kind, path)
-                return payload["tensors"]
-            log.warning("%s: cache file %s has a different key; recomputing", kind, path)
+    with locked(path, lock_timeout, kind):
+        for tmp in path.parent.glob(path.name + ".*.tmp"):  # left by a killed save; we hold the lock
+            tmp.unlink(missing_ok=True)
+        if path.exists() and (payload := _read(path, wanted)) is not None:
+            log.info("%s: loaded from cache %s", kind, path)
+            return payload["value"]
         log.info("%s: not cached, computing (%s)", kind, path.name)
-        tensors = compute()
-        atomic_save({"key": wanted, "tensors": tensors}, path)
-        return tensors
+        value = compute()
+        atomic_save({"key": wanted, "value": value}, path)
+        return value
 
 
-def load_checkpoint(path: Path, model: nn.Module, key: dict) -> dict:
-    """Load weights into `model`, refusing a checkpoint whose stored config differs from `key`."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    stored = payload.get("key")
-    wanted = json.dumps(key, sort_keys=True, default=str)
-    if stored != wanted:
-        raise ValueError(f"checkpoint {path} was made from a different config; delete it or fix the cache.\n"
-                         f"stored: {stored}\nwanted: {wanted}")
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint {path} does not fit the model: {e}") from e
-    return payload.get("info", {})
-
-
-def cached(kind: str, key: dict, cache_dir: str | Path, model: nn.Module, train, log) -> tuple[nn.Module, dict]:
-    """Load `<kind>-<hash>.pt` from `cache_dir` or run `train(model) -> (model, info)` and save it.
-
-    A file lock makes parallel jobs of a sweep train each key once.
-    """
-    path = Path(cache_dir) / f"{kind}-{config_hash(key)}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            info = load_checkpoint(path, model, key)
-            log.info("%s model: loaded from cache %s", kind, path)
-            return model.eval(), {**info, "cache_hit": True, "path": str(path)}
-        log.info("%s model: not cached, training (%s)", kind, path.name)
-        model, info = train(model)
-        save_checkpoint(path, model, key, info)
-        return model.eval(), {**info, "cache_hit": False, "path": str(path)}
+def weights_digest(state: dict) -> str:
+    """Hash of a state dict's names, shapes, dtypes and bytes: identifies a model's content."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]

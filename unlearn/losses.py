@@ -32,3 +32,16 @@ def gls_cross_entropy(logits: Tensor, target: Tensor, alpha: float | Tensor = 0.
     if reduction == "none":
         return loss
     raise ValueError(f"reduction={reduction!r}; allowed: 'mean', 'sum', 'none'")
+
+
+def mixed_loss(logits_forget: Tensor, y_forget: Tensor, alpha: float | Tensor, p: float,
+               logits_retain: Tensor | None = None, y_retain: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. 10: p * CE(B_r) - (1 - p) * CE_GLS(B_f, alpha), as batch means (the paper writes sums over batches
+    of equal size, which differ by the constant batch size). Without retain logits the descent term is 0.
+
+    Returns (loss, forget term CE_GLS(B_f), retain term CE(B_r)) so callers can log both parts.
+    """
+    forget = gls_cross_entropy(logits_forget, y_forget, alpha)
+    retain = (F.cross_entropy(logits_retain, y_retain) if logits_retain is not None
+              else torch.zeros((), device=logits_forget.device))
+    return p * retain - (1 - p) * forget, forget, retain

@@ -66,3 +66,14 @@ def summarize(m: dict[str, float], retrain: dict[str, float]) -> dict[str, float
     m["avg_gap"] = float(np.mean([abs(m[k] - retrain[k]) for k in GAP_KEYS]))
     m["sum"] = float(sum(m[k] for k in GAP_KEYS))
     return m
+
+
+def score(rows: dict[str, tuple[dict[str, float], float]]) -> dict[str, float]:
+    """All metrics of the run from `{"original"|"retrain"|"unlearned": (metrics, seconds)}`: RTE from the
+    seconds, avg_gap and sum against Retrain; the references' keys prefixed `original/` and `retrain/`."""
+    ref = rows["retrain"][0]
+    out = {}
+    for name, (m, seconds) in rows.items():
+        m = summarize({**m, "RTE_s": seconds, "RTE_min": seconds / 60}, ref)
+        out.update(m if name == "unlearned" else {f"{name}/{k}": v for k, v in m.items()})
+    return out

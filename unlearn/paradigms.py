@@ -54,7 +54,14 @@ class Paradigm:
                              f"and configuration ({vars(self)}); choose a larger fraction or another class")
         mask = torch.ones(len(data.y_train), dtype=torch.bool)
         mask[forget] = False
-        return Split(forget, torch.nonzero(mask).flatten(), self.test_indices(data))
+        retain = torch.nonzero(mask).flatten()
+        if len(retain) == 0:
+            raise ValueError(f"{type(self).__name__}: the forget set is all of D_tr ({len(forget)} samples), so "
+                             f"D_r is empty and nothing could be retained or retrained ({vars(self)}); forget less")
+        test = self.test_indices(data)
+        if len(test) == 0:
+            raise ValueError(f"{type(self).__name__}: no test samples remain for TA ({vars(self)})")
+        return Split(forget, retain, test)
 
     def forget_indices(self, data: Data, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError

@@ -1,31 +1,89 @@
-"""Results as data: the runs CSV to a tidy long table, and the long table to paper-style tables."""
+"""Results as data: the runs CSV to a tidy long table, and to paper-style tables (mean ± std over seeds).
+
+Rows are grouped by `config_id`, never by method name alone, so two configurations (two learning rates,
+two forget fractions, ...) are never averaged as if they were seeds; the hyperparameters that differ
+between configurations of a block are shown as columns, with `n_seeds`.
+"""
 from __future__ import annotations
 
 import pandas as pd
 
-ID_COLS = ["table", "dataset", "model", "paradigm", "method", "smooth_rate", "p", "seed"]
-HEADLINE = ["UA", "MIA", "RA", "TA", "H", "RTE_min", "avg_gap", "sum"]
+from unlearn.metrics import HEADLINE
+
+ID_COLS = ["table", "dataset", "model", "paradigm", "method", "smooth_rate", "p", "seed", "config_id"]
+PARAM_PREFIXES = ("dataset.", "model.", "paradigm.", "train.", "method.", "eval.")
+NOT_METRICS = {"overrides", "torch", "device", "threads", "git_commit", "timestamp", "run_dir", "wandb_run"}
+
+
+def param_columns(runs: pd.DataFrame) -> list[str]:
+    return [c for c in runs.columns if c.startswith(PARAM_PREFIXES)]
+
+
+def dedup(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run identity (table, config_id, seed), the latest by timestamp: a job rerun after a crash
+    between its CSV row and its end must not count twice."""
+    runs = runs.assign(table=runs["table"].fillna("-"))
+    if "timestamp" in runs:
+        runs = runs.sort_values("timestamp", kind="stable")
+    return runs.drop_duplicates(["table", "config_id", "seed"], keep="last").reset_index(drop=True)
+
+
+def check_identity(runs: pd.DataFrame) -> None:
+    missing = [c for c in ID_COLS if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs CSV lacks identity columns {missing}; expected {ID_COLS} "
+                         f"(written by an older version of unlearn?)")
+
+
+def metric_columns(runs: pd.DataFrame) -> list[str]:
+    skip = set(ID_COLS) | NOT_METRICS | set(param_columns(runs))
+    return [c for c in runs.columns if c not in skip and pd.api.types.is_numeric_dtype(runs[c])]
 
 
 def to_long(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run identity, metric): `table,dataset,model,paradigm,method,smooth_rate,p,seed,metric,value`."""
-    missing = [c for c in ID_COLS if c not in runs.columns]
-    if missing:
-        raise ValueError(f"runs CSV lacks identity columns {missing}; expected {ID_COLS}")
-    metric_cols = [c for c in runs.columns if c not in ID_COLS + ["git_commit", "timestamp", "run_dir"]
-                   and pd.api.types.is_numeric_dtype(runs[c])]
-    runs = runs.assign(table=runs["table"].fillna("-"))
-    long = runs.melt(id_vars=ID_COLS, value_vars=metric_cols, var_name="metric", value_name="value")
+    """One row per (run, metric): `table,dataset,model,paradigm,method,smooth_rate,p,seed,config_id,metric,value`."""
+    check_identity(runs)
+    runs = dedup(runs)
+    long = runs.melt(id_vars=ID_COLS, value_vars=metric_columns(runs), var_name="metric", value_name="value")
     return long.dropna(subset=["value"]).reset_index(drop=True)
 
 
-def summary(long: pd.DataFrame, metrics: list[str] | None = None, by: list[str] | None = None) -> pd.DataFrame:
-    """Mean ± std over seeds, one row per method (and config), one column per metric, as in the paper."""
-    metrics = metrics or HEADLINE
-    by = by or [c for c in ID_COLS if c != "seed"]
-    sel = long[long["metric"].isin(metrics)]
-    stats = sel.groupby(by + ["metric"], dropna=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    stats["cell"] = [f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"  # one seed has no spread to report
-                     for m, s, n in zip(stats["mean"], stats["std"], stats["count"])]
-    wide = stats.pivot_table(index=by, columns="metric", values="cell", aggfunc="first")
-    return wide[[m for m in metrics if m in wide.columns]].reset_index()
+def cell(mean: float, std: float, n: int) -> str:
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"  # one seed has no spread to report
+
+
+def varying(runs: pd.DataFrame, block: list[str]) -> list[str]:
+    """Hyperparameter columns that take more than one value among the configurations of some block."""
+    cols = ["smooth_rate", "p"] + param_columns(runs)
+    out = []
+    for c in cols:
+        if c in runs and (runs.groupby(block, dropna=False)[c].nunique(dropna=False) > 1).any():
+            out.append(c)
+    return out
+
+
+def summary(runs: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Mean ± std over seeds, one row per configuration (`config_id`), one column per metric.
+
+    The block (table, dataset, model, paradigm) and method name lead; hyperparameters that vary within a
+    block follow, then `n_seeds`, then the metrics.
+    """
+    check_identity(runs)
+    runs = dedup(runs)
+    metrics = [m for m in (metrics or list(HEADLINE)) if m in runs.columns]
+    block = ["table", "dataset", "model", "paradigm"]
+    shown = varying(runs, block + ["method"])
+    keys = block + ["method", "config_id"]
+    groups = runs.groupby(keys, dropna=False, sort=False)
+    rows = []
+    for key, g in groups:
+        row = dict(zip(keys, key))
+        for c in shown:
+            row[c] = g[c].iloc[0]
+        row["n_seeds"] = g["seed"].nunique()
+        for m in metrics:
+            v = g[m].dropna()
+            row[m] = cell(v.mean(), v.std(), len(v)) if len(v) else ""
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=keys + shown + ["n_seeds"] + metrics)
+    return out.sort_values(block + ["method"] + shown, kind="stable").reset_index(drop=True)

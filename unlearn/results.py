@@ -1,13 +1,33 @@
-"""Run outputs: metrics.json, one row per run in a shared CSV (file-locked), and W&B (off the hot path)."""
+"""What a run writes: training curves, metrics.json, config.yaml, one row of the shared results CSV, W&B.
+
+The results CSV is append-only under a file lock: a torn last line (a crash or a full disk) is moved aside
+to `<csv>.torn` before the next append, a header is only ever widened by rewriting the whole file through a
+temp file (old values kept as text), and a file with another header is refused.
+"""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
+import os
 import subprocess
+import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import torch
 from filelock import FileLock
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from unlearn.identity import axes, config_id, params
+from unlearn.metrics import HEADLINE
+from unlearn.validate import check_results_csv
+
+log = logging.getLogger("unlearn")
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -21,42 +41,154 @@ def git_commit(cwd: str | Path = ".") -> str:
         return "unknown"
 
 
-def write_json(path: Path, obj) -> None:
+def write_json(path: Path, obj, exclusive: bool = False) -> None:
+    """Write JSON; `exclusive` refuses to overwrite (two runs can never share one metrics.json)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    with path.open("x" if exclusive else "w") as f:
+        f.write(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _set_aside_torn_tail(path: Path) -> None:
+    """If the file does not end with a newline, move its last partial line to `<path>.torn`."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    with open(str(path) + ".torn", "ab") as f:
+        f.write(data[cut:] + b"\n")
+    with path.open("r+b") as f:
+        f.truncate(cut)
+    log.warning("results CSV %s ended in a torn line (%d bytes); moved it to %s.torn", path, len(data) - cut, path)
 
 
 def append_row(path: str | Path, row: dict) -> None:
     """Append `row` to the CSV at `path` under a file lock; widen the header if new columns appear."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    row = {k: ("" if v is None else v) for k, v in row.items()}
     with FileLock(str(path) + ".lock"):
-        if path.exists() and path.stat().st_size > 0:
-            with path.open(newline="") as f:
-                header = next(csv.reader(f), [])
-            if set(row) <= set(header):
-                with path.open("a", newline="") as f:
-                    csv.DictWriter(f, fieldnames=header).writerow(row)
-                return
-            frame = pd.concat([pd.read_csv(path), pd.DataFrame([row])], ignore_index=True)
-            tmp = path.with_suffix(".tmp")
-            frame.to_csv(tmp, index=False)
-            tmp.replace(path)
+        if path.exists():
+            _set_aside_torn_tail(path)
+        if not path.exists() or path.stat().st_size == 0:
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(row))
+                w.writeheader()
+                w.writerow(row)
             return
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            w.writeheader()
-            w.writerow(row)
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if set(row) <= set(header):
+            with path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=header).writerow(row)
+            return
+        with path.open(newline="") as f:  # widen: every old value kept as the text it was
+            old = list(csv.DictReader(f))
+        fields = header + [k for k in row if k not in header]
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, restval="")
+                w.writeheader()
+                w.writerows(old + [row])
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
-def log_wandb(wandb_cfg: dict, config: dict, metrics: dict, name: str) -> None:
-    """Send config and metrics to W&B; imported only when enabled (offline mode needs no network)."""
-    if wandb_cfg["mode"] == "disabled":
-        return
-    import wandb
+def read_runs(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """The results CSV as a frame, skipping (and reporting) torn or malformed lines instead of failing."""
+    text = Path(path).read_text()
+    problems = []
+    if text and not text.endswith("\n"):
+        cut = text.rfind("\n") + 1
+        problems.append(f"torn last line dropped: {text[cut:][:80]!r}")
+        text = text[:cut]
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return pd.DataFrame(), problems
+    header, good = rows[0], [rows[0]]
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) == len(header):
+            good.append(r)
+        elif r:
+            problems.append(f"line {i}: {len(r)} fields instead of {len(header)}, dropped")
+    buf = io.StringIO()
+    csv.writer(buf).writerows(good)
+    buf.seek(0)
+    return pd.read_csv(buf), problems
 
-    run = wandb.init(mode=wandb_cfg["mode"], project=wandb_cfg["project"], group=wandb_cfg.get("group"),
-                     tags=list(wandb_cfg.get("tags") or []), config=config, name=name,
-                     dir=wandb_cfg.get("dir"), reinit="finish_previous")
-    run.summary.update(metrics)
-    run.finish()
+
+def table(metrics: dict[str, float]) -> str:
+    """The printed original / retrain / unlearned summary of one run."""
+    rows = {r: [metrics[(f"{r}/" if r != "unlearned" else "") + k] for k in HEADLINE]
+            for r in ("original", "retrain", "unlearned")}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(HEADLINE)).to_string(
+        float_format=lambda v: f"{v:.2f}")
+
+
+def job_overrides() -> list[str]:
+    """The command-line overrides of this job (Hydra), empty when composed without Hydra's app."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+class Recorder:
+    """Owns everything a run records, from its first curve point to its last row; W&B (when on) spans the job."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path):
+        self.cfg, self.out_dir = cfg, out_dir
+        self.overrides = job_overrides()
+        self.curves: list[dict] = []
+        self.wandb = None
+
+    def identity(self) -> dict:
+        """What ran: group choices, the sweep axes as the method used them, every hyperparameter, the environment."""
+        c = self.cfg
+        device = "cuda" if c.device == "cuda" or (c.device == "auto" and torch.cuda.is_available()) else "cpu"
+        return {"table": c.table or "-", "dataset": c.dataset.name, "model": c.model.name,
+                "paradigm": c.paradigm.name, "method": c.method.name, **axes(c), "seed": c.seed,
+                "config_id": config_id(c), "overrides": " ".join(self.overrides), **params(c),
+                "torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
+                "git_commit": git_commit(Path(__file__).parent),
+                "timestamp": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                "run_dir": str(self.out_dir.resolve())}
+
+    def __enter__(self):
+        if self.cfg.wandb.mode != "disabled":
+            from unlearn.wandb_log import start
+            self.wandb = start(self.cfg, self.identity(), self.out_dir)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.wandb is not None:
+            self.wandb.finish(exit_code=1 if exc_type else 0)
+            self.wandb = None
+        return False
+
+    def curve(self, metrics: dict, step: int) -> None:
+        """One point of a training curve (`original/loss`, `unlearn/forget_loss`, ...)."""
+        self.curves.append({"step": step, **metrics})
+        if self.wandb is not None:
+            self.wandb.log(metrics)
+
+    def finish(self, metrics: dict[str, float]) -> dict:
+        """curves.csv, metrics.json and config.yaml in the run dir, one CSV row, the W&B summary; prints the table."""
+        ident = self.identity()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.wandb is not None:
+            ident["wandb_run"] = f"{self.wandb.project}/{self.wandb.id}"
+        if self.curves:
+            pd.DataFrame(self.curves).to_csv(self.out_dir / "curves.csv", index=False)
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        write_json(self.out_dir / "metrics.json", {**ident, "metrics": metrics, "config": config}, exclusive=True)
+        OmegaConf.save(self.cfg, self.out_dir / "config.yaml", resolve=True)
+        csv_path = Path(to_absolute_path(self.cfg.results_csv))
+        check_results_csv(csv_path)  # another job may have replaced it since the start
+        append_row(csv_path, {**ident, **metrics})
+        if self.wandb is not None:
+            self.wandb.summary.update(metrics)
+        print(table(metrics))
+        print(f"({ident['device']}, {ident['threads']} torch threads, seed {ident['seed']}, config_id {ident['config_id']}; "
+              f"CPU results are bit-identical for a fixed seed and thread count)")
+        return ident
+

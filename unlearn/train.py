@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from unlearn.checks import require
+from unlearn.checks import finite, integer, require
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine")
@@ -18,22 +18,22 @@ SCHEDULERS = ("none", "cosine")
 class Recipe:
     """How to optimise: checked on construction so a bad value fails before any compute."""
 
-    epochs: int = 10
-    lr: float = 0.01
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    scheduler: str = "none"
+    epochs: int
+    lr: float
+    batch_size: int
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    scheduler: str
 
     def __post_init__(self):
         checks = [
-            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
-            ("lr", self.lr > 0, "> 0"),
-            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "an integer >= 1"),
+            ("epochs", integer(self.epochs, 1), "an integer >= 1"),
+            ("lr", finite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("batch_size", integer(self.batch_size, 1), "an integer >= 1"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("momentum", finite(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1)"),
+            ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("scheduler", self.scheduler in SCHEDULERS, f"one of {SCHEDULERS}"),
         ]
         require(checks, vars(self))
@@ -66,6 +66,8 @@ class Cycler:
     """Endless shuffled draws from `idx`: pairs each batch of one split with a batch of the other."""
 
     def __init__(self, idx: Tensor, generator: torch.Generator):
+        if len(idx) == 0:
+            raise ValueError("Cycler: cannot draw batches from an empty index (an empty D_f or D_r)")
         self.idx, self.g, self.pos = idx, generator, len(idx)
 
     def take(self, n: int) -> Tensor:
@@ -79,20 +81,37 @@ class Cycler:
         return torch.cat(out)
 
 
-def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: str = "train") -> nn.Module:
-    """Train `model` with cross-entropy on training samples `idx` of `data` (original model, Retrain)."""
+def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: str = "train",
+        log=None) -> nn.Module:
+    """Train `model` with cross-entropy on training samples `idx` of `data` (original model, Retrain).
+
+    `log(metrics, step)`, when given, receives `<desc>/loss` and `<desc>/acc` (running means over the epoch's
+    augmented batches, in train mode) after every epoch.
+    """
+    if len(idx) == 0:
+        raise ValueError(f"{desc}: no training samples")
     g = torch.Generator().manual_seed(seed)
     opt = recipe.optimizer_for(model.parameters())
     steps = recipe.epochs * math.ceil(len(idx) / recipe.batch_size)
     sched = recipe.scheduler_for(opt, steps)
     model.train()
-    for _ in tqdm(range(recipe.epochs), desc=desc, disable=None, leave=False):
+    step = 0
+    for epoch in tqdm(range(recipe.epochs), desc=desc, disable=None, leave=False):
+        loss_sum = torch.zeros((), device=idx.device)
+        correct = torch.zeros((), device=idx.device)
         for b in batches(idx, recipe.batch_size, g):
-            x = data.prepare(data.x_train[b], train=True, generator=g)
-            loss = nn.functional.cross_entropy(model(x), data.y_train[b])
+            x, y = data.prepare(data.x_train[b], train=True, generator=g), data.y_train[b]
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
+            step += 1
+            loss_sum += loss.detach() * len(b)  # on the device: no host sync per step
+            correct += (logits.detach().argmax(1) == y).sum()
+        if log is not None:
+            log({f"{desc}/loss": loss_sum.item() / len(idx), f"{desc}/acc": 100.0 * correct.item() / len(idx),
+                 f"{desc}/epoch": epoch + 1}, step)
     return model.eval()

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from hydra.utils import to_absolute_path
 
-from unlearn.cache import cached_tensors, config_hash
+from unlearn.cache import cached
+from unlearn.identity import config_hash
 from unlearn.checks import require
 from unlearn.data.base import Data
-from unlearn.data.text import MINILM, load_tokenizer, resolve_path, tokenize
+from unlearn.text import MINILM, encode, load_tokenizer, resolve_path, tokenize
 
 log = logging.getLogger("unlearn")
 GROUPS = ("alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
@@ -149,17 +150,13 @@ def load_newsgroups20(source: str = "bydate", root: str = "../shared/data/20news
                  len(texts["test"]), max_length)
         return {s: tokenize(texts[s], tok, max_length) for s in SPLITS}
 
-    x = cached_tensors("newsgroups20-tokens", key, cache, tokens)
+    x = cached("newsgroups20-tokens", key, cache, tokens)
     if encoder is not None:
-        from unlearn.models.minilm import (
-            encode,  # the frozen encoder is the model side of this cache
-        )
-
         def embeddings():
             pad = load_tokenizer(tokenizer).pad_token_id
             return {s: encode(x[s], resolve_path(encoder), pad, encode_batch_size) for s in SPLITS}
 
-        x = cached_tensors("newsgroups20-embeddings", {**key, "encoder": resolve_path(encoder),
+        x = cached("newsgroups20-embeddings", {**key, "encoder": resolve_path(encoder),
                                                       "pooling": "mean+l2"}, cache, embeddings)
     coarse_of, coarse_names = superclasses(classes)
     return Data("newsgroups20", x["train"], labels["train"], x["test"], labels["test"], num_classes=len(classes),

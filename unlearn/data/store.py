@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from unlearn.cache import cached_tensors
+from unlearn.cache import cached
 
 log = logging.getLogger("unlearn")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -49,7 +49,7 @@ def cached_images(cache_dir: str | Path | None, key: dict, build: Callable[[], d
 
     `key` names the source files and every preprocessing choice; `cache_dir=None` disables caching.
     """
-    return cached_tensors(key["source"], {**key, "format": FORMAT}, cache_dir, build)
+    return cached(key["source"], {**key, "format": FORMAT}, cache_dir, build)
 
 
 def load_image(path: str | Path | Image.Image, size: int | None = None) -> Tensor:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -16,25 +17,32 @@ from unlearn.train import Cycler, Recipe, batches
 
 @dataclass
 class Task:
-    """Everything a method may use: data (on the device, labels as trained), the split, and context."""
+    """Everything a method may use: data (on the device, labels as trained), the split, and context.
+
+    `retrain` hands over the cached reference Retrain model and its info (`train_seconds`), and
+    `train_recipe` is the recipe it was trained with, so a Retrain with that recipe need not train again.
+    `log(metrics, step)` records a method's training curves (W&B history and the per-run curves file).
+    """
 
     data: Data
     split: Split
     device: torch.device
     seed: int
-    build_model: callable = None  # () -> freshly initialised model of the original architecture
+    build_model: Callable[[], nn.Module] | None = None  # a freshly initialised model of the original architecture
+    retrain: Callable[[], tuple[nn.Module, dict]] | None = None
+    train_recipe: Recipe | None = None
+    log: Callable[[dict, int], None] = lambda metrics, step: None
 
 
 class Method:
     """Base class: `method(model, task)` returns the unlearned model and never touches `model` itself.
 
-    Subclasses take their hyperparameters as keyword arguments (so a typo in YAML fails at once)
-    and implement `unlearn(model, task)` on a private copy.
+    Subclasses take their hyperparameters as required keyword arguments (their defaults live in
+    `conf/method/<name>.yaml` only, so a typo or a missing value fails at once) and implement
+    `unlearn(model, task)` on a private copy.
     """
 
-    def __init__(self, epochs: int = 5, lr: float = 0.01, batch_size: int = 128, optimizer: str = "sgd",
-                 momentum: float = 0.9, weight_decay: float = 5e-4, scheduler: str = "none"):
-        self.recipe = Recipe(epochs, lr, batch_size, optimizer, momentum, weight_decay, scheduler)
+    recipe: Recipe | None = None  # the optimiser recipe of gradient methods; None for one-shot updates
 
     def __call__(self, model: nn.Module, task: Task) -> nn.Module:
         torch.manual_seed(task.seed)
@@ -43,19 +51,55 @@ class Method:
     def unlearn(self, model: nn.Module, task: Task) -> nn.Module:
         raise NotImplementedError
 
+    def check(self, task: Task) -> None:
+        """Raise ValueError if the method cannot run on this data and split (called before any training)."""
 
-class LossMethod(Method):
+    def runtime(self, seconds: float, task: Task) -> float:
+        """The RTE to report for a call that took `seconds` (Retrain reports its reference's training time)."""
+        return seconds
+
+
+class RecipeMethod(Method):
+    """A method optimised with an SGD-style recipe: `epochs`, `lr`, `batch_size`, ... (conf/optim/sgd.yaml)."""
+
+    def __init__(self, *, epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float,
+                 weight_decay: float, scheduler: str):
+        self.recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
+                             weight_decay=weight_decay, scheduler=scheduler)
+
+
+@dataclass
+class Run:
+    """State of one call of the shared loop; hooks read and write it (never the method object)."""
+
+    model: nn.Module
+    task: Task
+    generator: torch.Generator
+    epoch: int = 0
+    step: int = 0
+    state: dict = field(default_factory=dict)  # per-run values of hooks: relabelled targets, masks, penalties
+    sums: dict = field(default_factory=dict)  # running sums of logged scalars within the epoch
+
+    def record(self, **scalars: float | Tensor) -> None:
+        """Accumulate scalars (e.g. the forget and retain parts of a loss) for the epoch's mean."""
+        for k, v in scalars.items():
+            total, n = self.sums.get(k, (0.0, 0))
+            self.sums[k] = (total + float(v), n + 1)
+
+
+class LossMethod(RecipeMethod):
     """Gradient methods that differ only in their loss (and, optionally, a few hooks).
 
     `drive` names what one epoch passes over: "forget" (D_f), "retain" (D_r) or "all" (D_f and D_r
     shuffled together; each batch is handed to `loss` split into its forget and retain parts). With
     `pair`, every batch of the driving split comes with an equal-size batch cycled from the other one.
+    Hooks receive the per-call `Run`, so a method object holds only its hyperparameters.
     """
 
     drive = "forget"
     pair = False
 
-    def loss(self, model: nn.Module, forget: tuple[Tensor, Tensor] | None,
+    def loss(self, run: Run, forget: tuple[Tensor, Tensor] | None,
              retain: tuple[Tensor, Tensor] | None) -> Tensor:
         raise NotImplementedError
 
@@ -72,44 +116,51 @@ class LossMethod(Method):
         in_forget[split.forget] = True
         opt = r.optimizer_for(model.parameters())
         sched = r.scheduler_for(opt, r.epochs * math.ceil(len(main) / r.batch_size))
+        run = Run(model, task, g)
 
         def fetch(idx):
             if len(idx) == 0:
                 return None
-            return data.prepare(data.x_train[idx], train=True, generator=g), self.targets(task, idx)
+            return data.prepare(data.x_train[idx], train=True, generator=g), self.targets(run, idx)
 
-        self.setup(model, task, g)
+        self.setup(run)
         model.train()
         for epoch in tqdm(range(r.epochs), desc=type(self).__name__, disable=None, leave=False):
-            self.start_epoch(epoch, task, g)
+            run.epoch, run.sums = epoch, {}
+            self.start_epoch(run)
+            lr = opt.param_groups[0]["lr"]
             for b in batches(main, r.batch_size, g):
                 if self.drive == "all":
                     forget, retain = fetch(b[in_forget[b]]), fetch(b[~in_forget[b]])
                 else:
                     here, mate = fetch(b), fetch(cycler.take(len(b))) if cycler is not None else None
                     forget, retain = (here, mate) if self.drive == "forget" else (mate, here)
-                loss = self.loss(model, forget, retain)
+                loss = self.loss(run, forget, retain)
+                run.record(loss=loss.detach())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                self.before_step(model)
+                self.before_step(run)
                 opt.step()
-                self.after_step(model)
+                self.after_step(run)
                 if sched is not None:
                     sched.step()
+                run.step += 1
+            task.log({f"unlearn/{k}": total / n for k, (total, n) in run.sums.items()} | {"unlearn/lr": lr,
+                     "unlearn/epoch": epoch + 1}, run.step)
         return model.eval()
 
-    def targets(self, task: Task, idx: Tensor) -> Tensor:
+    def targets(self, run: Run, idx: Tensor) -> Tensor:
         """Labels of training samples `idx` as the loss sees them (relabelling methods override)."""
-        return task.data.y_train[idx]
+        return run.task.data.y_train[idx]
 
-    def setup(self, model: nn.Module, task: Task, generator: torch.Generator) -> None:
+    def setup(self, run: Run) -> None:
         """Hook before the first step (masks, relabelling)."""
 
-    def start_epoch(self, epoch: int, task: Task, generator: torch.Generator) -> None:
+    def start_epoch(self, run: Run) -> None:
         """Hook at the start of every epoch (per-epoch relabelling, decaying penalties)."""
 
-    def before_step(self, model: nn.Module) -> None:
+    def before_step(self, run: Run) -> None:
         """Hook between backward and the optimiser step (gradient masks)."""
 
-    def after_step(self, model: nn.Module) -> None:
+    def after_step(self, run: Run) -> None:
         """Hook right after the optimiser step (restoring frozen weights)."""

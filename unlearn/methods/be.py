@@ -42,15 +42,18 @@ class BE(LossMethod):
 
     drive = "forget"
 
-    def loss(self, model, forget, retain):
+    def loss(self, run, forget, retain):
         x, _ = forget
-        logits = model(x)
+        logits = run.model(x)
         shadow = torch.full((len(x),), logits.shape[1] - 1, dtype=torch.long, device=x.device)
         return F.cross_entropy(logits, shadow)
 
-    def unlearn(self, model, task):
-        if not isinstance(getattr(model, "fc", None), nn.Linear):
+    def check(self, task):
+        model = task.build_model() if task.build_model is not None else None
+        if model is not None and not isinstance(getattr(model, "fc", None), nn.Linear):
             raise ValueError(f"be needs a linear head `model.fc`; {type(model).__name__} has none")
+
+    def unlearn(self, model, task):
         model.fc = widen(model.fc, torch.Generator().manual_seed(task.seed))
         model = super().unlearn(model, task)
         model.fc = prune(model.fc)

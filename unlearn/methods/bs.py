@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unlearn.checks import finite
 from unlearn.methods.base import LossMethod, Task
 
 
@@ -34,9 +35,9 @@ class BS(LossMethod):
 
     drive = "forget"
 
-    def __init__(self, bound: float = 0.1, **recipe):
+    def __init__(self, *, bound: float, **recipe):
         super().__init__(**recipe)
-        if not bound > 0:
+        if not (finite(bound) and bound > 0):
             raise ValueError(f"bs: bound={bound!r} is invalid; allowed: > 0 (L-inf FGSM step in model-input units)")
         self.bound = bound
 
@@ -46,19 +47,23 @@ class BS(LossMethod):
         for p in frozen.parameters():
             p.requires_grad_(False)
         data, forget, bs = task.data, task.split.forget, self.recipe.batch_size
-        if not data.prepare(data.x_train[forget[:1]]).is_floating_point():
-            raise ValueError(f"bs needs continuous model inputs for its FGSM step; {data.name!r} feeds "
-                             f"{data.x_train.dtype} (e.g. token ids)")
         return torch.cat([nearest_wrong_class(frozen, data.prepare(data.x_train[b]), data.y_train[b], self.bound)
                           for b in forget.split(bs)])
 
-    def setup(self, model, task, generator):
-        self._labels = task.data.y_train.clone()
-        self._labels[task.split.forget] = self.relabel(model, task)  # before any step: the original model
+    def check(self, task):
+        data = task.data
+        if not data.prepare(data.x_train[task.split.forget[:1]]).is_floating_point():
+            raise ValueError(f"bs needs continuous model inputs for its FGSM step; {data.name!r} feeds "
+                             f"{data.x_train.dtype} (e.g. token ids)")
 
-    def targets(self, task, idx):
-        return self._labels[idx]
+    def setup(self, run):
+        labels = run.task.data.y_train.clone()
+        labels[run.task.split.forget] = self.relabel(run.model, run.task)  # before any step: the original model
+        run.state["labels"] = labels
 
-    def loss(self, model, forget, retain):
+    def targets(self, run, idx):
+        return run.state["labels"][idx]
+
+    def loss(self, run, forget, retain):
         x, y = forget
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(run.model(x), y)

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearn.checks import require
+from unlearn.checks import finite, integer, require
 from unlearn.methods.base import Method
-from unlearn.methods.iu import add_flat_, per_sample_grads
+from unlearn.methods.grads import add_flat_, per_sample_grads
 
 HEADS = ("zero", "suppress", "keep")
 
@@ -46,18 +46,18 @@ class FF(Method):
     forgotten classes of `model.fc` are zeroed (Golatkar's code) or suppressed with a large negative bias.
     """
 
-    def __init__(self, alpha: float = 1e-3, power: float = 0.25, max_std: float = 0.05, eps: float = 1e-8,
-                 num_samples: int | None = None, head: str = "zero", chunk: int = 32):
-        checks = [("alpha", alpha > 0, "> 0"), ("power", power > 0, "> 0"), ("max_std", max_std > 0, "> 0"),
-                  ("eps", eps > 0, "> 0"),
-                  ("num_samples", num_samples is None or (isinstance(num_samples, int) and num_samples >= 1),
-                   "null (all of D_r) or an integer >= 1"),
+    def __init__(self, *, alpha: float, power: float, max_std: float, eps: float, num_samples: int | None,
+                 head: str, chunk: int):
+        checks = [("alpha", finite(alpha) and alpha > 0, "a finite number > 0"),
+                  ("power", finite(power) and power > 0, "a finite number > 0"),
+                  ("max_std", finite(max_std) and max_std > 0, "a finite number > 0"),
+                  ("eps", finite(eps) and eps > 0, "a finite number > 0"),
+                  ("num_samples", num_samples is None or integer(num_samples, 1), "null (all of D_r) or an integer >= 1"),
                   ("head", head in HEADS, f"one of {HEADS}"),
-                  ("chunk", isinstance(chunk, int) and chunk >= 1, "an integer >= 1")]
+                  ("chunk", integer(chunk, 1), "an integer >= 1")]
         require(checks, locals(), "ff: ")
         self.alpha, self.power, self.max_std, self.eps = alpha, power, max_std, eps
         self.num_samples, self.head, self.chunk = num_samples, head, chunk
-        self.recipe = None  # one-shot perturbation: no optimiser
 
     def noise_std(self, fisher: Tensor) -> Tensor:
         """Per-weight noise std: large where the retain data barely constrains the weight."""

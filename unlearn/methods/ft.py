@@ -9,6 +9,6 @@ class FT(LossMethod):
 
     drive = "retain"
 
-    def loss(self, model, forget, retain):
+    def loss(self, run, forget, retain):
         x, y = retain
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(run.model(x), y)

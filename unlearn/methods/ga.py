@@ -9,6 +9,6 @@ class GA(LossMethod):
 
     drive = "forget"
 
-    def loss(self, model, forget, retain):
+    def loss(self, run, forget, retain):
         x, y = forget
-        return -F.cross_entropy(model(x), y)
+        return -F.cross_entropy(run.model(x), y)

@@ -3,51 +3,11 @@ Singh & Alistarh 2020), in the form of Jia et al. 2023's public code."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
 
-from unlearn.checks import require
+from unlearn.checks import finite, integer, require
 from unlearn.methods.base import Method
-
-
-def trainable(model: nn.Module) -> dict[str, Tensor]:
-    return {k: p for k, p in model.named_parameters() if p.requires_grad}
-
-
-def per_sample_grads(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 32):
-    """Yield flat per-sample gradients of cross-entropy, [b, d] per chunk of `chunk` samples (eval mode)."""
-    params = {k: p.detach() for k, p in trainable(model).items()}
-    buffers = dict(model.named_buffers())
-
-    def loss(p, xi, yi):
-        return F.cross_entropy(functional_call(model, (p, buffers), (xi.unsqueeze(0),)), yi.unsqueeze(0))
-
-    g = vmap(grad(loss), in_dims=(None, 0, 0))
-    for i in range(0, len(x), chunk):
-        out = g(params, x[i:i + chunk], y[i:i + chunk])
-        yield torch.cat([out[k].flatten(1) for k in params], 1)
-
-
-@torch.no_grad()
-def add_flat_(model: nn.Module, vec: Tensor) -> None:
-    """Add a flat vector (ordered as `trainable(model)`) to the model's trainable parameters in place."""
-    pos = 0
-    for p in trainable(model).values():
-        p += vec[pos:pos + p.numel()].view_as(p)
-        pos += p.numel()
-
-
-def mean_grad(model: nn.Module, data, idx: Tensor, batch_size: int = 256) -> Tensor:
-    """Flat gradient of the mean cross-entropy over training samples `idx` (eval mode, no augmentation)."""
-    params = list(trainable(model).values())
-    total = [torch.zeros_like(p) for p in params]
-    for i in range(0, len(idx), batch_size):
-        b = idx[i:i + batch_size]
-        loss = F.cross_entropy(model(data.prepare(data.x_train[b])), data.y_train[b], reduction="sum")
-        for t, gp in zip(total, torch.autograd.grad(loss, params)):
-            t += gp
-    return torch.cat([t.flatten() for t in total]) / max(1, len(idx))
+from unlearn.methods.grads import add_flat_, mean_grad, per_sample_grads
 
 
 def woodfisher_solve(grads: Tensor, v: Tensor, damping: float) -> Tensor:
@@ -78,13 +38,13 @@ class IU(Method):
     the re-weighting of the remaining samples when D_f leaves the empirical risk.
     """
 
-    def __init__(self, num_samples: int = 256, damping: float = 1.0, scale: float = 0.2, chunk: int = 32):
-        checks = [("num_samples", isinstance(num_samples, int) and num_samples >= 1, "an integer >= 1"),
-                  ("damping", damping > 0, "> 0"), ("scale", scale > 0, "> 0"),
-                  ("chunk", isinstance(chunk, int) and chunk >= 1, "an integer >= 1")]
+    def __init__(self, *, num_samples: int, damping: float, scale: float, chunk: int):
+        checks = [("num_samples", integer(num_samples, 1), "an integer >= 1"),
+                  ("damping", finite(damping) and damping > 0, "a finite number > 0"),
+                  ("scale", finite(scale) and scale > 0, "a finite number > 0"),
+                  ("chunk", integer(chunk, 1), "an integer >= 1")]
         require(checks, locals(), "iu: ")
         self.num_samples, self.damping, self.scale, self.chunk = num_samples, damping, scale, chunk
-        self.recipe = None  # one-shot update: no optimiser
 
     def direction(self, model: nn.Module, task) -> Tensor:
         """The flat update H^-1 v (before `scale`)."""

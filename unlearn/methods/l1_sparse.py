@@ -1,10 +1,9 @@
 """l1-sparse: fine-tune on D_r with a decaying l1 penalty on the weights (Jia et al. 2023, "Model
 Sparsity Can Simplify Machine Unlearning", the `FT_prune` / l1-sparse MU baseline)."""
-import math
-
 import torch
 import torch.nn.functional as F
 
+from unlearn.checks import finite
 from unlearn.methods.base import LossMethod
 
 
@@ -17,19 +16,19 @@ class L1Sparse(LossMethod):
 
     drive = "retain"
 
-    def __init__(self, l1_coef: float = 1e-4, **recipe):
+    def __init__(self, *, l1_coef: float, **recipe):
         super().__init__(**recipe)
-        if not (isinstance(l1_coef, (int, float)) and l1_coef >= 0 and math.isfinite(l1_coef)):
+        if not (finite(l1_coef) and l1_coef >= 0):
             raise ValueError(f"l1_coef={l1_coef!r} must be a finite number >= 0 (0 = plain FT)")
         self.l1_coef = float(l1_coef)
 
     def coef(self, epoch: int) -> float:
         return self.l1_coef * (1 - epoch / self.recipe.epochs)
 
-    def start_epoch(self, epoch, task, generator):
-        self._gamma = self.coef(epoch)
+    def start_epoch(self, run):
+        run.state["gamma"] = self.coef(run.epoch)
 
-    def loss(self, model, forget, retain):
+    def loss(self, run, forget, retain):
         x, y = retain
-        l1 = torch.cat([p.flatten() for p in model.parameters() if p.requires_grad]).abs().sum()
-        return F.cross_entropy(model(x), y) + self._gamma * l1
+        l1 = torch.cat([p.flatten() for p in run.model.parameters() if p.requires_grad]).abs().sum()
+        return F.cross_entropy(run.model(x), y) + run.state["gamma"] * l1

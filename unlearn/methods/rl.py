@@ -26,20 +26,21 @@ class RL(LossMethod):
 
     drive = "all"
 
-    def setup(self, model, task, generator):
+    def check(self, task):
         if task.data.num_classes < 2:
             raise ValueError(f"{type(self).__name__} needs >= 2 classes to draw a wrong label; "
                              f"got {task.data.num_classes}")
 
-    def start_epoch(self, epoch, task, generator):
-        y, forget = task.data.y_train.clone(), task.split.forget
-        y[forget] = wrong_labels(y[forget], task.data.num_classes, generator)
-        self._labels = y
+    def start_epoch(self, run):
+        data, forget = run.task.data, run.task.split.forget
+        y = data.y_train.clone()
+        y[forget] = wrong_labels(y[forget], data.num_classes, run.generator)
+        run.state["labels"] = y
 
-    def targets(self, task, idx):
-        return self._labels[idx]
+    def targets(self, run, idx):
+        return run.state["labels"][idx]
 
-    def loss(self, model, forget, retain):
+    def loss(self, run, forget, retain):
         parts = [p for p in (forget, retain) if p is not None]
         x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(run.model(x), y)

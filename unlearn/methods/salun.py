@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unlearn.checks import finite, require
 from unlearn.methods.base import Task
 from unlearn.methods.rl import RL
 from unlearn.train import batches
@@ -21,10 +22,10 @@ class SalUn(RL):
     weights, and are updated in train mode as in the original.
     """
 
-    def __init__(self, mask_fraction: float = 0.5, **recipe):
+    def __init__(self, *, mask_fraction: float, **recipe):
         super().__init__(**recipe)
-        if not 0 < mask_fraction <= 1:
-            raise ValueError(f"mask_fraction={mask_fraction} must be in (0, 1] (fraction of weights updated)")
+        require([("mask_fraction", finite(mask_fraction) and 0 < mask_fraction <= 1,
+                  "a number in (0, 1] (fraction of weights updated)")], {"mask_fraction": mask_fraction}, "salun: ")
         self.mask_fraction = mask_fraction
 
     def saliency_mask(self, model: nn.Module, task: Task) -> dict[str, Tensor]:
@@ -51,23 +52,16 @@ class SalUn(RL):
             i += v.numel()
         return out
 
-    def setup(self, model, task, generator):
-        super().setup(model, task, generator)
-        mask = self.saliency_mask(model, task)
-        self._masked = [(p, mask[n], p.detach().clone()) for n, p in model.named_parameters() if n in mask]
+    def setup(self, run):
+        mask = self.saliency_mask(run.model, run.task)
+        run.state["masked"] = [(p, mask[n], p.detach().clone()) for n, p in run.model.named_parameters() if n in mask]
 
-    def before_step(self, model):
-        for p, m, _ in self._masked:
+    def before_step(self, run):
+        for p, m, _ in run.state["masked"]:
             if p.grad is not None:
                 p.grad.mul_(m)
 
     @torch.no_grad()
-    def after_step(self, model):
-        for p, m, frozen in self._masked:
+    def after_step(self, run):
+        for p, m, frozen in run.state["masked"]:
             p.copy_(torch.where(m, p, frozen))  # undo weight decay / momentum outside the mask, exactly
-
-    def unlearn(self, model, task):
-        try:
-            return super().unlearn(model, task)
-        finally:
-            self._masked = []  # do not keep references to the model's tensors after the call

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from unlearn.checks import require
-from unlearn.methods.base import Method, Task
+from unlearn.checks import finite, integer, require
+from unlearn.methods.base import RecipeMethod, Task
 from unlearn.train import batches
 
 
@@ -25,22 +25,22 @@ def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: floa
     return F.kl_div(log_ps, pt, reduction="sum") * temperature ** 2 / student_logits.shape[0]
 
 
-class SCRUB(Method):
+class SCRUB(RecipeMethod):
     """Epoch e: if e < max_steps, one max pass over D_f (ascend the KL to the frozen teacher), then one
     min pass over D_r (ce_weight * CE + kl_weight * KL to the teacher). One optimiser for both, as
     in the authors' code (their msteps, sgda_epochs, gamma, alpha, kd_T, del_batch_size)."""
 
-    def __init__(self, max_steps: int = 2, temperature: float = 4.0, ce_weight: float = 0.99,
-                 kl_weight: float = 0.001, forget_batch_size: int = 32, **recipe):
+    def __init__(self, *, max_steps: int, temperature: float, ce_weight: float, kl_weight: float,
+                 forget_batch_size: int, **recipe):
         super().__init__(**recipe)
         checks = [
-            ("max_steps", isinstance(max_steps, int) and max_steps >= 0, "an integer >= 0 (>= epochs: every epoch)"),
-            ("temperature", temperature > 0 and math.isfinite(temperature), "a finite number > 0"),
-            ("ce_weight", ce_weight >= 0, ">= 0"),
-            ("kl_weight", kl_weight >= 0, ">= 0"),
-            ("forget_batch_size", isinstance(forget_batch_size, int) and forget_batch_size >= 1, "an integer >= 1"),
+            ("max_steps", integer(max_steps, 0), "an integer >= 0 (>= epochs: every epoch)"),
+            ("temperature", finite(temperature) and temperature > 0, "a finite number > 0"),
+            ("ce_weight", finite(ce_weight) and ce_weight >= 0, "a finite number >= 0"),
+            ("kl_weight", finite(kl_weight) and kl_weight >= 0, "a finite number >= 0"),
+            ("forget_batch_size", integer(forget_batch_size, 1), "an integer >= 1"),
         ]
-        require(checks, locals())
+        require(checks, locals(), "scrub: ")
         self.max_steps, self.temperature = max_steps, temperature
         self.ce_weight, self.kl_weight, self.forget_batch_size = ce_weight, kl_weight, forget_batch_size
 
@@ -52,15 +52,22 @@ class SCRUB(Method):
         steps = (self.max_steps * math.ceil(len(task.split.forget) / self.forget_batch_size)
                  + r.epochs * math.ceil(len(task.split.retain) / r.batch_size))
         sched = r.scheduler_for(opt, steps)
+        step = 0
         for epoch in tqdm(range(r.epochs), desc="SCRUB", disable=None, leave=False):
+            logged = {"unlearn/lr": opt.param_groups[0]["lr"], "unlearn/epoch": epoch + 1}
             if epoch < self.max_steps:
-                self.max_pass(model, teacher, task, opt, g, sched)
-            self.min_pass(model, teacher, task, opt, g, sched)
+                logged["unlearn/forget_kl"] = -self.max_pass(model, teacher, task, opt, g, sched)
+                step += math.ceil(len(task.split.forget) / self.forget_batch_size)
+            logged["unlearn/retain_loss"] = self.min_pass(model, teacher, task, opt, g, sched)
+            step += math.ceil(len(task.split.retain) / r.batch_size)
+            task.log(logged, step)
         return model.eval()
 
-    def _pass(self, model, teacher, task, idx, batch_size, opt, g, sched, loss_fn):
+    def _pass(self, model, teacher, task, idx, batch_size, opt, g, sched, loss_fn) -> float:
+        """One optimisation pass over `idx`; returns the mean loss of its steps."""
         data = task.data
         model.train()  # student in train mode, teacher in eval mode (as the authors)
+        total, n = 0.0, 0
         for b in batches(idx, batch_size, g):
             x, y = data.prepare(data.x_train[b], train=True, generator=g), data.y_train[b]
             with torch.no_grad():
@@ -71,14 +78,16 @@ class SCRUB(Method):
             opt.step()
             if sched is not None:
                 sched.step()
+            total, n = total + loss.item(), n + 1
+        return total / max(1, n)
 
-    def max_pass(self, model, teacher, task, opt, g, sched=None):
-        """One pass over D_f maximising the KL between student and teacher."""
-        self._pass(model, teacher, task, task.split.forget, self.forget_batch_size, opt, g, sched,
+    def max_pass(self, model, teacher, task, opt, g, sched=None) -> float:
+        """One pass over D_f maximising the KL between student and teacher; returns the mean loss (-KL)."""
+        return self._pass(model, teacher, task, task.split.forget, self.forget_batch_size, opt, g, sched,
                    lambda s, t, y: -distill_kl(s, t, self.temperature))
 
-    def min_pass(self, model, teacher, task, opt, g, sched=None):
-        """One pass over D_r: stay close to the teacher and keep the true labels right."""
-        self._pass(model, teacher, task, task.split.retain, self.recipe.batch_size, opt, g, sched,
+    def min_pass(self, model, teacher, task, opt, g, sched=None) -> float:
+        """One pass over D_r: stay close to the teacher and keep the true labels right; returns the mean loss."""
+        return self._pass(model, teacher, task, task.split.retain, self.recipe.batch_size, opt, g, sched,
                    lambda s, t, y: self.ce_weight * F.cross_entropy(s, y)
                    + self.kl_weight * distill_kl(s, t, self.temperature))

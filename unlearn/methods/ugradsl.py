@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearn.losses import gls_cross_entropy
+from unlearn.checks import finite, require
+from unlearn.losses import mixed_loss
 from unlearn.methods.base import LossMethod
 
 MODES = ("fixed", "adaptive")
@@ -38,49 +39,45 @@ def adaptive_smooth_rate(alpha: float, dist: Tensor, delta: float) -> Tensor:
     return alpha * (1 - counts / dist.shape[1])
 
 
+def check_mixed(smooth_rate, p, prefix: str) -> None:
+    """The two sweep axes of Eq. 10, checked by every method that uses them."""
+    require([("smooth_rate", finite(smooth_rate) and smooth_rate <= 1,
+              "a finite number <= 1 (< 0: NLS, 0: CE, (0, 1]: PLS)"),
+             ("p", finite(p) and 0 <= p <= 1, "a number in [0, 1] (weight of the gradient-descent term)")],
+            {"smooth_rate": smooth_rate, "p": p}, prefix)
+
+
 class UGradSL(LossMethod):
     """L = p * CE(B_r) - (1 - p) * CE_GLS(B_f, alpha)  (Eq. 10); an epoch is one pass over D_f.
 
-    Each forget batch is paired with an equal-size retain batch. `use_retain=False` drops the
-    retain term (the "without D_r" ablation: pure GA with GLS); `smooth_rate=0` removes NLS.
-    `smooth_rate_mode=adaptive` (arXiv Sec. 10) gives each forget sample its own rate
-    alpha_i = alpha * (1 - c_i / n_Br), c_i = number of retain samples of the paired batch B_r within
-    distance `delta` of it (see `adaptive_smooth_rate`).
+    Each forget batch is paired with an equal-size retain batch. `smooth_rate_mode=adaptive` (arXiv
+    Sec. 10) gives each forget sample its own rate alpha_i = alpha * (1 - c_i / n_Br), c_i = number of
+    retain samples of the paired batch B_r within distance `delta` of it (see `adaptive_smooth_rate`).
     """
 
     drive = "forget"
     pair = True
 
-    def __init__(self, smooth_rate: float = -0.5, p: float = 0.5, use_retain: bool = True,
-                 smooth_rate_mode: str = "fixed", distance: str = "feature_cosine", delta: float = 0.1,
+    def __init__(self, *, smooth_rate: float, p: float, smooth_rate_mode: str, distance: str, delta: float,
                  **recipe):
         super().__init__(**recipe)
-        if smooth_rate > 1:
-            raise ValueError(f"smooth_rate={smooth_rate} must be <= 1 (negative = NLS, 0 = CE, (0, 1] = PLS)")
-        if not 0 <= p <= 1:
-            raise ValueError(f"p={p} must be in [0, 1] (weight of the gradient-descent term)")
-        if smooth_rate_mode not in MODES:
-            raise ValueError(f"smooth_rate_mode={smooth_rate_mode!r}; allowed: {MODES}")
-        if distance not in DISTANCES:
-            raise ValueError(f"distance={distance!r}; allowed: {DISTANCES}")
-        if not delta > 0:
-            raise ValueError(f"delta={delta} must be > 0 (distance threshold of the adaptive smooth rate)")
-        if smooth_rate_mode == "adaptive" and not use_retain:
-            raise ValueError("smooth_rate_mode='adaptive' needs use_retain=true: the rate counts retain neighbours")
-        self.smooth_rate, self.p, self.use_retain = smooth_rate, p, use_retain
+        name = type(self).__name__.lower()
+        check_mixed(smooth_rate, p, f"{name}: ")
+        require([("smooth_rate_mode", smooth_rate_mode in MODES, f"one of {MODES}"),
+                 ("distance", distance in DISTANCES, f"one of {DISTANCES}"),
+                 ("delta", finite(delta) and delta > 0, "a finite number > 0 (distance threshold)")],
+                {"smooth_rate_mode": smooth_rate_mode, "distance": distance, "delta": delta}, f"{name}: ")
+        self.smooth_rate, self.p = smooth_rate, p
         self.smooth_rate_mode, self.distance, self.delta = smooth_rate_mode, distance, delta
-        self.pair = use_retain
 
-    def forget_alpha(self, model: nn.Module, xf: Tensor, xr: Tensor | None) -> float | Tensor:
+    def forget_alpha(self, model: nn.Module, xf: Tensor, xr: Tensor) -> float | Tensor:
         if self.smooth_rate_mode == "fixed" or self.smooth_rate == 0:
             return self.smooth_rate
         return adaptive_smooth_rate(self.smooth_rate, pair_distances(model, xf, xr, self.distance), self.delta)
 
-    def loss(self, model, forget, retain):
-        xf, yf = forget
-        xr = retain[0] if retain is not None else None
-        ascent = gls_cross_entropy(model(xf), yf, self.forget_alpha(model, xf, xr))
-        if not self.use_retain:
-            return -ascent
-        xr, yr = retain
-        return self.p * F.cross_entropy(model(xr), yr) - (1 - self.p) * ascent
+    def loss(self, run, forget, retain):
+        (xf, yf), (xr, yr) = forget, retain
+        loss, f, r = mixed_loss(run.model(xf), yf, self.forget_alpha(run.model, xf, xr), self.p,
+                                run.model(xr), yr)
+        run.record(forget_loss=f.detach(), retain_loss=r.detach())
+        return loss

@@ -1,10 +1,22 @@
 """UGradSL without D_r (paper Table 6, "UGradSL w/o gradient-mixed"): gradient ascent on D_f with GLS."""
-from unlearn.methods.ugradsl import UGradSL
+from unlearn.losses import mixed_loss
+from unlearn.methods.base import LossMethod
+from unlearn.methods.ugradsl import check_mixed
 
 
-class UGradSLNoRetain(UGradSL):
-    """L = -CE_GLS(B_f, alpha): the UGradSL loop with the retain term removed; one epoch = one pass
-    over D_f. A separate name so result tables tell this ablation row apart from mixed UGradSL."""
+class UGradSLNoRetain(LossMethod):
+    """L = -(1 - p) * CE_GLS(B_f, alpha): Eq. 10 with the retain term removed and nothing else changed, so
+    its ascent step equals mixed UGradSL's at any p; one epoch = one pass over D_f."""
 
-    def __init__(self, smooth_rate: float = -0.5, **recipe):
-        super().__init__(smooth_rate=smooth_rate, use_retain=False, smooth_rate_mode="fixed", **recipe)
+    drive = "forget"
+
+    def __init__(self, *, smooth_rate: float, p: float, **recipe):
+        super().__init__(**recipe)
+        check_mixed(smooth_rate, p, "ugradsl_no_retain: ")
+        self.smooth_rate, self.p = smooth_rate, p
+
+    def loss(self, run, forget, retain):
+        xf, yf = forget
+        loss, f, _ = mixed_loss(run.model(xf), yf, self.smooth_rate, self.p)
+        run.record(forget_loss=f.detach())
+        return loss

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from unlearn.data.text import resolve_path, token_info
-from unlearn.models.minilm import trim
+from unlearn.text import resolve_path, token_info, trim
 
 
 class Bert(nn.Module):
@@ -14,9 +13,8 @@ class Bert(nn.Module):
     weights: tiny offline test models, or training from scratch.
     """
 
-    def __init__(self, num_classes: int, input_shape: tuple, pretrained: str = "bert-base-uncased",
-                 tokenizer: str | None = None, random_init: bool = False, config_overrides: dict | None = None,
-                 embedded_by: str | None = None):
+    def __init__(self, num_classes: int, input_shape: tuple, *, pretrained: str, tokenizer: str | None,
+                 random_init: bool, config_overrides: dict | None, embedded_by: str | None):
         super().__init__()
         from transformers import AutoConfig, AutoModelForSequenceClassification
         if embedded_by is not None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from unlearn.data.text import token_info
+from unlearn.text import token_info
 
 MODES = ("mean", "sum", "max")
 
@@ -11,8 +11,8 @@ MODES = ("mean", "sum", "max")
 class BoW(nn.Module):
     """`nn.EmbeddingBag` over the token ids (pad tokens excluded) -> `features`; linear head `fc`."""
 
-    def __init__(self, num_classes: int, input_shape: tuple, tokenizer: str | None = None, dim: int = 64,
-                 mode: str = "mean", embedded_by: str | None = None):
+    def __init__(self, num_classes: int, input_shape: tuple, *, tokenizer: str | None, dim: int, mode: str,
+                 embedded_by: str | None):
         super().__init__()
         if embedded_by is not None:
             raise ValueError(f"model=bow needs token ids, but dataset.encoder={embedded_by!r} gives sentence "

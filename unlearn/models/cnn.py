@@ -6,7 +6,7 @@ from torch import nn
 class CNN(nn.Module):
     """Three conv-BN-ReLU blocks (width, 2*width, 4*width channels), global pooling, linear head."""
 
-    def __init__(self, num_classes: int, input_shape: tuple, width: int = 32):
+    def __init__(self, num_classes: int, input_shape: tuple, *, width: int):
         super().__init__()
         if width < 1:
             raise ValueError(f"model.width={width} must be a positive channel count")

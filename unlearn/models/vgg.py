@@ -11,7 +11,7 @@ class VGG16BN(nn.Module):
     would shrink the map below 1x1 (inputs smaller than 32x32) are skipped.
     """
 
-    def __init__(self, num_classes: int, input_shape: tuple, width: int = 64):
+    def __init__(self, num_classes: int, input_shape: tuple, *, width: int):
         super().__init__()
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"model.width={width!r} must be a positive channel count")

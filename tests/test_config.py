@@ -1,0 +1,76 @@
+"""One home for every value: Python takes the YAML's values (no signature defaults), a method built from
+its YAML and from Python with the same arguments behaves identically, and `experiment=ablation` is a
+multirun even without -m."""
+import inspect
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF, ROOT, TINY, compose_cfg, yaml_method
+from unlearn.workspace import Workspace
+
+METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+def _defaults(cls) -> list[str]:
+    """Keyword parameters of `cls(...)` that carry a Python default, following **kwargs up the MRO."""
+    out = []
+    for klass in cls.__mro__:
+        if not klass.__module__.startswith("unlearn") or "__init__" not in vars(klass):
+            continue
+        for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.default is not p.empty:
+                out.append(f"{klass.__name__}.{p.name}")
+    return out
+
+
+@pytest.mark.parametrize("group, name", [("method", m) for m in METHODS] + [("model", m) for m in MODELS])
+def test_python_has_no_defaults_of_its_own(group, name, tmp_path):
+    target = OmegaConf.to_container(compose_cfg([f"{group}={name}", "dataset=synthetic"], tmp_path)[group])["_target_"]
+    module, cls = target.rsplit(".", 1)
+    assert _defaults(getattr(__import__(module, fromlist=[cls]), cls)) == []
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "retrain"])
+def test_yaml_and_python_with_the_same_arguments_behave_identically(method, tmp_path):
+    tiny = [o for o in TINY if method not in ("iu", "ff") or not o.startswith("method.epochs")]  # one-shot
+    ws = Workspace(compose_cfg([*tiny, f"method={method}", "paradigm=random", "paradigm.forget_fraction=0.25"],
+                               tmp_path))
+    spec = OmegaConf.to_container(ws.cfg.method, resolve=True)
+    cls = type(ws.method)
+    by_python = cls(**{k: v for k, v in spec.items() if k not in ("_target_", "name")})
+    original = ws.refs.original()[0]
+    a, b = ws.method(original, ws.task).state_dict(), by_python(original, ws.task).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tuned_values_override_the_methods_yaml_for_their_regime(tmp_path):
+    digits = compose_cfg(["method=ga"], tmp_path).method
+    paper = compose_cfg(["method=ga", "dataset=cifar10"], tmp_path).method
+    assert (paper.lr, paper.epochs, paper.batch_size) == (1e-4, 10, 256)  # App. D.3, conf/method/ga.yaml
+    assert (digits.lr, digits.batch_size) == (0.002, 64)  # conf/tuned/digits/ga.yaml
+    assert compose_cfg(["method=ga", "method.lr=0.5"], tmp_path).method.lr == 0.5  # the command line wins
+    assert yaml_method("ga").recipe.lr == 1e-4
+
+
+def test_each_data_set_names_its_training_recipe(tmp_path):
+    recipes = {"digits": 15, "cifar10": 160, "cifar100": 160, "svhn": 160, "imagenet": 90, "newsgroups20": 60,
+               "cifar10_jpg": 10}
+    for dataset, epochs in recipes.items():
+        assert compose_cfg([f"dataset={dataset}"], tmp_path).train.epochs == epochs, dataset
+    assert compose_cfg(["dataset=cifar10", "train=cifar_cpu"], tmp_path).train.epochs == 10
+
+
+def test_ablation_runs_as_a_multirun_without_dash_m(tmp_path):
+    out = subprocess.run([sys.executable, "run.py", "experiment=ablation", *TINY, f"cache_dir={tmp_path}/cache",
+                          f"results_csv={tmp_path}/runs.csv", f"hydra.sweep.dir={tmp_path}/sweep"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/metrics.json"))]
+    assert len(runs) == 9 and {r["table"] for r in runs} == {"table6"}
+    assert len({r["config_id"] for r in runs}) == 9
