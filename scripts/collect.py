@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from unlearn.report import summary, to_long
-from unlearn.results import read_runs
+from unlearn.results_csv import read_runs
 
 
 def main() -> None:

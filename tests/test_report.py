@@ -44,7 +44,7 @@ def test_missing_identity_columns():
 def test_two_learning_rates_are_two_rows_never_averaged(tmp_path):
     """`run.py -m method=ga method.lr=0.001,0.01 seed=0,1` through the real runner: two configurations."""
     from tests.conftest import TINY, compose_cfg
-    from unlearn.results import read_runs
+    from unlearn.results_csv import read_runs
     from unlearn.workspace import run_experiment
 
     for lr in (0.001, 0.01):

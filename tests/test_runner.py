@@ -11,7 +11,7 @@ import torch
 from omegaconf import open_dict
 
 from tests.conftest import ROOT, TINY
-from unlearn.results import append_row
+from unlearn.results_csv import append_row
 from unlearn.workspace import Workspace, run_experiment
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -90,8 +91,9 @@ class Run:
 class LossMethod(RecipeMethod):
     """Gradient methods that differ only in their loss (and, optionally, a few hooks).
 
-    `drive` names what one epoch passes over: "forget" (D_f), "retain" (D_r) or "all" (D_f and D_r
-    shuffled together; each batch is handed to `loss` split into its forget and retain parts). With
+    `drive` names what one epoch passes over: "forget" (D_f), "retain" (D_r), "all" (D_f and D_r
+    shuffled together; each batch is handed to `loss` split into its forget and retain parts) or
+    "forget_then_retain" (a shuffled pass over D_f, then one over D_r, as the public RL code). With
     `pair`, every batch of the driving split comes with an equal-size batch cycled from the other one.
     Hooks receive the per-call `Run`, so a method object holds only its hyperparameters.
     """
@@ -105,17 +107,20 @@ class LossMethod(RecipeMethod):
 
     def unlearn(self, model, task):
         data, split, r = task.data, task.split, self.recipe
-        if self.drive not in ("forget", "retain", "all"):
-            raise ValueError(f"{type(self).__name__}.drive={self.drive!r}; allowed: 'forget', 'retain', 'all'")
+        drives = ("forget", "retain", "all", "forget_then_retain")
+        if self.drive not in drives:
+            raise ValueError(f"{type(self).__name__}.drive={self.drive!r}; allowed: {drives}")
         g = torch.Generator().manual_seed(task.seed)
-        main = {"forget": split.forget, "retain": split.retain,
-                "all": torch.cat([split.forget, split.retain])}[self.drive]
+        both = self.drive in ("all", "forget_then_retain")
+        main = {"forget": split.forget, "retain": split.retain}.get(self.drive, torch.cat([split.forget, split.retain]))
         other = split.retain if self.drive == "forget" else split.forget
-        cycler = Cycler(other, g) if self.pair and self.drive != "all" else None
+        cycler = Cycler(other, g) if self.pair and not both else None
         in_forget = torch.zeros(len(data.y_train), dtype=torch.bool, device=main.device)
         in_forget[split.forget] = True
         opt = r.optimizer_for(model.parameters())
-        sched = r.scheduler_for(opt, r.epochs * math.ceil(len(main) / r.batch_size))
+        per_epoch = (math.ceil(len(split.forget) / r.batch_size) + math.ceil(len(split.retain) / r.batch_size)
+                     if self.drive == "forget_then_retain" else math.ceil(len(main) / r.batch_size))
+        sched = r.scheduler_for(opt, r.epochs * per_epoch)
         run = Run(model, task, g)
 
         def fetch(idx):
@@ -129,8 +134,11 @@ class LossMethod(RecipeMethod):
             run.epoch, run.sums = epoch, {}
             self.start_epoch(run)
             lr = opt.param_groups[0]["lr"]
-            for b in batches(main, r.batch_size, g):
-                if self.drive == "all":
+            epoch_batches = (batches(main, r.batch_size, g) if self.drive != "forget_then_retain" else
+                             itertools.chain(batches(split.forget, r.batch_size, g),
+                                             batches(split.retain, r.batch_size, g)))
+            for b in epoch_batches:
+                if both:
                     forget, retain = fetch(b[in_forget[b]]), fetch(b[~in_forget[b]])
                 else:
                     here, mate = fetch(b), fetch(cycler.take(len(b))) if cycler is not None else None
