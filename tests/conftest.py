@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by subprocess runs
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "unlearn" / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 TINY = ["dataset=synthetic", "model=cnn", "device=cpu", "wandb.mode=disabled", "method.epochs=1"]

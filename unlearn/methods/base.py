@@ -22,7 +22,9 @@ class Task:
 
     `retrain` hands over the cached reference Retrain model and its info (`train_seconds`), and
     `train_recipe` is the recipe it was trained with, so a Retrain with that recipe need not train again.
-    `log(metrics, step)` records a method's training curves (W&B history and the per-run curves file).
+    `log(metrics, step)` records a method's training curves (W&B history and the per-run curves file);
+    `probe(model)`, when set, returns extra per-epoch metrics of the model being unlearned (e.g. UA and RA
+    with `eval.every_epoch`); the loop calls it in eval mode and restores train mode.
     """
 
     data: Data
@@ -33,6 +35,19 @@ class Task:
     retrain: Callable[[], tuple[nn.Module, dict]] | None = None
     train_recipe: Recipe | None = None
     log: Callable[[dict, int], None] = lambda metrics, step: None
+    probe: Callable[[nn.Module], dict] | None = None
+
+
+def probe(task: Task, model: nn.Module, prefix: str = "unlearn/") -> dict:
+    """`task.probe(model)` in eval mode (train mode restored), keys prefixed; {} when the task has no probe."""
+    if task.probe is None:
+        return {}
+    was_training = model.training
+    model.eval()
+    try:
+        return {f"{prefix}{k}": v for k, v in task.probe(model).items()}
+    finally:
+        model.train(was_training)
 
 
 class Method:
@@ -153,8 +168,9 @@ class LossMethod(RecipeMethod):
                 if sched is not None:
                     sched.step()
                 run.step += 1
-            task.log({f"unlearn/{k}": total / n for k, (total, n) in run.sums.items()} | {"unlearn/lr": lr,
-                     "unlearn/epoch": epoch + 1}, run.step)
+            logged = {f"unlearn/{k}": total / n for k, (total, n) in run.sums.items()}
+            logged |= {"unlearn/lr": lr, "unlearn/epoch": epoch + 1} | probe(task, model)
+            task.log(logged, run.step)
         return model.eval()
 
     def targets(self, run: Run, idx: Tensor) -> Tensor:
