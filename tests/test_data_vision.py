@@ -137,7 +137,7 @@ def test_cifar100_fine_coarse_and_super(tmp_path, no_md5):
     assert s.name == "cifar100_super" and s.num_classes == 20 and s.classes[3] == "c3"
     assert torch.equal(s.group_train, d.y_train) and torch.equal(s.y_train, d.coarse_of[d.y_train])
     # paradigm=group forgets fine class 7 (superclass 7) only; its superclass keeps other fine classes
-    split = Group(forget_group=7).split(s.to_coarse(), seed=0)
+    split = Group(forget_group=7, forget_group_fraction=None).split(s.to_coarse(), seed=0)
     assert set(s.group_train[split.forget].tolist()) == {7} and len(split.forget) == 2
     assert (s.y_train[split.retain] == CIFAR100_COARSE[7]).sum() == 2 * 4  # superclass 7 has 5 fine classes
 

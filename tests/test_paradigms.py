@@ -4,7 +4,7 @@ import torch
 
 from unlearn.paradigms import Classwise, Group, Random, RandomInClass
 
-PARADIGMS = [Classwise(1), Random(0.1), RandomInClass(2, 0.25), Group(forget_group=3)]
+PARADIGMS = [Classwise(1), Random(0.1), RandomInClass(2, 0.25), Group(forget_group=3, forget_group_fraction=None)]
 
 
 def _data(p, synthetic):
@@ -39,7 +39,7 @@ def test_random_depends_on_seed(synthetic):
 def test_group_forgets_one_fine_class_within_its_superclass(synthetic):
     data = synthetic.to_coarse()
     assert data.num_classes == 2 and torch.equal(data.y_train, synthetic.y_train % 2)
-    s = Group(forget_group=3).split(data, 0)
+    s = Group(forget_group=3, forget_group_fraction=None).split(data, 0)
     assert torch.equal(s.forget, torch.nonzero(synthetic.y_train == 3).flatten())
     assert len(s.test) == len(data.y_test)
     frac = Group(forget_group=None, forget_group_fraction=0.5).split(data, 0)
@@ -57,9 +57,35 @@ def test_bad_fraction(make, match):
 
 
 def test_bad_class_and_empty(synthetic):
-    with pytest.raises(ValueError, match=r"forget_class=4 is outside \[0, 4\)"):
+    with pytest.raises(ValueError, match=r"forget_class=4 is invalid; allowed: an integer in \[0, 4\)"):
         Classwise(4).split(synthetic, 0)
     with pytest.raises(ValueError, match="forget set is empty"):
         Random(0.001).split(synthetic, 0)
     with pytest.raises(ValueError, match="groups \\[9\\] do not exist"):
-        Group(forget_group=9).split(synthetic.to_coarse(), 0)
+        Group(forget_group=9, forget_group_fraction=None).split(synthetic.to_coarse(), 0)
+    with pytest.raises(ValueError, match="forget_group='any' is invalid"):
+        Group(forget_group="any", forget_group_fraction=None)
+
+
+def test_random_class_is_drawn_per_seed_and_recorded(synthetic):
+    drawn = {}
+    for seed in range(12):
+        s = Classwise("random").split(synthetic, seed)
+        c = s.info["forget_class"]
+        assert torch.equal(s.forget, torch.nonzero(synthetic.y_train == c).flatten())
+        assert (synthetic.y_test[s.test] != c).all()  # TA without the drawn class
+        assert Classwise("random").split(synthetic, seed).info == s.info  # the same seed draws the same class
+        drawn[seed] = c
+    assert len(set(drawn.values())) > 1
+    ric = RandomInClass("random", 0.25).split(synthetic, 5)
+    assert (synthetic.y_train[ric.forget] == ric.info["forget_class"]).all()
+
+
+def test_random_groups(synthetic):
+    data = synthetic.to_coarse()  # 4 fine classes in 2 superclasses (c % 2)
+    one = Group(forget_group="random", forget_group_fraction=None).split(data, 3)
+    assert len(one.info["forget_group"]) == 1
+    assert torch.equal(one.forget, torch.nonzero(data.group_train == one.info["forget_group"][0]).flatten())
+    each = Group(forget_group="one_per_superclass", forget_group_fraction=None).split(data, 3)
+    groups = each.info["forget_group"]
+    assert len(groups) == 2 and sorted(g % 2 for g in groups) == [0, 1]  # one fine class of every superclass

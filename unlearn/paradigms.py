@@ -5,7 +5,7 @@ Splits depend only on the data, the paradigm and `seed`, so every method of a sw
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,9 +19,10 @@ class Split:
     forget: Tensor  # sorted indices into the training set (D_f)
     retain: Tensor  # sorted indices into the training set (D_r = D_tr minus D_f)
     test: Tensor  # indices into the test set used for TA and as MIA non-members
+    info: dict = field(default_factory=dict)  # what was drawn for this seed, e.g. {"forget_class": 3}
 
     def to(self, device) -> "Split":
-        return Split(self.forget.to(device), self.retain.to(device), self.test.to(device))
+        return Split(self.forget.to(device), self.retain.to(device), self.test.to(device), self.info)
 
     def fingerprint(self) -> str:
         h = hashlib.sha1()
@@ -30,15 +31,23 @@ class Split:
         return h.hexdigest()[:16]
 
 
+RANDOM = "random"  # draw the class / group from the run's seed
+
+
 def _check_fraction(fraction: float) -> float:
     if not 0 < fraction < 1:
         raise ValueError(f"paradigm.forget_fraction={fraction} must be in (0, 1)")
     return fraction
 
 
-def _check_class(c: int, k: int) -> int:
-    if not (isinstance(c, int) and 0 <= c < k):
-        raise ValueError(f"paradigm.forget_class={c} is outside [0, {k}) for this data set")
+def _pick_class(c: int | str, k: int, rng: np.random.Generator) -> int:
+    """`forget_class` as given, or drawn from the run's seed when it is "random" (the paper: "we select the
+    class randomly")."""
+    if c == RANDOM:
+        return int(rng.integers(k))
+    if not (isinstance(c, int) and not isinstance(c, bool) and 0 <= c < k):
+        raise ValueError(f"paradigm.forget_class={c!r} is invalid; allowed: an integer in [0, {k}) for this data set, "
+                         f"or {RANDOM!r} (drawn per seed)")
     return c
 
 
@@ -48,7 +57,9 @@ class Paradigm:
     labels = "fine"
 
     def split(self, data: Data, seed: int) -> Split:
-        forget = torch.as_tensor(np.sort(self.forget_indices(data, np.random.default_rng(seed))), dtype=torch.long)
+        rng = np.random.default_rng(seed)
+        choice = self.choose(data, np.random.default_rng([seed, 1]))  # its own stream: D_f draws stay as before
+        forget = torch.as_tensor(np.sort(self.forget_indices(data, rng, choice)), dtype=torch.long)
         if len(forget) == 0:
             raise ValueError(f"{type(self).__name__}: the forget set is empty for this data set "
                              f"and configuration ({vars(self)}); choose a larger fraction or another class")
@@ -58,39 +69,45 @@ class Paradigm:
         if len(retain) == 0:
             raise ValueError(f"{type(self).__name__}: the forget set is all of D_tr ({len(forget)} samples), so "
                              f"D_r is empty and nothing could be retained or retrained ({vars(self)}); forget less")
-        test = self.test_indices(data)
+        test = self.test_indices(data, choice)
         if len(test) == 0:
             raise ValueError(f"{type(self).__name__}: no test samples remain for TA ({vars(self)})")
-        return Split(forget, retain, test)
+        return Split(forget, retain, test, choice)
 
-    def forget_indices(self, data: Data, rng: np.random.Generator) -> np.ndarray:
+    def choose(self, data: Data, rng: np.random.Generator) -> dict:
+        """What this seed forgets when the config leaves it to chance (a class, a group); {} otherwise."""
+        return {}
+
+    def forget_indices(self, data: Data, rng: np.random.Generator, choice: dict) -> np.ndarray:
         raise NotImplementedError
 
-    def test_indices(self, data: Data) -> Tensor:
+    def test_indices(self, data: Data, choice: dict) -> Tensor:
         return torch.arange(len(data.y_test))
 
 
 class Classwise(Paradigm):
     """Forget every training sample of one class; TA is measured on the test set without it."""
 
-    def __init__(self, forget_class: int = 0):
+    def __init__(self, forget_class: int | str):
         self.forget_class = forget_class
 
-    def forget_indices(self, data, rng):
-        c = _check_class(self.forget_class, data.num_classes)
-        return np.flatnonzero(data.y_train.cpu().numpy() == c)
+    def choose(self, data, rng):
+        return {"forget_class": _pick_class(self.forget_class, data.num_classes, rng)}
 
-    def test_indices(self, data):
-        return torch.nonzero(data.y_test.cpu() != self.forget_class).flatten()
+    def forget_indices(self, data, rng, choice):
+        return np.flatnonzero(data.y_train.cpu().numpy() == choice["forget_class"])
+
+    def test_indices(self, data, choice):
+        return torch.nonzero(data.y_test.cpu() != choice["forget_class"]).flatten()
 
 
 class Random(Paradigm):
     """Forget `forget_fraction` of every class (stratified, so every class is represented)."""
 
-    def __init__(self, forget_fraction: float = 0.1):
+    def __init__(self, forget_fraction: float):
         self.forget_fraction = _check_fraction(forget_fraction)
 
-    def forget_indices(self, data, rng):
+    def forget_indices(self, data, rng, choice):
         y = data.y_train.cpu().numpy()
         picks = []
         for c in np.unique(y):
@@ -102,43 +119,58 @@ class Random(Paradigm):
 class RandomInClass(Paradigm):
     """Forget `forget_fraction` of the samples of class `forget_class`; the test set is unchanged."""
 
-    def __init__(self, forget_class: int = 0, forget_fraction: float = 0.1):
+    def __init__(self, forget_class: int | str, forget_fraction: float):
         self.forget_class = forget_class
         self.forget_fraction = _check_fraction(forget_fraction)
 
-    def forget_indices(self, data, rng):
-        c = _check_class(self.forget_class, data.num_classes)
-        idx = np.flatnonzero(data.y_train.cpu().numpy() == c)
+    def choose(self, data, rng):
+        return {"forget_class": _pick_class(self.forget_class, data.num_classes, rng)}
+
+    def forget_indices(self, data, rng, choice):
+        idx = np.flatnonzero(data.y_train.cpu().numpy() == choice["forget_class"])
         return rng.choice(idx, size=int(round(self.forget_fraction * len(idx))), replace=False)
 
 
 class Group(Paradigm):
     """Train on superclasses and forget whole subgroups (a fine class inside its superclass, or identities).
 
-    D_f = every training sample whose group id is `forget_group` (an int or a list), or, when
-    `forget_group_fraction` is set, a random fraction of all groups. The test set is unchanged.
+    D_f = every training sample whose group id is `forget_group`: an int or a list, "random" (one group
+    drawn per seed: paper Table 3, one subclass of one superclass) or "one_per_superclass" (one group of
+    every superclass drawn per seed: Table 9); or, when `forget_group_fraction` is set, a random fraction of
+    all groups (identities, Table 4). The test set is unchanged.
     """
 
     labels = "coarse"
+    DRAWS = (RANDOM, "one_per_superclass")
 
-    def __init__(self, forget_group: int | list[int] | None = 0, forget_group_fraction: float | None = None):
+    def __init__(self, forget_group: int | list[int] | str | None, forget_group_fraction: float | None):
         if forget_group is None and forget_group_fraction is None:
             raise ValueError("paradigm: set paradigm.forget_group or paradigm.forget_group_fraction")
+        if isinstance(forget_group, str) and forget_group not in self.DRAWS:
+            raise ValueError(f"paradigm.forget_group={forget_group!r} is invalid; allowed: a group id, a list of ids, "
+                             f"or one of {self.DRAWS}")
         self.forget_group = forget_group
         self.forget_group_fraction = None if forget_group_fraction is None else _check_fraction(forget_group_fraction)
 
-    def forget_indices(self, data, rng):
+    def choose(self, data, rng):
         if data.group_train is None:
             raise ValueError(f"paradigm=group needs group labels; dataset {data.name!r} has none")
-        groups = data.group_train.cpu().numpy()
+        groups, coarse = data.group_train.cpu().numpy(), data.y_train.cpu().numpy()
         present = np.unique(groups)
         if self.forget_group_fraction is not None:
             chosen = rng.choice(present, size=max(1, int(round(self.forget_group_fraction * len(present)))),
                                 replace=False)
+        elif self.forget_group == RANDOM:
+            chosen = rng.choice(present, size=1)
+        elif self.forget_group == "one_per_superclass":
+            chosen = np.array([rng.choice(np.unique(groups[coarse == c])) for c in np.unique(coarse)])
         else:
             chosen = np.atleast_1d(np.asarray(self.forget_group))
             bad = [int(g) for g in chosen if g not in present]
             if bad:
                 raise ValueError(f"paradigm.forget_group={self.forget_group}: groups {bad} do not exist; "
                                  f"allowed group ids are {int(present.min())}..{int(present.max())}")
-        return np.flatnonzero(np.isin(groups, chosen))
+        return {"forget_group": sorted(int(g) for g in chosen)}
+
+    def forget_indices(self, data, rng, choice):
+        return np.flatnonzero(np.isin(data.group_train.cpu().numpy(), choice["forget_group"]))
