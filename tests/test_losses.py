@@ -1,9 +1,9 @@
-"""GLS cross-entropy matches Eq. 9 of the paper term by term."""
+"""GLS cross-entropy matches Eq. 9 of the paper term by term; the mixed loss is Eq. 10."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from unlearn.losses import gls_cross_entropy, gls_targets
+from unlearn.losses import gls_cross_entropy, gls_targets, mixed_loss
 
 
 @pytest.mark.parametrize("alpha", [-1.0, -0.5, 0.3, 1.0])
@@ -36,3 +36,17 @@ def test_targets_and_per_sample_alpha():
 def test_bad_reduction():
     with pytest.raises(ValueError, match="reduction"):
         gls_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), reduction="avg")
+
+
+def test_mixed_loss_is_eq10_with_batch_means():
+    torch.manual_seed(1)
+    lf, lr_ = torch.randn(6, 4), torch.randn(6, 4)
+    yf, yr = torch.randint(0, 4, (6,)), torch.randint(0, 4, (6,))
+    loss, f, r = mixed_loss(lf, yf, -0.5, 0.7, lr_, yr)
+    torch.testing.assert_close(f, gls_cross_entropy(lf, yf, -0.5))
+    torch.testing.assert_close(r, F.cross_entropy(lr_, yr))
+    torch.testing.assert_close(loss, 0.7 * r - 0.3 * f)
+    alone, f2, r2 = mixed_loss(lf, yf, -0.5, 0.7)  # no retain logits: the descent term is 0
+    torch.testing.assert_close(alone, -0.3 * f)
+    torch.testing.assert_close(f2, f)
+    assert r2 == 0

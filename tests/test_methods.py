@@ -1,4 +1,4 @@
-"""Every method config composes, runs on synthetic data and returns finite metrics; GA ascends."""
+"""Every method config composes, runs on synthetic data and returns finite metrics; bad values fail early."""
 import math
 
 import pytest
@@ -28,24 +28,28 @@ def test_every_method_runs(method, tiny_cfg):
         assert math.isfinite(metrics[key]), key
 
 
-def _forget_loss(model, ws):
+def _loss(model, ws, idx):
     with torch.no_grad():
-        x = ws.data.prepare(ws.data.x_train[ws.split.forget])
-        return F.cross_entropy(model.eval()(x), ws.data.y_train[ws.split.forget]).item()
+        x = ws.data.prepare(ws.data.x_train[idx])
+        return F.cross_entropy(model.eval()(x), ws.data.y_train[idx]).item()
 
 
 def test_gradient_ascent_raises_forget_loss(tiny_cfg):
     ws = Workspace(tiny_cfg("method=ga", "method.epochs=3", "method.lr=0.01"))
     original = ws.refs.original()[0]
-    assert _forget_loss(ws.method(original, ws.task), ws) > _forget_loss(original, ws) + 0.1
+    assert _loss(ws.method(original, ws.task), ws, ws.split.forget) > _loss(original, ws, ws.split.forget) + 0.1
 
 
-def test_ugradsl_unlearns_more_than_it_forgets_retain(tiny_cfg):
-    ws = Workspace(tiny_cfg("method=ugradsl", "method.epochs=5", "method.lr=0.01", "method.batch_size=32",
-                            "smooth_rate=-1", "p=0.5"))
+def test_ugradsl_retain_term_holds_d_r_while_d_f_is_unlearned(tiny_cfg):
+    keys = ("method.epochs=5", "method.lr=0.01", "method.batch_size=32", "smooth_rate=-1", "p=0.5",
+            "paradigm=classwise", "train.epochs=8")  # an original that fits D_tr
+    ws = Workspace(tiny_cfg("method=ugradsl", *keys))
+    ascent_only = Workspace(tiny_cfg("method=ugradsl_no_retain", *keys))  # the same ascent step, no D_r term
     original = ws.refs.original()[0]
-    unlearned = ws.method(original, ws.task)
-    assert _forget_loss(unlearned, ws) > _forget_loss(original, ws) + 0.1
+    f0, r0 = _loss(original, ws, ws.split.forget), _loss(original, ws, ws.split.retain)
+    mixed, alone = ws.method(original, ws.task), ascent_only.method(original, ascent_only.task)
+    assert _loss(mixed, ws, ws.split.forget) > f0 + 0.5  # D_f is unlearned
+    assert _loss(mixed, ws, ws.split.retain) < r0 < _loss(alone, ws, ws.split.retain)  # D_r held only with its term
 
 
 def test_methods_are_deterministic(tiny_cfg):
@@ -70,6 +74,12 @@ BAD_HYPERPARAMETERS = [  # (method, override, what the message must name)
     ("ff", "method.max_std=-1", "max_std=-1"), ("ff", "method.num_samples=0", "num_samples=0"),
     ("ff", "method.head=drop", "head='drop'"), ("be", "method.lr=-0.1", "lr=-0.1"),
     ("be", "method.epochs=0", "epochs=0"), ("bs", "method.bound=0", "bound=0"), ("bs", "method.lr=-1", "lr=-1"),
+    ("ff", "method.variant=sparse", "variant='sparse'"), ("ff", "method.fisher_batch=0", "fisher_batch=0"),
+    ("rl", "method.labels=random", "labels='random'"), ("rl", "method.loop=mixed", "loop='mixed'"),
+    ("salun", "method.mask_apply=weights", "mask_apply='weights'"), ("salun", "method.loop=both", "loop='both'"),
+    ("bs", "method.space=normalised", "space='normalised'"), ("bs", "method.relabel=epoch", "relabel='epoch'"),
+    ("be", "method.shadow=drop", "shadow='drop'"), ("be", "method.shadow_init=zeros", "shadow_init='zeros'"),
+    ("iu", "method.solver=exact", "solver='exact'"), ("scrub", "method.augment=1", "augment=1"),
 ]
 
 

@@ -31,7 +31,7 @@ class SCRUB(RecipeMethod):
     in the authors' code (their msteps, sgda_epochs, gamma, alpha, kd_T, del_batch_size)."""
 
     def __init__(self, *, max_steps: int, temperature: float, ce_weight: float, kl_weight: float,
-                 forget_batch_size: int, **recipe):
+                 forget_batch_size: int, augment: bool, **recipe):
         super().__init__(**recipe)
         checks = [
             ("max_steps", integer(max_steps, 0), "an integer >= 0 (>= epochs: every epoch)"),
@@ -39,10 +39,12 @@ class SCRUB(RecipeMethod):
             ("ce_weight", finite(ce_weight) and ce_weight >= 0, "a finite number >= 0"),
             ("kl_weight", finite(kl_weight) and kl_weight >= 0, "a finite number >= 0"),
             ("forget_batch_size", integer(forget_batch_size, 1), "an integer >= 1"),
+            ("augment", isinstance(augment, bool), "true or false"),
         ]
         require(checks, locals(), "scrub: ")
         self.max_steps, self.temperature = max_steps, temperature
         self.ce_weight, self.kl_weight, self.forget_batch_size = ce_weight, kl_weight, forget_batch_size
+        self.augment = augment
 
     def unlearn(self, model: nn.Module, task: Task) -> nn.Module:
         r = self.recipe
@@ -69,7 +71,7 @@ class SCRUB(RecipeMethod):
         model.train()  # student in train mode, teacher in eval mode (as the authors)
         total, n = 0.0, 0
         for b in batches(idx, batch_size, g):
-            x, y = data.prepare(data.x_train[b], train=True, generator=g), data.y_train[b]
+            x, y = data.prepare(data.x_train[b], train=self.augment, generator=g), data.y_train[b]
             with torch.no_grad():
                 t_logits = teacher(x)
             loss = loss_fn(model(x), t_logits, y)
@@ -81,13 +83,21 @@ class SCRUB(RecipeMethod):
             total, n = total + loss.item(), n + 1
         return total / max(1, n)
 
+    def max_loss(self, student_logits: Tensor, teacher_logits: Tensor, y: Tensor) -> Tensor:
+        """Loss of a max step on D_f: -KL(teacher || student) (SCRUB thirdparty/repdistiller/helper/loops.py:243-244)."""
+        return -distill_kl(student_logits, teacher_logits, self.temperature)
+
+    def min_loss(self, student_logits: Tensor, teacher_logits: Tensor, y: Tensor) -> Tensor:
+        """Loss of a min step on D_r: ce_weight * CE + kl_weight * KL(teacher || student)."""
+        return (self.ce_weight * F.cross_entropy(student_logits, y)
+                + self.kl_weight * distill_kl(student_logits, teacher_logits, self.temperature))
+
     def max_pass(self, model, teacher, task, opt, g, sched=None) -> float:
         """One pass over D_f maximising the KL between student and teacher; returns the mean loss (-KL)."""
         return self._pass(model, teacher, task, task.split.forget, self.forget_batch_size, opt, g, sched,
-                   lambda s, t, y: -distill_kl(s, t, self.temperature))
+                          self.max_loss)
 
     def min_pass(self, model, teacher, task, opt, g, sched=None) -> float:
         """One pass over D_r: stay close to the teacher and keep the true labels right; returns the mean loss."""
         return self._pass(model, teacher, task, task.split.retain, self.recipe.batch_size, opt, g, sched,
-                   lambda s, t, y: self.ce_weight * F.cross_entropy(s, y)
-                   + self.kl_weight * distill_kl(s, t, self.temperature))
+                          self.min_loss)
