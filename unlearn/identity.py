@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 SECTIONS = ("dataset", "model", "paradigm", "train", "method", "eval")  # what determines a result
 NOT_IDENTITY = {"dataset": {"cache_dir", "num_workers", "download"},  # where/how data is read, not what it is
-                "model": {"num_classes", "input_shape"}, "method": {"_target_"}, "paradigm": {"_target_"}}
+                "model": {"num_classes", "input_shape"}, "method": {"_target_"}, "paradigm": {"_target_"},
+                "eval": {"every_epoch"}}  # per-epoch probes only add curves; they change no result
 META = ("name", "modality")  # labels in group configs that are not constructor arguments
 
 

@@ -19,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from unlearn.identity import axes, config_id, params
 from unlearn.metrics import HEADLINE
 from unlearn.results_csv import append_row
-from unlearn.validate import check_results_csv
+from unlearn.validate import ConfigError, check_results_csv
 
 log = logging.getLogger("unlearn")
+CURVE_COLUMNS = ["phase", "epoch", "step", "metric", "value"]
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -50,6 +51,14 @@ def table(metrics: dict[str, float]) -> str:
         float_format=lambda v: f"{v:.2f}")
 
 
+def check_recording(cfg: DictConfig) -> None:
+    """The switches of what a run records are booleans (a YAML typo such as `ture` would be a truthy string)."""
+    for key in ("eval.every_epoch", "wandb.silent", "wandb.log_models"):
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}; allowed: true or false")
+
+
 def job_overrides() -> list[str]:
     """The command-line overrides of this job (Hydra), empty when composed without Hydra's app."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
@@ -61,8 +70,9 @@ class Recorder:
     def __init__(self, cfg: DictConfig, out_dir: Path):
         self.cfg, self.out_dir = cfg, out_dir
         self.overrides = job_overrides()
-        self.curves: list[dict] = []
+        self.curves: list[dict] = []  # long format: phase, epoch, step, metric, value
         self.wandb = None
+        self.ident: dict | None = None  # the row as written by `finish`
 
     def identity(self) -> dict:
         """What ran: group choices, the sweep axes as the method used them, every hyperparameter, the environment."""
@@ -79,36 +89,69 @@ class Recorder:
     def __enter__(self):
         if self.cfg.wandb.mode != "disabled":
             from unlearn.wandb_log import start
-            self.wandb = start(self.cfg, self.identity(), self.out_dir)
+            self.wandb = start(self.cfg, self.identity())
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if self.wandb is not None:
-            self.wandb.finish(exit_code=1 if exc_type else 0)
-            self.wandb = None
+        """The job's `finally`: log the run dir's files to W&B and finish the run, failed (exit code 1) if the
+        job raised; a failed job still leaves its curves file for a post-mortem."""
+        run, self.wandb, ok = self.wandb, None, exc_type is None
+        try:
+            if not ok:
+                self.write_curves()
+            if run is not None:
+                from unlearn.wandb_log import log_files
+                log_files(run, self.out_dir, self.ident or self.identity())
+        except BaseException as e:
+            if ok:
+                ok = False
+                raise
+            log.warning("while recording a failed job: %s: %s", type(e).__name__, e)  # keep the job's own error
+        finally:
+            if run is not None:
+                run.finish(exit_code=0 if ok else 1)
         return False
 
     def curve(self, metrics: dict, step: int) -> None:
-        """One point of a training curve (`original/loss`, `unlearn/forget_loss`, ...)."""
-        self.curves.append({"step": step, **metrics})
+        """One epoch's point of a training curve (`original/loss`, `unlearn/forget_loss`, ... with the phase's
+        `<phase>/epoch`): W&B history and the per-run curves file."""
+        for key, value in metrics.items():
+            phase, _, name = key.partition("/")
+            if name != "epoch":
+                self.curves.append({"phase": phase, "epoch": metrics.get(f"{phase}/epoch"), "step": step,
+                                    "metric": name, "value": float(value)})
         if self.wandb is not None:
             self.wandb.log(metrics)
 
-    def finish(self, metrics: dict[str, float]) -> dict:
-        """curves.csv, metrics.json and config.yaml in the run dir, one CSV row, the W&B summary; prints the table."""
-        ident = self.identity()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.wandb is not None:
-            ident["wandb_run"] = f"{self.wandb.project}/{self.wandb.id}"
+    def write_curves(self) -> None:
+        """curves.csv in the run dir, long format (`phase,epoch,step,metric,value`); none without curves
+        (reference models loaded from the cache and a one-shot method log none)."""
         if self.curves:
-            pd.DataFrame(self.curves).to_csv(self.out_dir / "curves.csv", index=False)
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(self.curves, columns=CURVE_COLUMNS).to_csv(self.out_dir / "curves.csv", index=False)
+
+    def finish(self, metrics: dict[str, float], model: torch.nn.Module | None = None) -> dict:
+        """curves.csv, metrics.json and config.yaml in the run dir, one CSV row, the W&B config and summary (and
+        with `wandb.log_models` the unlearned weights, unlearned.pt); prints the table."""
+        ident = self.ident = self.identity()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        extra = {}
+        if self.wandb is not None:
+            from unlearn.wandb_log import MODEL_FILE, reference, save_model
+            extra["wandb"] = reference(self.wandb)
+            ident["wandb_run"] = extra["wandb"]["path"]
+            if self.cfg.wandb.log_models and model is not None:
+                save_model(model, self.cfg, self.out_dir / MODEL_FILE)
+        self.write_curves()
         config = OmegaConf.to_container(self.cfg, resolve=True)
-        write_json(self.out_dir / "metrics.json", {**ident, "metrics": metrics, "config": config}, exclusive=True)
+        write_json(self.out_dir / "metrics.json", {**ident, **extra, "metrics": metrics, "config": config},
+                   exclusive=True)
         OmegaConf.save(self.cfg, self.out_dir / "config.yaml", resolve=True)
         csv_path = Path(to_absolute_path(self.cfg.results_csv))
         check_results_csv(csv_path)  # another job may have replaced it since the start
         append_row(csv_path, {**ident, **metrics})
-        if self.wandb is not None:
+        if self.wandb is not None:  # the config becomes the row's identity as written (its final timestamp)
+            self.wandb.config.update({k: v for k, v in ident.items() if k != "wandb_run"}, allow_val_change=True)
             self.wandb.summary.update(metrics)
         print(table(metrics))
         print(f"({ident['device']}, {ident['threads']} torch threads, seed {ident['seed']}, config_id {ident['config_id']}; "

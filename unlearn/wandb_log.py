@@ -1,32 +1,140 @@
-"""W&B for one run, imported only when `wandb.mode` is not disabled (offline needs no network)."""
+"""W&B for one run, and the runs frame rebuilt from W&B runs (`scripts/collect.py --from-wandb`).
+
+`wandb` is imported only when a run logs to it (`wandb.mode` not disabled) or a frame is pulled back.
+The W&B config of a run is its results-CSV identity (table, dataset, ..., `method.lr`, ..., `config_id`,
+`git_commit`, `run_dir`) and its summary holds its metrics, so a run pulled back from W&B is the CSV row.
+"""
 from __future__ import annotations
 
-import os
+import io
+import json
 from pathlib import Path
 
+import pandas as pd
+import torch
+import yaml
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+PHASES = ("original", "retrain", "unlearn")  # curve prefixes, each charted against its own `<phase>/epoch`
+RESULT_FILES = ("metrics.json", "config.yaml", "curves.csv", "predictions.npz")  # logged when present
+MODEL_FILE = "unlearned.pt"  # written and logged only with wandb.log_models=true
+# override keys that name the run's fixed parts (data set, paradigm, method, seed) or say where/how it runs
+NOT_IN_NAME = {"seed", "method", "dataset", "paradigm", "experiment", "table", "results_csv", "cache_dir", "run_dir",
+               "device", "threads", "lock_timeout", "eval.every_epoch", "eval.batch_size"}
 
-def start(cfg: DictConfig, ident: dict, out_dir: Path):
-    """A W&B run covering the whole job: named after what varies, grouped by configuration (`config_id`)."""
+
+def run_name(ident: dict) -> str:
+    """`<dataset>-<paradigm>-<method>[-<varying overrides>]-s<seed>`, e.g. `digits-classwise-ga-lr=0.01-s0`."""
+    overrides = [o.lstrip("+~") for o in ident["overrides"].split()]
+    varying = [o.removeprefix("method.") for o in overrides
+               if o.partition("=")[0] not in NOT_IN_NAME and not o.startswith(("wandb.", "hydra."))]
+    parts = [ident["dataset"], ident["paradigm"], ident["method"], ",".join(varying), f"s{ident['seed']}"]
+    return "-".join(str(p) for p in parts if p != "")[:128]
+
+
+def scale(cfg: DictConfig) -> str | None:
+    """`cpu` or `paper`: the `scale` a table preset sets, else from the training recipe Hydra picked
+    (train/*_paper.yaml are the paper's); None when neither says."""
+    if OmegaConf.select(cfg, "scale", default=None):
+        return str(cfg.scale)
+    recipe = HydraConfig.get().runtime.choices.get("train") if HydraConfig.initialized() else None
+    return None if recipe is None else "paper" if recipe.endswith("_paper") else "cpu"
+
+
+def run_tags(cfg: DictConfig, ident: dict) -> list[str]:
+    """table, data set, model, method and scale (`scale:cpu`), plus `wandb.tags`."""
+    tags = [*(cfg.wandb.tags or []), *(str(ident[k]) for k in ("table", "dataset", "model", "method"))]
+    if scale(cfg):
+        tags.append(f"scale:{scale(cfg)}")
+    return sorted({t for t in tags if t not in ("-", "")})
+
+
+def start(cfg: DictConfig, ident: dict):
+    """A W&B run for the whole job: named after what varies, grouped by configuration (`config_id`), one
+    job type per paradigm, quiet on the console unless `wandb.silent=false`."""
     import wandb
 
-    os.environ.setdefault("WANDB_SILENT", "true")  # one line per job instead of a banner
     c = cfg.wandb
-    name = "-".join(str(x) for x in (ident["dataset"], ident["paradigm"], ident["method"]))
-    varying = [o for o in ident["overrides"].split() if not o.startswith(("seed=", "method=", "dataset=",
-                                                                            "paradigm=", "experiment="))]
-    if varying:
-        name += "-" + ",".join(varying)
-    name += f"-s{ident['seed']}"
-    config = {**OmegaConf.to_container(cfg, resolve=True), "identity": ident, "run_dir": str(out_dir.resolve())}
-    tags = list(c.tags or []) + [str(ident[k]) for k in ("table", "dataset", "model", "method") if ident[k] != "-"]
-    Path(to_absolute_path(c.dir)).mkdir(parents=True, exist_ok=True)
-    run = wandb.init(mode=c.mode, project=c.project, group=c.group or ident["config_id"],
-                     job_type=ident["paradigm"], tags=sorted(set(tags)), name=name[:128], config=config,
-                     dir=to_absolute_path(c.dir), reinit="finish_previous")
-    for prefix in ("original", "retrain", "unlearn"):
-        run.define_metric(f"{prefix}/epoch")
-        run.define_metric(f"{prefix}/*", step_metric=f"{prefix}/epoch")
+    run = wandb.init(mode=c.mode, entity=c.entity, project=c.project, group=c.group or ident["config_id"],
+                     job_type=ident["paradigm"], tags=run_tags(cfg, ident), name=run_name(ident), config=ident,
+                     dir=to_absolute_path(c.dir), reinit="finish_previous", settings=wandb.Settings(silent=c.silent))
+    try:
+        for phase in PHASES:  # curves are history only; the summary holds the run's metrics alone
+            run.define_metric(f"{phase}/epoch", summary="none")
+            run.define_metric(f"{phase}/*", step_metric=f"{phase}/epoch", summary="none")
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
     return run
+
+
+def reference(run) -> dict:
+    """Where the run lives: `path` (entity/project/id; project/id offline), `url` (online only) and the local
+    folder to `wandb sync`."""
+    return {"id": run.id, "path": "/".join(p for p in (run.entity, run.project, run.id) if p),
+            "url": None if run.offline else run.url, "dir": str(Path(run.dir).parent), "mode": run.settings.mode}
+
+
+def save_model(model: torch.nn.Module, cfg: DictConfig, path: Path) -> None:
+    """The unlearned weights with the model config that rebuilds them."""
+    torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "model": OmegaConf.to_container(cfg.model, resolve=True)}, path)
+
+
+def log_files(run, out_dir: Path, ident: dict) -> list[str]:
+    """Log the run dir's result files (RESULT_FILES present) as one `results` artifact, and MODEL_FILE, if
+    present, as a `model` artifact; returns the names logged. Versions accumulate per (config_id, seed)."""
+    import wandb
+
+    logged = []
+    for kind, files in (("results", RESULT_FILES), ("model", (MODEL_FILE,))):
+        present = [out_dir / f for f in files if (out_dir / f).is_file()]
+        if not present:
+            continue
+        art = wandb.Artifact(f"{kind}-{ident['config_id']}-s{ident['seed']}", type=kind,
+                             metadata={k: ident[k] for k in ("table", "dataset", "model", "paradigm", "method",
+                                                             "seed", "config_id", "git_commit", "run_dir")})
+        for f in present:
+            art.add_file(str(f), name=f.name)
+        run.log_artifact(art)
+        logged += [f.name for f in present]
+    return logged
+
+
+def parse_filters(filters: list[str]) -> dict:
+    """`["table=table2", "seed=0"]` -> `{"config.table": "table2", "config.seed": 0}` (the W&B API's filter)."""
+    out = {}
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--filter {f!r}: expected KEY=VALUE with KEY a results column, e.g. table=table2")
+        out[f"config.{key}"] = yaml.safe_load(value)
+    return out
+
+
+def pull_runs(path: str, filters: list[str] = (), api=None) -> tuple[pd.DataFrame, list[str]]:
+    """The results CSV's frame rebuilt from the finished W&B runs of `entity/project` (public API): one row per
+    run, its config (the identity columns), its summary (the metrics) and `wandb_run`; unfinished runs are
+    skipped and reported."""
+    if path.count("/") != 1 or not all(path.split("/")):
+        raise ValueError(f"--from-wandb {path!r}: expected ENTITY/PROJECT")
+    if api is None:
+        import wandb
+        api = wandb.Api()
+    rows, problems = [], []
+    for run in api.runs(path, filters=parse_filters(filters)):
+        if run.state != "finished":
+            problems.append(f"run {run.id} ({run.name}) is {run.state}, skipped")
+            continue
+        config = {k: v for k, v in run.config.items() if not k.startswith("_")}
+        summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_") and not isinstance(v, dict)}
+        rows.append({**config, "wandb_run": "/".join(p for p in run.path if p), **summary})
+    if not rows:
+        return pd.DataFrame(), problems
+    buf = io.StringIO()  # through CSV text, so columns get the types read_runs gives the CSV file
+    pd.DataFrame(rows).map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v) \
+        .to_csv(buf, index=False)
+    buf.seek(0)
+    return pd.read_csv(buf), problems

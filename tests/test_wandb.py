@@ -1,0 +1,296 @@
+"""W&B as the runner uses it, offline: one run per job from its first curve to its last file, named, grouped
+and tagged, finished as failed when the job raises, quiet on the console; the dashboards' report objects;
+the runs frame pulled back from W&B (a recorded fixture replayed through a fake `wandb.Api`).
+
+Offline runs are read from their `.wandb` file after `wandb.teardown()`, which returns only once wandb-core
+has written and closed every run file (`run.finish()` returns earlier: the writer still holds its last
+32 KiB block). Regenerate the pull-back fixture with `.venv/bin/python -m tests.test_wandb`.
+"""
+import json
+import os
+import runpy
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.conftest import ROOT, TINY, compose_cfg
+from unlearn.results_csv import read_runs
+from unlearn.validate import ConfigError
+from unlearn.workspace import Workspace, run_experiment
+
+wandb = pytest.importorskip("wandb")
+FIXTURE = Path(__file__).parent / "data"
+
+
+def records(path: Path) -> list:
+    """The protobuf records of a `.wandb` file (a LevelDB-style log: 7-byte header, 32 KiB blocks of chunks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    pos, buf, out = 7, b"", []
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        _, n, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if left < 7 or kind == 0:  # block trailer or zero padding
+            pos += left
+            continue
+        buf = (b"" if kind in (1, 2) else buf) + data[pos + 7:pos + 7 + n]  # FULL/FIRST start, MIDDLE/LAST go on
+        pos += 7 + n
+        if kind in (1, 4):
+            rec = pb.Record()
+            rec.ParseFromString(buf)
+            out.append(rec)
+    return out
+
+
+def _key(item) -> str:
+    return item.key or ".".join(item.nested_key)
+
+
+def offline_run(run_dir: Path) -> dict:
+    """What an offline run folder holds: the run record's fields, config, summary, history, artifacts, exit."""
+    (path,) = run_dir.glob("run-*.wandb")
+    run = {"config": {}, "summary": {}, "history": [], "artifacts": {}, "exit_code": None}
+    for rec in records(path):
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            run.update(id=r.run_id, name=r.display_name, group=r.run_group, job_type=r.job_type, tags=list(r.tags),
+                       project=r.project, start=r.start_time.seconds + r.start_time.nanos / 1e9)
+            run["config"].update({i.key: json.loads(i.value_json) for i in r.config.update})
+        elif kind == "config":
+            run["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})
+        elif kind == "summary":
+            run["summary"].update({_key(i): json.loads(i.value_json) for i in rec.summary.update})
+        elif kind == "history":
+            run["history"].append({_key(i): json.loads(i.value_json) for i in rec.history.item})
+        elif kind == "artifact":
+            a = rec.artifact
+            run["artifacts"][a.name] = {"type": a.type, "files": sorted(e.path for e in a.manifest.contents)}
+        elif kind == "exit":
+            run["exit_code"] = rec.exit.exit_code
+    run["config"].pop("_wandb", None)
+    return run
+
+
+def offline_runs(wandb_dir: Path) -> list[dict]:
+    wandb.teardown()  # blocks until wandb-core has closed every run file: no sleep, no polling
+    return [offline_run(d) for d in sorted((wandb_dir / "wandb").glob("offline-run-*"))]
+
+
+@pytest.fixture
+def offline(tiny_cfg, tmp_path, monkeypatch):
+    """Factory: a tiny config logging to W&B offline under tmp_path (the suite disables W&B by default)."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    return lambda *extra: tiny_cfg("wandb.mode=offline", f"wandb.dir={tmp_path}", "wandb.project=unit", *extra)
+
+
+def test_offline_run_covers_the_job_with_curves_names_and_artifacts(offline, tmp_path):
+    cfg = offline("method.epochs=2", "eval.every_epoch=true", "wandb.log_models=true", "wandb.tags=[mine]")
+    ws = Workspace(cfg)
+    metrics = ws.run()
+    (run,) = offline_runs(tmp_path)
+    saved = json.loads((ws.out_dir / "metrics.json").read_text())
+    row = pd.read_csv(tmp_path / "runs.csv").iloc[0]
+
+    assert run["exit_code"] == 0
+    assert run["name"] == "synthetic-classwise-ugradsl-s0" and run["job_type"] == "classwise"
+    assert run["group"] == saved["config_id"] == row["config_id"]
+    assert {"mine", "synthetic", "cnn", "ugradsl"} <= set(run["tags"])
+    assert saved["wandb"]["path"] == row["wandb_run"] == f"unit/{run['id']}"
+    assert saved["wandb"]["dir"].endswith(run["id"]) and Path(saved["wandb"]["dir"]).is_dir()
+    config = run["config"]  # the CSV row's identity, Hydra run dir and git commit included
+    assert config["run_dir"] == str(ws.out_dir.resolve()) and config["git_commit"] == row["git_commit"]
+    assert config["timestamp"] == row["timestamp"] and config["method.lr"] == row["method.lr"]
+    summary = {k: v for k, v in run["summary"].items() if not k.startswith("_")}
+    assert summary == pytest.approx(metrics)  # metrics only: curves stay in the history
+
+    # The run spans the job: its history starts with the original model's first epoch, and it holds every
+    # phase's curve, with the per-epoch UA/RA probe ending on the final evaluation's values.
+    history = [h for h in run["history"] if any(not k.startswith("_") for k in h)]
+    assert history[0]["original/epoch"] == 1
+    for phase, keys in (("original", {"loss", "acc"}), ("retrain", {"loss", "acc"}),
+                        ("unlearn", {"loss", "lr", "UA", "RA"})):
+        points = [h for h in history if f"{phase}/epoch" in h]
+        assert [p[f"{phase}/epoch"] for p in points] == list(range(1, len(points) + 1)) and points
+        assert all({f"{phase}/{k}" for k in keys} <= set(p) for p in points), phase
+    last = [h for h in history if "unlearn/UA" in h][-1]
+    assert last["unlearn/UA"] == pytest.approx(metrics["UA"]) and last["unlearn/RA"] == pytest.approx(metrics["RA"])
+    assert run["artifacts"][f"results-{row['config_id']}-s0"] == {
+        "type": "results", "files": ["config.yaml", "curves.csv", "metrics.json"]}
+    assert run["artifacts"][f"model-{row['config_id']}-s0"] == {"type": "model", "files": ["unlearned.pt"]}
+    stored = torch.load(ws.out_dir / "unlearned.pt", weights_only=True)
+    assert stored["model"]["name"] == "cnn" and stored["state_dict"]
+
+
+def test_failed_job_leaves_no_open_run_and_records_the_failure(offline, tmp_path, monkeypatch):
+    ws = Workspace(offline())
+    monkeypatch.setattr(ws, "evaluate", lambda model: (_ for _ in ()).throw(RuntimeError("disk on fire")))
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        ws.run()
+    assert wandb.run is None
+    (run,) = offline_runs(tmp_path)
+    assert run["exit_code"] == 1
+    assert not (ws.out_dir / "metrics.json").exists()
+    curves = pd.read_csv(ws.out_dir / "curves.csv")  # what the job got to, for a post-mortem
+    assert set(curves["phase"]) == {"original", "retrain", "unlearn"}
+    assert run["artifacts"] == {f"results-{run['config']['config_id']}-s0": {"type": "results",
+                                                                          "files": ["curves.csv"]}}
+
+
+def test_curves_file_is_long_and_every_epoch_probes_change_no_result(tiny_cfg):
+    plain_cfg = tiny_cfg("method.epochs=3")
+    plain = run_experiment(plain_cfg)
+    probed_cfg = tiny_cfg("method.epochs=3", "eval.every_epoch=true")
+    probed = run_experiment(probed_cfg)
+    assert {k: v for k, v in probed.items() if "RTE" not in k} == {k: v for k, v in plain.items() if "RTE" not in k}
+    from unlearn.identity import config_id
+    assert config_id(probed_cfg) == config_id(plain_cfg)
+    curves = pd.read_csv(Path(probed_cfg.run_dir) / "curves.csv")
+    assert list(curves.columns) == ["phase", "epoch", "step", "metric", "value"]
+    probes = curves[curves["metric"].isin(["UA", "RA"])]
+    assert (probes["phase"] == "unlearn").all() and sorted(set(probes["epoch"])) == [1, 2, 3]
+    assert probes[(probes["epoch"] == 3) & (probes["metric"] == "UA")]["value"].item() == pytest.approx(probed["UA"])
+    assert set(curves["phase"]) == {"unlearn"}  # references loaded from the cache have no curves
+    plain_curves = pd.read_csv(Path(plain_cfg.run_dir) / "curves.csv")
+    assert set(plain_curves["phase"]) == {"original", "retrain", "unlearn"}
+    assert not plain_curves["metric"].isin(["UA", "RA"]).any()
+
+
+@pytest.mark.parametrize("override", ["eval.every_epoch=ture", "wandb.log_models=1", "wandb.silent=null"])
+def test_recording_switches_must_be_booleans(tiny_cfg, override):
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        Workspace(tiny_cfg(override))
+
+
+def test_run_name_names_what_varies():
+    from unlearn.wandb_log import run_name
+    ident = {"dataset": "digits", "paradigm": "random", "method": "ga", "seed": 2,
+             "overrides": "method=ga method.lr=0.01 +method.extra=1 seed=2 wandb.mode=offline cache_dir=/x "
+                          "paradigm.forget_fraction=0.2 eval.every_epoch=true"}
+    assert run_name(ident) == "digits-random-ga-lr=0.01,extra=1,paradigm.forget_fraction=0.2-s2"
+    assert run_name({**ident, "overrides": ""}) == "digits-random-ga-s2"
+
+
+def test_artifacts_log_the_allow_listed_files_present(tmp_path):
+    from unlearn.wandb_log import log_files
+
+    class Run:
+        logged = []
+
+        def log_artifact(self, art):
+            self.logged.append(art)
+
+    for name in ("metrics.json", "predictions.npz", "unlearned.pt", "app.log", "scratch.csv"):
+        (tmp_path / name).write_text("x")
+    ident = {k: "v" for k in ("table", "dataset", "model", "paradigm", "method", "git_commit", "run_dir")}
+    run = Run()
+    assert log_files(run, tmp_path, {**ident, "config_id": "abc", "seed": 1}) == [
+        "metrics.json", "predictions.npz", "unlearned.pt"]
+    assert [(a.name, a.type, sorted(a.manifest.entries)) for a in run.logged] == [
+        ("results-abc-s1", "results", ["metrics.json", "predictions.npz"]), ("model-abc-s1", "model", ["unlearned.pt"])]
+
+
+def test_cli_job_is_quiet_without_wandb_silent(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    out = subprocess.run([sys.executable, "run.py", *TINY, "wandb.mode=offline", f"wandb.dir={tmp_path}",
+                          f"cache_dir={tmp_path}/cache", f"results_csv={tmp_path}/runs.csv",
+                          f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, env={**env, "HF_HUB_OFFLINE": "1"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    banners = [line for line in (out.stdout + out.stderr).splitlines() if line.lower().startswith("wandb")]
+    assert not banners, banners
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["wandb"]["mode"] == "offline"
+
+
+# ---- pull-back: scripts/collect.py --from-wandb, replaying runs recorded offline through a fake Api ----
+
+class FakeRun:
+    def __init__(self, rec: dict, entity: str):
+        self.id, self.name, self.state = rec["id"], rec["name"], rec["state"]
+        self.config, self.summary, self.path = rec["config"], rec["summary"], [entity, rec["project"], rec["id"]]
+
+
+class FakeApi:
+    """`wandb.Api()` answering `runs(path, filters)` from the recorded fixture (equality filters on config)."""
+
+    calls: list = []
+
+    def __init__(self, entity: str = ""):
+        self.entity = entity
+        self.recorded = json.loads((FIXTURE / "wandb_runs.json").read_text())
+
+    def runs(self, path, filters=None, **_):
+        self.calls.append((path, filters))
+        keep = lambda r: all(r["config"].get(k.removeprefix("config.")) == v for k, v in (filters or {}).items())
+        return [FakeRun(r, self.entity) for r in self.recorded if keep(r)]
+
+
+def test_pull_back_rebuilds_the_runs_frame_of_the_csv():
+    from unlearn.report import summary
+    from unlearn.wandb_log import pull_runs
+    csv_runs, _ = read_runs(FIXTURE / "wandb_runs.csv")
+    pulled, problems = pull_runs("me/unit", [], api=FakeApi())
+    assert problems == [f"run {r['id']} ({r['name']}) is failed, skipped"
+                        for r in FakeApi().recorded if r["state"] == "failed"] and problems
+    pulled = pulled.sort_values("timestamp").reset_index(drop=True)
+    pd.testing.assert_frame_equal(pulled[csv_runs.columns], csv_runs, check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(summary(pulled), summary(csv_runs))
+    only, _ = pull_runs("me/unit", ["method=ga", "seed=1"], api=FakeApi())
+    assert FakeApi.calls[-1] == ("me/unit", {"config.method": "ga", "config.seed": 1})
+    assert list(zip(only["method"], only["seed"])) == [("ga", 1)]
+
+
+def test_collect_from_wandb_command(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(wandb, "Api", lambda: FakeApi("me"))
+    monkeypatch.setattr(sys, "argv", ["collect.py", "--from-wandb", "me/unit", "--filter", "method=ft",
+                                      "--long", str(tmp_path / "long.csv")])
+    runpy.run_path(str(ROOT / "scripts" / "collect.py"), run_name="__main__")
+    assert FakeApi.calls[-1] == ("me/unit", {"config.method": "ft"})
+    long = pd.read_csv(tmp_path / "long.csv")  # FT seed 0 failed: only seed 1 is summarised
+    assert set(long["method"]) == {"ft"} and set(long["seed"]) == {1} and {"UA", "retrain/UA"} <= set(long["metric"])
+    out = capsys.readouterr()
+    assert "is failed, skipped" in out.err and "ft" in out.out
+
+
+@pytest.mark.parametrize("path, filters, match", [("unit", [], "ENTITY/PROJECT"),
+                                                  ("me/unit", ["table"], "KEY=VALUE")])
+def test_pull_back_rejects_bad_arguments(path, filters, match):
+    from unlearn.wandb_log import pull_runs
+    with pytest.raises(ValueError, match=match):
+        pull_runs(path, filters, api=FakeApi())
+
+
+def record_fixture(out: Path = FIXTURE) -> None:
+    """Run three tiny jobs (two seeds of GA, one of FT) and one failing job offline; keep their W&B records
+    (what the public API would return) and their results CSV."""
+    import tempfile
+    os.environ.pop("WANDB_MODE", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = ["wandb.mode=offline", f"wandb.dir={tmp}", "wandb.project=unit", "table=fixture",
+                "method.epochs=1", *TINY[:3]]
+        for extra in (["method=ga", "seed=0"], ["method=ga", "seed=1"], ["method=ft", "seed=1"]):
+            run_experiment(compose_cfg([*base, *extra], tmp))
+        ws = Workspace(compose_cfg([*base, "method=ft", "seed=0"], tmp))
+        ws.evaluate = lambda model: 1 / 0
+        try:
+            ws.run()
+        except ZeroDivisionError:
+            pass
+        runs = [{"id": r["id"], "name": r["name"], "project": r["project"], "config": r["config"],
+                 "state": "finished" if r["exit_code"] == 0 else "failed", "summary": r["summary"]}
+                for r in offline_runs(tmp)]
+        out.mkdir(exist_ok=True)
+        (out / "wandb_runs.json").write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")
+        (out / "wandb_runs.csv").write_bytes((tmp / "runs.csv").read_bytes())
+
+
+if __name__ == "__main__":
+    record_fixture()
