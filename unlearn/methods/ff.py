@@ -101,7 +101,8 @@ class FF(Method):
                   ("power", finite(power) and power > 0, "a finite number > 0"),
                   ("max_std", finite(max_std) and max_std > 0, "a finite number > 0"),
                   ("eps", finite(eps) and eps > 0, "a finite number > 0"),
-                  ("num_samples", num_samples is None or integer(num_samples, 1), "null (all of D_r) or an integer >= 1"),
+                  ("num_samples", num_samples is None or integer(num_samples, 1),
+                   "null (all of D_r) or an integer >= 1"),
                   ("fisher_batch", integer(fisher_batch, 1), "an integer >= 1"),
                   ("head", head in HEADS, f"one of {HEADS}"),
                   ("chunk", integer(chunk, 1), "an integer >= 1")]

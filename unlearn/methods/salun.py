@@ -53,7 +53,8 @@ class SalUn(RL):
         model.train(was_training)
         return {n: v.abs() for n, v in grads.items()}
 
-    def saliency_mask(self, model: nn.Module, task: Task, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def saliency_mask(self, model: nn.Module, task: Task,
+                      generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Boolean mask per parameter name: True for the floor(mask_fraction * N) largest saliencies."""
         sal = self.saliency(model, task, generator)
         flat = torch.cat([v.flatten() for v in sal.values()])

@@ -84,7 +84,7 @@ class SCRUB(RecipeMethod):
         return total / max(1, n)
 
     def max_loss(self, student_logits: Tensor, teacher_logits: Tensor, y: Tensor) -> Tensor:
-        """Loss of a max step on D_f: -KL(teacher || student) (SCRUB thirdparty/repdistiller/helper/loops.py:243-244)."""
+        """Loss of a max step on D_f: -KL(teacher || student) (thirdparty/repdistiller/helper/loops.py:243-244)."""
         return -distill_kl(student_logits, teacher_logits, self.temperature)
 
     def min_loss(self, student_logits: Tensor, teacher_logits: Tensor, y: Tensor) -> Tensor:
