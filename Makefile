@@ -57,3 +57,13 @@ report: $(STAMP)  ## mean ± std over seeds of results/runs.csv, one table per (
 
 clean-results:
 	rm -rf results/runs results/multirun results/cache results/wandb results/runs.csv
+
+# W&B dashboards: one Report per paper table from the synced runs (needs `wandb login`, the network and
+# `pip install -e '.[dashboard]'`); upload offline runs first with `wandb sync results/wandb/offline-run-*`.
+TABLE ?= table1
+ENTITY ?= $(WANDB_ENTITY)
+PROJECT ?= unlearn
+.PHONY: dashboard
+dashboard: $(STAMP)  ## make dashboard TABLE=table2 ENTITY=<W&B user or team> [PROJECT=unlearn]
+	@test -n "$(ENTITY)" || { echo "set ENTITY=<W&B user or team> (or WANDB_ENTITY)"; exit 2; }
+	WANDB_MODE=online $(PY) scripts/wandb_dashboard.py --entity $(ENTITY) --project $(PROJECT) --table $(TABLE)

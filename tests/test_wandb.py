@@ -107,7 +107,7 @@ def test_offline_run_covers_the_job_with_curves_names_and_artifacts(offline, tmp
     assert saved["wandb"]["dir"].endswith(run["id"]) and Path(saved["wandb"]["dir"]).is_dir()
     config = run["config"]  # the CSV row's identity, Hydra run dir and git commit included
     assert config["run_dir"] == str(ws.out_dir.resolve()) and config["git_commit"] == row["git_commit"]
-    assert config["timestamp"] == row["timestamp"] and config["method.lr"] == row["method.lr"]
+    assert config["timestamp"] == row["timestamp"] and config["params"]["method"]["lr"] == row["method.lr"]
     summary = {k: v for k, v in run["summary"].items() if not k.startswith("_")}
     assert summary == pytest.approx(metrics)  # metrics only: curves stay in the history
 
@@ -245,6 +245,8 @@ def test_pull_back_rebuilds_the_runs_frame_of_the_csv():
     only, _ = pull_runs("me/unit", ["method=ga", "seed=1"], api=FakeApi())
     assert FakeApi.calls[-1] == ("me/unit", {"config.method": "ga", "config.seed": 1})
     assert list(zip(only["method"], only["seed"])) == [("ga", 1)]
+    slow, _ = pull_runs("me/unit", ["method.lr=0.0001"], api=FakeApi())  # hyperparameters filter here
+    assert FakeApi.calls[-1] == ("me/unit", {}) and set(slow["method"]) == {"ga"} and len(slow) == 2
 
 
 def test_collect_from_wandb_command(monkeypatch, capsys, tmp_path):
@@ -260,7 +262,8 @@ def test_collect_from_wandb_command(monkeypatch, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("path, filters, match", [("unit", [], "ENTITY/PROJECT"),
-                                                  ("me/unit", ["table"], "KEY=VALUE")])
+                                                  ("me/unit", ["table"], "KEY=VALUE"),
+                                                  ("me/unit", ["method.lrr=1"], "no such column")])
 def test_pull_back_rejects_bad_arguments(path, filters, match):
     from unlearn.wandb_log import pull_runs
     with pytest.raises(ValueError, match=match):
@@ -294,3 +297,56 @@ def record_fixture(out: Path = FIXTURE) -> None:
 
 if __name__ == "__main__":
     record_fixture()
+
+
+# ---- dashboards: scripts/wandb_dashboard.py builds one report per paper table (nothing is uploaded) ----
+
+@pytest.fixture
+def dashboard(monkeypatch):
+    pytest.importorskip("wandb_workspaces")
+    import wandb_workspaces.reports.v2.interface as interface
+    # Serialising a runset looks up the project's internal id on the server: answer it here, offline.
+    monkeypatch.setattr(interface, "_get_api", lambda: None)
+    monkeypatch.setattr(interface, "execute_graphql", lambda api, query, variables: {"project": {"internalId": "p1"}})
+    return runpy.run_path(str(ROOT / "scripts" / "wandb_dashboard.py"), run_name="dashboard")
+
+
+def test_dashboard_builds_a_report_for_every_paper_table(dashboard):
+    specs = dashboard["table_specs"]()
+    assert list(specs) == [f"table{i}" for i in range(1, 15)]
+    available = sorted(p.stem for p in (ROOT / "unlearn" / "conf" / "dataset").glob("*.yaml"))
+    for table, spec in specs.items():
+        report = dashboard["build_report"](table, spec, "me", "unit", available)
+        grids = [b for b in report.blocks if type(b).__name__ == "PanelGrid"]
+        assert report.entity == "me" and report.project == "unit" and table in report.title
+        assert len(grids) == len(spec["blocks"]) >= 1, table
+        for grid, block in zip(grids, spec["blocks"]):
+            (runset,) = grid.runsets
+            assert f"Config(\"table\") == '{table}'" in runset.filters and runset.groupby == ["config.method"]
+            assert all(f"'{d}'" in runset.filters for d in dashboard["dataset_names"](block, available))
+            bars = {tuple(m.name for m in p.metrics): p for p in grid.panels if type(p).__name__ == "BarPlot"}
+            for m in ("UA", "MIA", "RA", "TA"):
+                if m in spec["columns"]:
+                    assert bars[(m, f"retrain/{m}")].groupby.name == "method", (table, m)
+            assert ("RTE_min", "retrain/RTE_min") in bars
+            sweeps = {p.x.name for p in grid.panels if type(p).__name__ == "ScatterPlot"}
+            assert {"smooth_rate", "p"} <= sweeps
+            assert ("params.method.epochs" in sweeps) == (table == "table14")
+        model = report._to_model()  # the spec W&B would receive: every panel and filter serialises
+        spec_json = json.dumps(model.model_dump(by_alias=True, mode="json"))
+        assert '"config:smooth_rate.value"' in spec_json and "summary_metrics.retrain/UA" in spec_json
+
+
+def test_dashboard_blocks_cover_the_paper_data_sets(dashboard):
+    available = ["cifar10", "cifar100", "cifar100_super_cpu", "cifar10_jpg", "digits", "newsgroups20"]
+    assert dashboard["dataset_names"]("CIFAR-10", available) == ["cifar10", "cifar10_jpg"]
+    assert dashboard["dataset_names"]("CIFAR-100", available) == ["cifar100", "cifar100_super_cpu"]
+
+
+def test_dashboard_command_dry_run_and_bad_table(dashboard, capsys):
+    dashboard["main"](["--entity", "me", "--table", "table6", "--table", "table14", "--dry-run"])
+    out = capsys.readouterr().out
+    assert out.startswith("table6: 1 blocks") and "table14: 1 blocks" in out and "not uploaded" in out
+    with pytest.raises(SystemExit):
+        dashboard["main"](["--entity", "me", "--table", "table15", "--dry-run"])
+    assert "unknown table(s) ['table15']" in capsys.readouterr().err

@@ -151,7 +151,9 @@ class Recorder:
         check_results_csv(csv_path)  # another job may have replaced it since the start
         append_row(csv_path, {**ident, **metrics})
         if self.wandb is not None:  # the config becomes the row's identity as written (its final timestamp)
-            self.wandb.config.update({k: v for k, v in ident.items() if k != "wandb_run"}, allow_val_change=True)
+            from unlearn.wandb_log import wandb_config
+            self.wandb.config.update(wandb_config({k: v for k, v in ident.items() if k != "wandb_run"}),
+                                     allow_val_change=True)
             self.wandb.summary.update(metrics)
         print(table(metrics))
         print(f"({ident['device']}, {ident['threads']} torch threads, seed {ident['seed']}, config_id {ident['config_id']}; "

@@ -1,8 +1,9 @@
 """W&B for one run, and the runs frame rebuilt from W&B runs (`scripts/collect.py --from-wandb`).
 
 `wandb` is imported only when a run logs to it (`wandb.mode` not disabled) or a frame is pulled back.
-The W&B config of a run is its results-CSV identity (table, dataset, ..., `method.lr`, ..., `config_id`,
-`git_commit`, `run_dir`) and its summary holds its metrics, so a run pulled back from W&B is the CSV row.
+The W&B config of a run is its results-CSV identity (table, dataset, ..., `config_id`, `git_commit`, `run_dir`,
+with the hyperparameter columns `method.lr`, ... nested under `params`) and its summary holds its metrics, so
+a run pulled back from W&B is its CSV row.
 """
 from __future__ import annotations
 
@@ -51,6 +52,26 @@ def run_tags(cfg: DictConfig, ident: dict) -> list[str]:
     return sorted({t for t in tags if t not in ("-", "")})
 
 
+def wandb_config(ident: dict) -> dict:
+    """The CSV identity as a W&B config: `section.key` hyperparameters nested as params[section][key] (W&B
+    panels and filters address nested keys, not dotted ones)."""
+    config = {k: v for k, v in ident.items() if "." not in k}
+    config["params"] = {}
+    for k, v in ident.items():
+        if "." in k:
+            section, key = k.split(".", 1)
+            config["params"].setdefault(section, {})[key] = v
+    return config
+
+
+def csv_identity(config: dict) -> dict:
+    """The inverse of `wandb_config` (W&B's own `_wandb` keys dropped)."""
+    row = {k: v for k, v in config.items() if k != "params" and not k.startswith("_")}
+    for section, values in (config.get("params") or {}).items():
+        row.update({f"{section}.{k}": v for k, v in values.items()})
+    return row
+
+
 def start(cfg: DictConfig, ident: dict):
     """A W&B run for the whole job: named after what varies, grouped by configuration (`config_id`), one
     job type per paradigm, quiet on the console unless `wandb.silent=false`."""
@@ -58,7 +79,7 @@ def start(cfg: DictConfig, ident: dict):
 
     c = cfg.wandb
     run = wandb.init(mode=c.mode, entity=c.entity, project=c.project, group=c.group or ident["config_id"],
-                     job_type=ident["paradigm"], tags=run_tags(cfg, ident), name=run_name(ident), config=ident,
+                     job_type=ident["paradigm"], tags=run_tags(cfg, ident), name=run_name(ident), config=wandb_config(ident),
                      dir=to_absolute_path(c.dir), reinit="finish_previous", settings=wandb.Settings(silent=c.silent))
     try:
         for phase in PHASES:  # curves are history only; the summary holds the run's metrics alone
@@ -104,37 +125,44 @@ def log_files(run, out_dir: Path, ident: dict) -> list[str]:
 
 
 def parse_filters(filters: list[str]) -> dict:
-    """`["table=table2", "seed=0"]` -> `{"config.table": "table2", "config.seed": 0}` (the W&B API's filter)."""
+    """`["table=table2", "method.lr=0.01"]` -> `{"table": "table2", "method.lr": 0.01}` (values read as YAML)."""
     out = {}
     for f in filters:
         key, eq, value = f.partition("=")
         if not eq or not key:
             raise ValueError(f"--filter {f!r}: expected KEY=VALUE with KEY a results column, e.g. table=table2")
-        out[f"config.{key}"] = yaml.safe_load(value)
+        out[key] = yaml.safe_load(value)
     return out
 
 
 def pull_runs(path: str, filters: list[str] = (), api=None) -> tuple[pd.DataFrame, list[str]]:
     """The results CSV's frame rebuilt from the finished W&B runs of `entity/project` (public API): one row per
     run, its config (the identity columns), its summary (the metrics) and `wandb_run`; unfinished runs are
-    skipped and reported."""
+    skipped and reported. Identity columns (`table=...`) filter on the server, hyperparameters (`method.lr=...`)
+    here."""
     if path.count("/") != 1 or not all(path.split("/")):
         raise ValueError(f"--from-wandb {path!r}: expected ENTITY/PROJECT")
+    wanted = parse_filters(filters)
     if api is None:
         import wandb
         api = wandb.Api()
     rows, problems = [], []
-    for run in api.runs(path, filters=parse_filters(filters)):
+    server = {f"config.{k}": v for k, v in wanted.items() if "." not in k}
+    for run in api.runs(path, filters=server):
         if run.state != "finished":
             problems.append(f"run {run.id} ({run.name}) is {run.state}, skipped")
             continue
-        config = {k: v for k, v in run.config.items() if not k.startswith("_")}
         summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_") and not isinstance(v, dict)}
-        rows.append({**config, "wandb_run": "/".join(p for p in run.path if p), **summary})
+        rows.append({**csv_identity(run.config), "wandb_run": "/".join(p for p in run.path if p), **summary})
     if not rows:
         return pd.DataFrame(), problems
     buf = io.StringIO()  # through CSV text, so columns get the types read_runs gives the CSV file
     pd.DataFrame(rows).map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v) \
         .to_csv(buf, index=False)
     buf.seek(0)
-    return pd.read_csv(buf), problems
+    runs = pd.read_csv(buf)
+    for key, value in wanted.items():
+        if key not in runs:
+            raise ValueError(f"--filter {key}=...: no such column in the runs of {path}")
+        runs = runs[runs[key] == value]
+    return runs.reset_index(drop=True), problems
