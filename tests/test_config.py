@@ -60,10 +60,10 @@ def test_tuned_values_override_the_methods_yaml_for_their_regime(tmp_path):
 
 def test_each_data_set_names_its_training_recipe(tmp_path):
     recipes = {"digits": 15, "cifar10": 160, "cifar100": 160, "svhn": 160, "imagenet": 90, "newsgroups20": 60,
-               "cifar10_jpg": 10}
+               "cifar10_jpg": 160, "cifar10_cpu": 25, "cifar100_cpu": 25, "imagenet_cpu": 25}
     for dataset, epochs in recipes.items():
         assert compose_cfg([f"dataset={dataset}"], tmp_path).train.epochs == epochs, dataset
-    assert compose_cfg(["dataset=cifar10", "train=cifar_cpu"], tmp_path).train.epochs == 10
+    assert compose_cfg(["dataset=cifar10", "train=cifar_cpu"], tmp_path).train.epochs == 25
 
 
 def test_ablation_runs_as_a_multirun_without_dash_m(tmp_path):

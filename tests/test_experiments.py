@@ -60,8 +60,8 @@ def test_experiments_leave_model_sizing_to_dataset_model(tmp_path):
     for name in EXPERIMENTS:
         spec = yaml.safe_load((CONF / "experiment" / f"{name}.yaml").read_text()) or {}
         assert "model" not in spec and "train" not in spec, f"{name} sets model or train values itself"
-    assert compose_cfg(["experiment=cifar10_classwise"], tmp_path).model.width == 32  # dataset_model/cifar10_jpg_cnn
-    assert compose_cfg(["experiment=cifar10_classwise", "model=resnet18"], tmp_path).model.width == 16
+    assert compose_cfg(["experiment=cifar10_classwise", "model=cnn"], tmp_path).model.width == 32  # cifar10_cpu_cnn
+    assert compose_cfg(["experiment=cifar10_classwise"], tmp_path).model.width == 8  # cifar10_cpu_resnet18
     assert compose_cfg(["experiment=cifar10_classwise", "model=mlp"], tmp_path).model.hidden == 256
 
 

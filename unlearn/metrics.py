@@ -52,6 +52,7 @@ def evaluate(model: nn.Module, data, split, seed: int, batch_size: int = 1024,
         "retain/loss": F.nll_loss(torch.log(pr.clamp_min(1e-30)), yr).item(),
         "test/loss": F.nll_loss(torch.log(pt.clamp_min(1e-30)), yt).item(),
         "forget/size": float(len(yf)),
+        "retain/size": float(len(yr)),
     }
     for kind in FEATURES:
         m[f"mia/{kind}"] = mia_efficacy((pr[pos], yr[pos]), (pt[nonmember_pick], yt[nonmember_pick]),

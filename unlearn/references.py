@@ -44,7 +44,8 @@ class References:
     def original_key(self) -> dict:
         dataset = {k: v for k, v in OmegaConf.to_container(self.cfg.dataset, resolve=True).items()
                    if k not in NOT_IDENTITY["dataset"]}
-        return {"dataset": dataset, "labels": self.labels,
+        holdout = self.cfg.eval.validation_fraction if self.cfg.eval.split == "validation" else None
+        return {"dataset": dataset, "labels": self.labels, "holdout": holdout,
                 "model": OmegaConf.to_container(self.cfg.model, resolve=True), "train": self.recipe.to_dict(),
                 "seed": self.cfg.seed, "env": environment(self.device)}
 

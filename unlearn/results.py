@@ -67,8 +67,9 @@ def job_overrides() -> list[str]:
 class Recorder:
     """Owns everything a run records, from its first curve point to its last row; W&B (when on) spans the job."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path):
+    def __init__(self, cfg: DictConfig, out_dir: Path, drawn: dict | None = None):
         self.cfg, self.out_dir = cfg, out_dir
+        self.drawn = drawn or {}  # what the seed drew when the config left it to chance (Split.info)
         self.overrides = job_overrides()
         self.curves: list[dict] = []  # long format: phase, epoch, step, metric, value
         self.wandb = None
@@ -78,9 +79,10 @@ class Recorder:
         """What ran: group choices, the sweep axes as the method used them, every hyperparameter, the environment."""
         c = self.cfg
         device = "cuda" if c.device == "cuda" or (c.device == "auto" and torch.cuda.is_available()) else "cpu"
-        return {"table": c.table or "-", "dataset": c.dataset.name, "model": c.model.name,
+        return {"table": c.table or "-", "scale": c.get("scale") or "-", "dataset": c.dataset.name, "model": c.model.name,
                 "paradigm": c.paradigm.name, "method": c.method.name, **axes(c), "seed": c.seed,
-                "config_id": config_id(c), "overrides": " ".join(self.overrides), **params(c),
+                "config_id": config_id(c), "overrides": " ".join(self.overrides),
+                "drawn": json.dumps(self.drawn, sort_keys=True) if self.drawn else "", **params(c),
                 "torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
                 "git_commit": git_commit(Path(__file__).parent),
                 "timestamp": datetime.now(timezone.utc).isoformat(timespec="microseconds"),

@@ -32,7 +32,7 @@ def _value(cfg: DictConfig, key: str):
 def check_config(cfg: DictConfig) -> None:
     """Fail on any invalid top-level, `eval` or `train` value, naming the key and what is allowed."""
     v = {k: _value(cfg, k) for k in ("smooth_rate", "p", "seed", "device", "threads", "wandb.mode", "lock_timeout",
-                                      "eval.batch_size", "eval.mia_shadow_size")}
+                                      "eval.batch_size", "eval.mia_shadow_size", "eval.split")}
     try:
         require([
             ("smooth_rate", finite(v["smooth_rate"]) and v["smooth_rate"] <= 1,
@@ -44,6 +44,7 @@ def check_config(cfg: DictConfig) -> None:
             ("wandb.mode", v["wandb.mode"] in WANDB_MODES, f"one of {WANDB_MODES}"),
             ("lock_timeout", finite(v["lock_timeout"]) and v["lock_timeout"] > 0, "a finite number of seconds > 0"),
             ("eval.batch_size", integer(v["eval.batch_size"], 1), "an integer >= 1"),
+            ("eval.split", v["eval.split"] in ("test", "validation"), "test or validation"),
             ("eval.mia_shadow_size", v["eval.mia_shadow_size"] is None or integer(v["eval.mia_shadow_size"], 1),
              "null (= the test-set size) or an integer >= 1"),
         ], v)

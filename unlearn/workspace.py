@@ -44,6 +44,8 @@ def build(node: DictConfig, **runtime):
         return instantiate(spec, **runtime)
     except InstantiationException as e:  # surface our own validation errors, named by group
         cause = e.__cause__
+        if isinstance(cause, FileNotFoundError):  # MissingDataError: its own message says what and how to get it
+            raise cause from None
         if isinstance(cause, ValueError):
             raise ValueError(f"{node._key()}: {cause}") from None
         if isinstance(cause, TypeError) and "argument" in str(cause):  # a misspelt or missing key
@@ -80,9 +82,11 @@ class Workspace:
         data = build(cfg.dataset)
         if self.paradigm.labels == "coarse":
             data = data.to_coarse()
+        if cfg.eval.split == "validation":
+            data = data.holdout(cfg.eval.validation_fraction)
         self.split = self.paradigm.split(data, cfg.seed).to(self.device)
         self.data = data.to(self.device)
-        self.recorder = Recorder(cfg, self.out_dir)
+        self.recorder = Recorder(cfg, self.out_dir, self.split.info)
         self.refs = References(cfg, self.data, self.split, self.device, self.recipe, self.new_model,
                                to_absolute_path(cfg.cache_dir), self.paradigm.labels, self.recorder.curve)
         self.task = Task(self.data, self.split, self.device, cfg.seed, self.new_model, self.refs.retrain,

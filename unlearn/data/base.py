@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -60,6 +61,38 @@ class Data:
             classes=self.coarse_classes or [f"super{i}" for i in range(k)], coarse_of=None, coarse_classes=[],
         )
 
+    def take(self, train_idx: Tensor, test_idx: Tensor) -> "Data":
+        """The data set restricted to training samples `train_idx` and test samples `test_idx`."""
+        pick = lambda t, i: None if t is None else t[i]  # noqa: E731
+        return replace(self, x_train=self.x_train[train_idx], y_train=self.y_train[train_idx],
+                       x_test=self.x_test[test_idx], y_test=self.y_test[test_idx],
+                       group_train=pick(self.group_train, train_idx), group_test=pick(self.group_test, test_idx))
+
+    def subsample(self, per_class_train: int | None, per_class_test: int | None, seed: int = 0) -> "Data":
+        """At most `per_class_*` random samples of every class (null = all), fixed by `seed`: CPU-scale copies."""
+        for key, n in (("per_class_train", per_class_train), ("per_class_test", per_class_test)):
+            if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+                raise ValueError(f"dataset.{key}={n!r} is invalid; allowed: null (all) or an integer >= 1")
+        rng = np.random.default_rng(seed)
+        return self.take(_per_class(self.y_train, per_class_train, rng), _per_class(self.y_test, per_class_test, rng))
+
+    def holdout(self, fraction: float, seed: int = 0) -> "Data":
+        """A validation split: a stratified `fraction` of every class of D_tr becomes the evaluation set, the rest
+        stays D_tr; the test set is left out entirely, so choices made on it never see test data."""
+        if not (isinstance(fraction, float) and 0 < fraction < 1):
+            raise ValueError(f"eval.validation_fraction={fraction!r} is invalid; allowed: a number in (0, 1)")
+        strata = (self.group_train if self.group_train is not None else self.y_train).cpu().numpy()
+        rng = np.random.default_rng(seed)
+        val = np.sort(np.concatenate([rng.choice(np.flatnonzero(strata == c), size=max(1, round(fraction * n)),
+                                                 replace=False)
+                                      for c, n in zip(*np.unique(strata, return_counts=True)) if n > 1]))
+        keep = np.setdiff1d(np.arange(len(strata)), val)
+        val_t, keep_t = torch.as_tensor(val), torch.as_tensor(keep)
+        pick = lambda t, i: None if t is None else t[i.to(t.device)]  # noqa: E731
+        return replace(self, x_train=pick(self.x_train, keep_t), y_train=pick(self.y_train, keep_t),
+                       x_test=pick(self.x_train, val_t), y_test=pick(self.y_train, val_t),
+                       group_train=pick(self.group_train, keep_t), group_test=pick(self.group_train, val_t))
+
     def to(self, device: torch.device) -> "Data":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return replace(self, x_train=move(self.x_train), y_train=move(self.y_train),
@@ -79,6 +112,16 @@ class Data:
         if train and self.augment:
             x = crop_flip(x, generator)
         return x
+
+
+def _per_class(y: Tensor, n: int | None, rng: np.random.Generator) -> Tensor:
+    """Sorted indices of at most `n` random samples of every label in `y` (all when n is None)."""
+    if n is None:
+        return torch.arange(len(y))
+    labels = y.cpu().numpy()
+    keep = [rng.choice(np.flatnonzero(labels == c), size=min(n, int((labels == c).sum())), replace=False)
+            for c in np.unique(labels)]
+    return torch.as_tensor(np.sort(np.concatenate(keep)))
 
 
 def crop_flip(x: Tensor, generator: torch.Generator | None = None, pad: int = 4) -> Tensor:

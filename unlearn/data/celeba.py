@@ -15,7 +15,7 @@ SPLITS = ("train", "valid", "test")
 
 def load_celeba(root: str, download: bool = False, cache_dir: str | None = None, attribute: str = "Smiling",
                 image_size: int = 64, test_split: str = "test", augment: bool = True, num_workers: int = 2,
-                mean=CELEBA_STATS[0], std=CELEBA_STATS[1]) -> Data:
+                mean=CELEBA_STATS[0], std=CELEBA_STATS[1], per_class_train: int | None = None, per_class_test: int | None = None, subsample_seed: int = 0) -> Data:
     """Aligned faces resized (shorter side) and centre-cropped to `image_size`; label = `attribute` (0/1).
 
     `group_*` are the CelebA identity ids, so paradigm=group with forget_group_fraction forgets whole
@@ -52,4 +52,5 @@ def load_celeba(root: str, download: bool = False, cache_dir: str | None = None,
     d = cached_images(cache_dir, key, build)
     return Data("celeba", d["x_train"], d["y_train"], d["x_test"], d["y_test"], num_classes=2,
                 classes=[f"not_{attribute}", attribute], group_train=d["group_train"], group_test=d["group_test"],
-                mean=tuple(mean), std=tuple(std), augment=augment)
+                mean=tuple(mean), std=tuple(std), augment=augment).subsample(
+        per_class_train, per_class_test, subsample_seed)

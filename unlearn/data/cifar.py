@@ -54,7 +54,7 @@ def _unpickle(path: Path) -> dict:
 
 
 def load_cifar10(root: str, download: bool = False, cache_dir: str | None = None, augment: bool = True,
-                 mean=CIFAR10_STATS[0], std=CIFAR10_STATS[1]) -> Data:
+                 mean=CIFAR10_STATS[0], std=CIFAR10_STATS[1], per_class_train: int | None = None, per_class_test: int | None = None, subsample_seed: int = 0) -> Data:
     """CIFAR-10: 50,000 / 10,000 colour 32x32 images of 10 classes (Krizhevsky 2009)."""
     folder = _locate(datasets.CIFAR10, "cifar10", root, download)
 
@@ -66,7 +66,8 @@ def load_cifar10(root: str, download: bool = False, cache_dir: str | None = None
     key = {"source": "cifar10", "root": str(folder), "files": fingerprint([folder / f for f in _files(datasets.CIFAR10)])}
     d = cached_images(cache_dir, key, build)
     return Data("cifar10", d["x_train"], d["y_train"], d["x_test"], d["y_test"], num_classes=10,
-                classes=d["classes"], mean=tuple(mean), std=tuple(std), augment=augment)
+                classes=d["classes"], mean=tuple(mean), std=tuple(std), augment=augment).subsample(
+        per_class_train, per_class_test, subsample_seed)
 
 
 def fine_to_coarse(fine: np.ndarray, coarse: np.ndarray, where: str) -> np.ndarray:
@@ -83,7 +84,8 @@ def fine_to_coarse(fine: np.ndarray, coarse: np.ndarray, where: str) -> np.ndarr
 
 
 def load_cifar100(root: str, download: bool = False, cache_dir: str | None = None, augment: bool = True,
-                  mean=CIFAR100_STATS[0], std=CIFAR100_STATS[1], coarse: bool = False) -> Data:
+                  mean=CIFAR100_STATS[0], std=CIFAR100_STATS[1], coarse: bool = False,
+                  per_class_train: int | None = None, per_class_test: int | None = None, subsample_seed: int = 0) -> Data:
     """CIFAR-100 with fine labels and the official 20 superclasses (`coarse_of`, for paradigm=group).
 
     `coarse=True` (cifar100_super) trains on the 20 superclasses and keeps the fine labels as groups.
@@ -106,7 +108,8 @@ def load_cifar100(root: str, download: bool = False, cache_dir: str | None = Non
     d = cached_images(cache_dir, key, build)
     data = Data("cifar100", d["x_train"], d["y_train"], d["x_test"], d["y_test"], num_classes=100,
                 classes=d["classes"], coarse_of=torch.tensor(CIFAR100_COARSE), coarse_classes=d["coarse_classes"],
-                mean=tuple(mean), std=tuple(std), augment=augment)
+                mean=tuple(mean), std=tuple(std), augment=augment).subsample(
+        per_class_train, per_class_test, subsample_seed)  # per fine class
     if coarse:
         data = data.to_coarse()
         data.name = "cifar100_super"

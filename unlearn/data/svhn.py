@@ -15,7 +15,7 @@ SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
 
 
 def load_svhn(root: str, download: bool = False, cache_dir: str | None = None, augment: bool = False,
-              mean=SVHN_STATS[0], std=SVHN_STATS[1]) -> Data:
+              mean=SVHN_STATS[0], std=SVHN_STATS[1], per_class_train: int | None = None, per_class_test: int | None = None, subsample_seed: int = 0) -> Data:
     """73,257 train / 26,032 test digits; label 10 of the files is digit 0 (torchvision's convention).
 
     No flip augmentation by default: mirrored digits are other digits.
@@ -40,4 +40,5 @@ def load_svhn(root: str, download: bool = False, cache_dir: str | None = None, a
 
     d = cached_images(cache_dir, {"source": "svhn", "root": str(folder), "files": fingerprint(paths)}, build)
     return Data("svhn", d["x_train"], d["y_train"], d["x_test"], d["y_test"], num_classes=10,
-                classes=[str(i) for i in range(10)], mean=tuple(mean), std=tuple(std), augment=augment)
+                classes=[str(i) for i in range(10)], mean=tuple(mean), std=tuple(std), augment=augment).subsample(
+        per_class_train, per_class_test, subsample_seed)

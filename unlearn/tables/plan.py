@@ -1,0 +1,75 @@
+"""A table's jobs: every (block, row, seed) composed with the real configs, identified by its `config_id`.
+
+Composing a job (no compute) gives its `config_id`, so the runner can skip jobs whose result already
+exists (the same configuration and seed, from the same code) and the printer can find each cell's runs in
+the results CSV whatever table they were first run for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from unlearn.identity import config_id
+from unlearn.tables.preset import Block, Preset, Row
+from unlearn.workspace import build
+
+CONF = Path(__file__).parents[1] / "conf"
+
+
+@dataclass
+class Job:
+    block: Block
+    row: Row
+    seed: int
+    overrides: list[str]
+    config_id: str
+    cfg: DictConfig
+
+
+def overrides(preset: Preset, block: Block, row: Row, extra: list[str]) -> list[str]:
+    """Block overrides, then the row's method and overrides, then the user's, then the table's labels."""
+    method = [] if any(o.startswith("+ablation=") for o in row.overrides) else [f"method={row.method}"]
+    return [*block.overrides, *method, *row.overrides, *extra, f"table={preset.table}", f"scale={preset.scale}"]
+
+
+def plan(preset: Preset, seeds: list[int], extra: list[str] = ()) -> list[Job]:
+    """Every job of the table at its scale (blocks without a preset at this scale are left out)."""
+    jobs = []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for block in preset.blocks:
+            if block.overrides is None:
+                continue
+            for row in preset.rows:
+                if row.id in block.skip_rows:
+                    continue
+                ov = overrides(preset, block, row, list(extra))
+                base = compose("config", overrides=ov)  # composed once; the seed is a plain value (seed=<n>)
+                for seed in seeds:
+                    cfg = base.copy()
+                    cfg.seed = seed
+                    jobs.append(Job(block, row, seed, ov, config_id(cfg), cfg))
+    return jobs
+
+
+def missing_data(cfg: DictConfig) -> str | None:
+    """None if the block's data set can be loaded, else the loader's message (where to put it, how to get it).
+
+    Loading is cheap for the CPU-scale copies (decoded once, then cached) and lists files for the lazily
+    decoded paper-scale ImageNet; nothing is trained.
+    """
+    from unlearn.data.store import MissingDataError
+    try:
+        build(cfg.dataset)
+    except MissingDataError as e:
+        return str(e)
+    except ValueError as e:  # e.g. a tokenizer or model folder that is not available offline
+        return f"dataset {cfg.dataset.name}: {e}"
+    return None
+
+
+def root_of(cfg: DictConfig) -> str:
+    return to_absolute_path(cfg.dataset.root) if "root" in cfg.dataset else "(embedded)"
