@@ -1,17 +1,108 @@
 """The Hydra application behind `run.py` and the `unlearn` console command (configs ship in unlearn/conf)."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
 import hydra
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from unlearn.cli import rejecting_bad_config
-from unlearn.workspace import run_experiment
+from unlearn.metrics import HEADLINE
+from unlearn.mia import FEATURES
+from unlearn.validate import ConfigError
+from unlearn.workspace import Workspace, run_experiment
+
+log = logging.getLogger("unlearn")
+STAGES = ("all", "references")
+OBJECTIVES = (*HEADLINE, "RTE_s", "forget/loss", "retain/loss", "test/loss", *(f"mia/{k}" for k in FEATURES))
+
+
+def sqlite_url(path: str) -> str:
+    """`${unlearn.sqlite:PATH}`: an SQLite URL of PATH (relative to the launch directory), its folder created,
+    for the Optuna study's storage (conf/hydra/sweeper/optuna_study.yaml)."""
+    file = Path(path).expanduser().resolve()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{file}"
+
+
+if not OmegaConf.has_resolver("unlearn.sqlite"):
+    OmegaConf.register_new_resolver("unlearn.sqlite", sqlite_url)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 @rejecting_bad_config  # a rejected config prints one line, leaves no run folder behind and exits 2
-def main(cfg: DictConfig) -> float:
-    """Train-or-load the original and Retrain models, unlearn, evaluate, record; returns avg_gap for sweepers."""
-    metrics = run_experiment(cfg)
-    return metrics["avg_gap"]  # lower is closer to Retrain
+def main(cfg: DictConfig) -> float | None:
+    """Train-or-load the original and Retrain models, unlearn, evaluate, record; returns the unlearned model's
+    `objective` (avg_gap by default, lower = closer to Retrain) for sweepers. stage=references stops after
+    the reference models."""
+    check_run_keys(cfg)
+    share_cores(cfg, HydraConfig.get().launcher if HydraConfig.initialized() else None)
+    if cfg.stage == "references":
+        warm_references(cfg)
+        return None
+    return run_experiment(cfg)[cfg.objective]
+
+
+def check_run_keys(cfg: DictConfig) -> None:
+    """`stage` and `objective` name something that exists, checked before any work."""
+    if cfg.stage not in STAGES:
+        raise ConfigError(f"stage={cfg.stage!r} is invalid; allowed: one of {STAGES}")
+    if cfg.objective not in OBJECTIVES:
+        raise ConfigError(f"objective={cfg.objective!r} is invalid; allowed: a metric of the unlearned model, "
+                          f"one of {OBJECTIVES}")
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which SLURM and containers narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def launcher_threads(launcher, n_cores: int) -> int | None:
+    """Torch threads of one job under a parallel launcher, so that jobs x threads <= cores; None = not parallel.
+
+    joblib: cores // n_jobs (n_jobs = -1 is every core, -2 all but one, as joblib counts); submitit (SLURM or
+    local): cpus_per_task when set; Ray: the CPUs each task reserves (ray.remote.num_cpus, Ray's default 1).
+    """
+    target = str(launcher.get("_target_", "")) if launcher is not None else ""
+    if target.endswith("JoblibLauncher"):
+        n = launcher.get("n_jobs") or -1
+        jobs = n if n > 0 else max(1, n_cores + 1 + n)
+        return max(1, n_cores // jobs)
+    if target.endswith(("SlurmLauncher", "LocalLauncher")) and "submitit" in target:
+        return launcher.get("cpus_per_task")
+    if target.endswith("RayLauncher"):
+        remote = launcher.get("ray", {}).get("remote", {}) or {}
+        return max(1, int(remote.get("num_cpus", 1)))
+    return None
+
+
+def share_cores(cfg: DictConfig, launcher) -> None:
+    """threads=null under a parallel launcher: each job takes its share of the cores (oversubscribed small
+    models spin-wait badly); an explicit `threads` is kept."""
+    if cfg.threads is not None:
+        return
+    threads = launcher_threads(launcher, cores())
+    if threads is not None:
+        cfg.threads = int(threads)
+        log.info("threads=null under %s: %d torch threads per job (%d cores)",
+                 str(launcher.get("_target_")).rsplit(".", 1)[-1], cfg.threads, cores())
+
+
+def warm_references(cfg: DictConfig) -> dict[str, dict]:
+    """stage=references: train (or load) the original and Retrain models and their metrics into the cache, and
+    write their curves; no unlearning, no metrics.json, no results row. Returns the two models' metrics."""
+    ws = Workspace(cfg)
+    ws.refs.original()
+    ws.refs.retrain()
+    metrics = {name: ws.refs.metrics(name, ws.evaluate) for name in ("original", "retrain")}
+    ws.recorder.write_curves()
+    for name, m in metrics.items():
+        log.info("%s: UA %.2f  MIA %.2f  RA %.2f  TA %.2f (cached in %s)", name, m["UA"], m["MIA"], m["RA"], m["TA"],
+                 cfg.cache_dir)
+    return metrics
 
 
 if __name__ == "__main__":

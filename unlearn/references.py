@@ -4,21 +4,29 @@ The original model is keyed by (data set, label set, model, training recipe, see
 by (original key, split, recipe, seed, environment), and their metrics on a split by the checkpoint's
 content digest, so a deleted and retrained checkpoint, or one from another machine, never inherits stale
 metrics. The environment (torch version, device type, CPU thread count) is part of the model keys because
-training results differ with it.
+training results differ with it, and so are non-default step mechanics (precision, channels_last, compile).
+
+Training checkpoints its state next to the cache file (`<kind>-<hash>.resume.pt`, every `checkpoint_every`
+epochs), so a killed or preempted job resumes where it stopped. `original.checkpoint` replaces training of
+the original model with weights from outside, keyed by the file's SHA-256.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from unlearn.cache import cached, weights_digest
+from unlearn.checks import integer
 from unlearn.identity import NOT_IDENTITY, config_hash
-from unlearn.train import Recipe, fit
+from unlearn.train import Checkpoints, Compute, Recipe, fit
 
 log = logging.getLogger("unlearn")
 
@@ -40,24 +48,50 @@ class References:
         self.build_model, self.cache_dir, self.labels = build_model, cache_dir, labels
         self.log_curve = log_curve
         self._models: dict[str, tuple[nn.Module, dict]] = {}
+        self.compute = Compute(precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile,
+                               cudnn=cfg.cudnn)
+        self.checkpoint_every = cfg.checkpoint_every
+        if not integer(self.checkpoint_every, 0):
+            raise ValueError(f"checkpoint_every={self.checkpoint_every!r} is invalid; allowed: an integer >= 0 "
+                             f"(epochs between resume checkpoints; 0 = never)")
+        self.external = External(cfg.original.checkpoint, build_model) if cfg.original.checkpoint else None
 
     def original_key(self) -> dict:
         dataset = {k: v for k, v in OmegaConf.to_container(self.cfg.dataset, resolve=True).items()
                    if k not in NOT_IDENTITY["dataset"]}
         holdout = self.cfg.eval.validation_fraction if self.cfg.eval.split == "validation" else None
-        return {"dataset": dataset, "labels": self.labels, "holdout": holdout,
-                "model": OmegaConf.to_container(self.cfg.model, resolve=True), "train": self.recipe.to_dict(),
-                "seed": self.cfg.seed, "env": environment(self.device)}
+        key = {"dataset": dataset, "labels": self.labels, "holdout": holdout,
+               "model": OmegaConf.to_container(self.cfg.model, resolve=True)}
+        if self.external is not None:  # not trained: the weights are the file's content
+            return {**key, "checkpoint": {"sha256": self.external.sha256}}
+        return {**key, "train": self.recipe.to_dict(), "seed": self.cfg.seed, **self._env()}
 
     def retrain_key(self) -> dict:
         return {"original": config_hash(self.original_key()), "split": self.split.fingerprint(),
-                "train": self.recipe.to_dict(), "seed": self.cfg.seed, "env": environment(self.device)}
+                "train": self.recipe.to_dict(), "seed": self.cfg.seed, **self._env()}
+
+    def _env(self) -> dict:
+        env = {"env": environment(self.device)}
+        if not self.compute.plain:  # the plain fp32 loop keeps the keys (and caches) it always had
+            env["compute"] = {"precision": self.compute.precision, "channels_last": self.compute.channels_last,
+                              "compile": self.compute.compile}
+        return env
+
+    def resume_path(self, name: str, key: dict) -> Path | None:
+        """Where training of `name` keeps its resume state: next to its cache file."""
+        return None if self.cache_dir is None else Path(self.cache_dir) / f"{name}-{config_hash(key)}.resume.pt"
 
     def _model(self, name: str, key: dict, idx) -> tuple[nn.Module, dict]:
         if name not in self._models:
+            resume = self.resume_path(name, key)
+            checkpoints = Checkpoints(resume, key, self.checkpoint_every) if resume is not None else None
+
             def train():
+                if name == "original" and self.external is not None:
+                    return self.external.stored()
                 model, start = self.build_model().to(self.device), time.perf_counter()
-                fit(model, self.data, idx, self.recipe, self.cfg.seed, desc=name, log=self.log_curve)
+                fit(model, self.data, idx, self.recipe, self.cfg.seed, desc=name, log=self.log_curve,
+                    compute=self.compute, checkpoints=checkpoints)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -66,6 +100,8 @@ class References:
                 return {"state_dict": state, "info": info}
 
             stored = cached(name, key, self.cache_dir, train)
+            if checkpoints is not None:
+                checkpoints.clear()  # the finished model is cached: its resume state is obsolete
             model = self.build_model()
             try:
                 model.load_state_dict(stored["state_dict"])
@@ -88,3 +124,75 @@ class References:
         key = {"weights": info["digest"], "split": self.split.fingerprint(),
                "eval": OmegaConf.to_container(self.cfg.eval, resolve=True), "seed": self.cfg.seed}
         return dict(cached(f"metrics-{name}", key, self.cache_dir, lambda: evaluate(model)))
+
+
+class External:
+    """The original model's weights from outside (`original.checkpoint`): a state-dict file (raw, or under a
+    `state_dict` / `model` key; a DataParallel `module.` prefix is dropped), or `torchvision:<Weights>.<NAME>`
+    read from the torch hub cache. Checked against the configured model on construction."""
+
+    def __init__(self, spec: str, build_model: Callable[[], nn.Module]):
+        self.spec = str(spec)
+        if self.spec.startswith("torchvision:"):
+            path = _torchvision_file(self.spec.removeprefix("torchvision:"))
+        else:
+            path = Path(to_absolute_path(self.spec))
+            if not path.is_file():
+                raise ValueError(f"original.checkpoint={self.spec!r}: no such file; allowed: a state-dict file "
+                                 f"(torch.save(model.state_dict(), PATH)) or torchvision:<Weights>.<NAME>")
+        self.path = path
+        self.sha256 = _sha256(path)
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is reported the same way
+            raise ValueError(f"original.checkpoint={self.spec!r} cannot be read as a state dict: "
+                             f"{type(e).__name__}: {str(e)[:200]}") from None
+        self.state = _as_state_dict(raw, self.spec)
+        try:
+            build_model().load_state_dict(self.state)
+        except RuntimeError as e:
+            raise ValueError(f"original.checkpoint={self.spec!r} does not fit the configured model: "
+                             f"{str(e)[:400]}") from None
+
+    def stored(self) -> dict:
+        info = {"train_seconds": 0.0, "digest": weights_digest(self.state), "source": self.spec,
+                "sha256": self.sha256, "trained_at": "external"}
+        return {"state_dict": self.state, "info": info}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _as_state_dict(raw, spec: str) -> dict:
+    for wrapper in ("state_dict", "model"):
+        if isinstance(raw, dict) and isinstance(raw.get(wrapper), dict):
+            raw = raw[wrapper]
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise ValueError(f"original.checkpoint={spec!r} holds no state dict (a dict of parameter name -> tensor)")
+    state = {k.removeprefix("module."): v for k, v in raw.items()}
+    if "conv1.weight" in state and "fc.weight" in state:  # torchvision's ResNet names -> unlearn's ResNet18
+        state = {("stem.0." + k[6:] if k.startswith("conv1.") else "stem.1." + k[4:] if k.startswith("bn1.")
+                  else k): v for k, v in state.items()}
+    return state
+
+
+def _torchvision_file(name: str) -> Path:
+    """The hub-cache file of torchvision weights `name` (e.g. ResNet18_Weights.IMAGENET1K_V1); never downloads."""
+    import torchvision
+    try:
+        weights = torchvision.models.get_weight(name)
+    except (ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"original.checkpoint=torchvision:{name}: unknown torchvision weights ({e}); allowed: "
+                         f"<Weights>.<NAME>, e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1") from None
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not path.is_file():
+        raise ValueError(f"original.checkpoint=torchvision:{name}: {path} is absent (torchvision downloads it on "
+                         f"first use; this runner never downloads). On a machine with internet run python -c "
+                         f"\"import torchvision; torchvision.models.get_weight('{name}').get_state_dict()\" and "
+                         f"copy the file there (or set TORCH_HOME)")
+    return path

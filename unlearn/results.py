@@ -149,9 +149,10 @@ class Recorder:
         write_json(self.out_dir / "metrics.json", {**ident, **extra, "metrics": metrics, "config": config},
                    exclusive=True)
         OmegaConf.save(self.cfg, self.out_dir / "config.yaml", resolve=True)
-        csv_path = Path(to_absolute_path(self.cfg.results_csv))
-        check_results_csv(csv_path)  # another job may have replaced it since the start
-        append_row(csv_path, {**ident, **metrics})
+        if self.cfg.results_csv is not None:  # null: metrics.json is the result (collect.py --from-runs)
+            csv_path = Path(to_absolute_path(self.cfg.results_csv))
+            check_results_csv(csv_path)  # another job may have replaced it since the start
+            append_row(csv_path, {**ident, **metrics})
         if self.wandb is not None:  # the config becomes the row's identity as written (its final timestamp)
             from unlearn.wandb_log import wandb_config
             self.wandb.config.update(wandb_config({k: v for k, v in ident.items() if k != "wandb_run"}),

@@ -1,8 +1,17 @@
-"""The optimisation recipe and the tensor-indexed batching shared by training and every method."""
+"""The optimisation recipe, the tensor-indexed batching, and the step mechanics (precision, memory format,
+compilation, resumable checkpoints) shared by training and every method."""
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import math
+import os
+import signal
+import weakref
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -10,8 +19,12 @@ from tqdm.auto import tqdm
 
 from unlearn.checks import finite, integer, require
 
+log_ = logging.getLogger("unlearn")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "cosine")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype of forward passes
+CUDNN = ("deterministic", "benchmark")
+KILL_AFTER_EPOCH = "UNLEARN_TEST_KILL_AFTER_EPOCH"  # drills: SIGKILL this process after that training epoch
 
 
 @dataclass
@@ -81,12 +94,156 @@ class Cycler:
         return torch.cat(out)
 
 
+@dataclass(frozen=True)
+class Compute:
+    """How training steps run on the device, not what they compute: `precision` is the autocast dtype of forward
+    passes (fp16 adds a GradScaler), `channels_last` stores conv weights NHWC, `compile` runs torch.compile on
+    the model's forward, `cudnn` picks deterministic or benchmarked cuDNN algorithms (GPU only). fp32 with
+    the rest off runs the plain loop, op for op (bit-identical weights)."""
+
+    precision: str
+    channels_last: bool
+    compile: bool
+    cudnn: str
+
+    def __post_init__(self):
+        require([
+            ("precision", self.precision in PRECISIONS, f"one of {tuple(PRECISIONS)}"),
+            ("channels_last", isinstance(self.channels_last, bool), "true or false"),
+            ("compile", isinstance(self.compile, bool), "true or false"),
+            ("cudnn", self.cudnn in CUDNN, f"one of {CUDNN}"),
+        ], vars(self))
+
+    @property
+    def plain(self) -> bool:
+        """True when steps run exactly as the plain fp32 loop (the cache keys of trained models leave it out)."""
+        return self.precision == "fp32" and not self.channels_last and not self.compile
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Set cuDNN's flags and convert / compile `model` in place (parameter names and state dict unchanged)."""
+        torch.backends.cudnn.benchmark = self.cudnn == "benchmark"
+        torch.backends.cudnn.deterministic = self.cudnn == "deterministic"
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)  # 4-D weights only; a no-op for linear and text models
+        if self.compile and getattr(model, "_compiled_call_impl", None) is None:
+            model.compile()
+        return model
+
+    def stepper(self, model: nn.Module, opt: torch.optim.Optimizer) -> "Stepper":
+        """The step mechanics of a loop optimising `model` with `opt` (one GradScaler per optimiser)."""
+        self.prepare(model)
+        if opt not in _STEPPERS:
+            device = next(model.parameters()).device
+            _STEPPERS[opt] = Stepper(PRECISIONS[self.precision], device, opt)
+        return _STEPPERS[opt]
+
+
+PLAIN = Compute(precision="fp32", channels_last=False, compile=False, cudnn="deterministic")
+_STEPPERS: "weakref.WeakKeyDictionary[torch.optim.Optimizer, Stepper]" = weakref.WeakKeyDictionary()
+
+
+class Stepper:
+    """`with stepper.autocast(): loss = ...` then `stepper(loss, before_step)`: zero the gradients, backward
+    (scaled under fp16), the hook on the true gradients, and the optimiser step (skipped on inf under fp16)."""
+
+    def __init__(self, dtype: torch.dtype | None, device: torch.device, opt: torch.optim.Optimizer):
+        self.dtype, self.device, self.opt = dtype, device, opt
+        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def __call__(self, loss: Tensor, before_step: Callable[[], None] | None = None) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            if before_step is not None:
+                before_step()
+            self.opt.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)  # hooks (gradient masks) see the true gradients
+        if before_step is not None:
+            before_step()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+def prefetched(index_batches: Iterable[Tensor], store) -> Iterator[Tensor]:
+    """The index batches of one pass; when `store` decodes lazily (LazyImages), the next batch decodes in the
+    background while the current one computes. Batches and random draws are unchanged: the look-ahead stays
+    within one `batches()` pass, whose only draw is its shuffle at the start."""
+    if not hasattr(store, "prefetch"):
+        yield from index_batches
+        return
+    it = iter(index_batches)
+    cur = next(it, None)
+    if cur is not None:
+        store[cur].prefetch()
+    while cur is not None:
+        nxt = next(it, None)
+        if nxt is not None:
+            store[nxt].prefetch()
+        yield cur
+        cur = nxt
+
+
+class Checkpoints:
+    """Resume state of one training run at `path`, written atomically every `every` epochs (0 = never) and
+    used only by a run with the same `key`, so a preempted or killed job continues where it stopped."""
+
+    def __init__(self, path: str | Path, key: dict, every: int):
+        if not integer(every, 0):
+            raise ValueError(f"checkpoint_every={every!r} is invalid; allowed: an integer >= 0 (0 = never)")
+        self.path, self.key, self.every = Path(path), json.dumps(key, sort_keys=True, default=str), every
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - an unreadable resume file only costs the epochs it held
+            log_.warning("resume file %s cannot be read (%s); training from the start", self.path, e)
+            return None
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            log_.warning("resume file %s belongs to another run; training from the start", self.path)
+            return None
+        return state
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        return self.every > 0 and epoch % self.every == 0 and epoch < epochs
+
+    def save(self, state: dict) -> None:
+        from unlearn.cache import atomic_save
+        atomic_save({**state, "key": self.key}, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _kill_drill(epoch: int) -> None:
+    """A deterministic stand-in for a preemption in tests and drills: SIGKILL after epoch $UNLEARN_TEST_KILL_AFTER_EPOCH."""
+    if os.environ.get(KILL_AFTER_EPOCH) == str(epoch):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: str = "train",
-        log=None) -> nn.Module:
+        log=None, compute: Compute = PLAIN, checkpoints: Checkpoints | None = None) -> nn.Module:
     """Train `model` with cross-entropy on training samples `idx` of `data` (original model, Retrain).
 
     `log(metrics, step)`, when given, receives `<desc>/loss` and `<desc>/acc` (running means over the epoch's
-    augmented batches, in train mode) after every epoch.
+    augmented batches, in train mode) after every epoch. With `checkpoints`, the run resumes from the last
+    saved epoch (weights, optimiser, schedule, random states, curve) and ends with the weights of an
+    uninterrupted run.
     """
     if len(idx) == 0:
         raise ValueError(f"{desc}: no training samples")
@@ -94,24 +251,49 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
     opt = recipe.optimizer_for(model.parameters())
     steps = recipe.epochs * math.ceil(len(idx) / recipe.batch_size)
     sched = recipe.scheduler_for(opt, steps)
+    stepper = compute.stepper(model, opt)
     model.train()
-    step = 0
-    for epoch in tqdm(range(recipe.epochs), desc=desc, disable=None, leave=False):
+    step, first, history = 0, 0, []
+    if checkpoints is not None and (state := checkpoints.load()) is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        stepper.load_state_dict(state["scaler"])
+        g.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        first, step, history = state["epoch"], state["step"], state["history"]
+        log_.info("%s: resuming from epoch %d of %d (%s)", desc, first, recipe.epochs, checkpoints.path.name)
+        for point, at in history:  # the curve of the epochs before the interruption
+            if log is not None:
+                log(point, at)
+    for epoch in tqdm(range(first, recipe.epochs), desc=desc, disable=None, leave=False):
         loss_sum = torch.zeros((), device=idx.device)
         correct = torch.zeros((), device=idx.device)
-        for b in batches(idx, recipe.batch_size, g):
+        for b in prefetched(batches(idx, recipe.batch_size, g), data.x_train):
             x, y = data.prepare(data.x_train[b], train=True, generator=g), data.y_train[b]
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            with stepper.autocast():
+                logits = model(x)
+                loss = nn.functional.cross_entropy(logits, y)
+            stepper(loss)
             if sched is not None:
                 sched.step()
             step += 1
             loss_sum += loss.detach() * len(b)  # on the device: no host sync per step
             correct += (logits.detach().argmax(1) == y).sum()
+        point = {f"{desc}/loss": loss_sum.item() / len(idx), f"{desc}/acc": 100.0 * correct.item() / len(idx),
+                 f"{desc}/epoch": epoch + 1}
+        history.append((point, step))
         if log is not None:
-            log({f"{desc}/loss": loss_sum.item() / len(idx), f"{desc}/acc": 100.0 * correct.item() / len(idx),
-                 f"{desc}/epoch": epoch + 1}, step)
+            log(point, step)
+        if checkpoints is not None and checkpoints.due(epoch + 1, recipe.epochs):
+            checkpoints.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                              "scheduler": sched.state_dict() if sched is not None else {},
+                              "scaler": stepper.state_dict(), "generator": g.get_state(),
+                              "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
+                              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                              "history": history})
+        _kill_drill(epoch + 1)
     return model.eval()

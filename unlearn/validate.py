@@ -88,9 +88,10 @@ def check_results_csv(path: Path) -> None:
 
 def check_outputs(cfg: DictConfig, run_dir: Path) -> None:
     """The results CSV, the cache and the run folder can be written, and the run folder holds no other run."""
-    csv_path = Path(to_absolute_path(cfg.results_csv))
-    _writable(csv_path.parent, "results_csv")
-    check_results_csv(csv_path)
+    if cfg.results_csv is not None:  # null = no shared CSV (each run's metrics.json only)
+        csv_path = Path(to_absolute_path(cfg.results_csv))
+        _writable(csv_path.parent, "results_csv")
+        check_results_csv(csv_path)
     _writable(Path(to_absolute_path(cfg.cache_dir)), "cache_dir")
     _writable(run_dir, "run_dir")
     if (run_dir / "metrics.json").exists():

@@ -90,7 +90,7 @@ class Workspace:
         self.refs = References(cfg, self.data, self.split, self.device, self.recipe, self.new_model,
                                to_absolute_path(cfg.cache_dir), self.paradigm.labels, self.recorder.curve)
         self.task = Task(self.data, self.split, self.device, cfg.seed, self.new_model, self.refs.retrain,
-                         self.recipe, self.recorder.curve)
+                         self.recipe, self.recorder.curve, compute=self.refs.compute)
         self.probe_seconds = 0.0  # time spent in `probe`, kept out of the method's RTE
         if cfg.eval.every_epoch:
             self.task.probe = self.probe

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -111,6 +111,8 @@ def decode_files(files: Sequence[Path], size: int | None, num_workers: int = 2) 
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+_PENDING: dict[tuple[str, int], Future] = {}  # (file, size) -> its decode started ahead of use (`prefetch`)
+MAX_PENDING = 4096  # images decoded ahead and not yet used, at most (oldest dropped first)
 
 
 class LazyImages:
@@ -118,7 +120,9 @@ class LazyImages:
 
     Quacks like the uint8 tensor it stands for where `Data` and the methods use one: `len`, `shape`,
     `store[index_tensor or slice]` returns a lazy view, `.to(device)` records the target device;
-    `load()` (called by `Data.prepare`) decodes a view with a pool of worker threads.
+    `load()` (called by `Data.prepare`) decodes a view with a pool of worker threads, and `prefetch()` starts
+    that decoding in the background (the training loops call it for the next batch, `unlearn.train.prefetched`),
+    so decoding overlaps the current batch's compute instead of alternating with it.
     """
 
     dtype = torch.uint8
@@ -144,8 +148,27 @@ class LazyImages:
     def to(self, device) -> "LazyImages":
         return LazyImages(self.files, self.size, self.num_workers, device)
 
+    def _pool(self) -> ThreadPoolExecutor:
+        if self.num_workers not in _POOLS:
+            _POOLS[self.num_workers] = ThreadPoolExecutor(self.num_workers)
+        return _POOLS[self.num_workers]
+
+    def prefetch(self) -> None:
+        """Start decoding this view's files on the worker threads; a later `load` of them waits for that."""
+        pool = self._pool()
+        for f in self.files:
+            if (f, self.size) not in _PENDING:
+                _PENDING[(f, self.size)] = pool.submit(load_image, f, size=self.size)
+        while len(_PENDING) > MAX_PENDING:  # decoded ahead but never used (an interrupted pass)
+            _PENDING.pop(next(iter(_PENDING)))
+
     def load(self) -> Tensor:
-        pool = _POOLS.setdefault(self.num_workers, ThreadPoolExecutor(self.num_workers))
-        imgs = list(pool.map(partial(load_image, size=self.size), self.files))  # PIL decodes without the GIL
-        out = torch.stack(imgs) if imgs else torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        pool = self._pool()
+        decode = partial(load_image, size=self.size)  # PIL decodes without the GIL
+        futures = [_PENDING.pop((f, self.size), None) or pool.submit(decode, f) for f in self.files]
+        shape = (len(futures), 3, self.size, self.size)
+        pinned = self.device.type == "cuda"  # page-locked host memory: the copy below runs asynchronously
+        out = torch.empty(shape, dtype=torch.uint8, pin_memory=pinned)
+        if futures:
+            torch.stack([f.result() for f in futures], out=out)
         return out.to(self.device, non_blocking=True)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from unlearn.data import Data
 from unlearn.paradigms import Split
-from unlearn.train import Cycler, Recipe, batches
+from unlearn.train import PLAIN, Compute, Cycler, Recipe, batches, prefetched
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Task:
     train_recipe: Recipe | None = None
     log: Callable[[dict, int], None] = lambda metrics, step: None
     probe: Callable[[nn.Module], dict] | None = None
+    compute: Compute = PLAIN  # precision, memory format, compilation of the steps (config keys precision, ...)
 
 
 def probe(task: Task, model: nn.Module, prefix: str = "unlearn/") -> dict:
@@ -137,6 +138,7 @@ class LossMethod(RecipeMethod):
                      if self.drive == "forget_then_retain" else math.ceil(len(main) / r.batch_size))
         sched = r.scheduler_for(opt, r.epochs * per_epoch)
         run = Run(model, task, g)
+        stepper = task.compute.stepper(model, opt)
 
         def fetch(idx):
             if len(idx) == 0:
@@ -149,21 +151,20 @@ class LossMethod(RecipeMethod):
             run.epoch, run.sums = epoch, {}
             self.start_epoch(run)
             lr = opt.param_groups[0]["lr"]
-            epoch_batches = (batches(main, r.batch_size, g) if self.drive != "forget_then_retain" else
-                             itertools.chain(batches(split.forget, r.batch_size, g),
-                                             batches(split.retain, r.batch_size, g)))
+            epoch_batches = (prefetched(batches(main, r.batch_size, g), data.x_train)
+                             if self.drive != "forget_then_retain" else
+                             itertools.chain(prefetched(batches(split.forget, r.batch_size, g), data.x_train),
+                                             prefetched(batches(split.retain, r.batch_size, g), data.x_train)))
             for b in epoch_batches:
                 if both:
                     forget, retain = fetch(b[in_forget[b]]), fetch(b[~in_forget[b]])
                 else:
                     here, mate = fetch(b), fetch(cycler.take(len(b))) if cycler is not None else None
                     forget, retain = (here, mate) if self.drive == "forget" else (mate, here)
-                loss = self.loss(run, forget, retain)
+                with stepper.autocast():
+                    loss = self.loss(run, forget, retain)
                 run.record(loss=loss.detach())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.before_step(run)
-                opt.step()
+                stepper(loss, lambda: self.before_step(run))  # zero_grad, backward, before_step, opt.step
                 self.after_step(run)
                 if sched is not None:
                     sched.step()

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from unlearn.checks import finite, integer, require
 from unlearn.methods.base import RecipeMethod, Task
-from unlearn.train import batches
+from unlearn.train import batches, prefetched
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -70,14 +70,14 @@ class SCRUB(RecipeMethod):
         data = task.data
         model.train()  # student in train mode, teacher in eval mode (as the authors)
         total, n = 0.0, 0
-        for b in batches(idx, batch_size, g):
+        stepper = task.compute.stepper(model, opt)
+        for b in prefetched(batches(idx, batch_size, g), data.x_train):
             x, y = data.prepare(data.x_train[b], train=self.augment, generator=g), data.y_train[b]
-            with torch.no_grad():
-                t_logits = teacher(x)
-            loss = loss_fn(model(x), t_logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            with stepper.autocast():
+                with torch.no_grad():
+                    t_logits = teacher(x)
+                loss = loss_fn(model(x), t_logits, y)
+            stepper(loss)
             if sched is not None:
                 sched.step()
             total, n = total + loss.item(), n + 1
