@@ -92,12 +92,14 @@ def share_cores(cfg: DictConfig, launcher) -> None:
 
 
 def warm_references(cfg: DictConfig) -> dict[str, dict]:
-    """stage=references: train (or load) the original and Retrain models and their metrics into the cache, and
-    write their curves; no unlearning, no metrics.json, no results row. Returns the two models' metrics."""
+    """stage=references: train (or load) the original and Retrain models, their metrics and predictions into the
+    cache, and write their curves; no unlearning, no metrics.json, no results row. Returns the two models' metrics."""
     ws = Workspace(cfg)
     ws.refs.original()
     ws.refs.retrain()
     metrics = {name: ws.refs.metrics(name, ws.evaluate) for name in ("original", "retrain")}
+    for name in ("original", "retrain"):
+        ws.refs.predictions(name, ws.predict)  # their per-sample predictions, which every run's predictions.npz holds
     ws.recorder.write_curves()
     for name, m in metrics.items():
         log.info("%s: UA %.2f  MIA %.2f  RA %.2f  TA %.2f (cached in %s)", name, m["UA"], m["MIA"], m["RA"], m["TA"],
