@@ -1,4 +1,4 @@
-# Two commands for a fresh clone: `make run` (default experiment) and `make test` (test suite).
+# Two commands for a fresh clone: `make run` (default experiment) and `make test` (test suite); `make` lists all.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,11 +13,16 @@ export TRANSFORMERS_OFFLINE ?= 1
 
 .PHONY: install run test test-slow test-all clean-results all-methods ablation cifar10-cpu newsgroups20-cpu report
 
-install: $(STAMP)
+.DEFAULT_GOAL := help
+help:  ## this list (targets with a double-hash comment)
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+install: $(STAMP)  ## the venv with unlearn[dev] at the tested versions (constraints.txt)
+
+# pyproject.toml holds ranges; constraints.txt the exact versions the tests ran with (`make constraints`).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)  ## the default experiment: digits, ResNet-18, class-wise, UGradSL
@@ -67,3 +72,18 @@ PROJECT ?= unlearn
 dashboard: $(STAMP)  ## make dashboard TABLE=table2 ENTITY=<W&B user or team> [PROJECT=unlearn]
 	@test -n "$(ENTITY)" || { echo "set ENTITY=<W&B user or team> (or WANDB_ENTITY)"; exit 2; }
 	WANDB_MODE=online $(PY) scripts/wandb_dashboard.py --entity $(ENTITY) --project $(PROJECT) --table $(TABLE)
+
+# Scaling out (README "Scaling out"). Reference models first: the original and Retrain models of a sweep in
+# parallel jobs, so the method jobs that follow only load them. REFS_ARGS = the sweep's data / paradigm / seed
+# axes (no method axis: the references do not depend on it); LAUNCHER = a conf/hydra/launcher/ preset.
+REFS_ARGS ?= paradigm=classwise,random seed=$(SEEDS)
+LAUNCHER ?= local
+.PHONY: help references constraints bench
+references: $(STAMP)  ## make references [REFS_ARGS="experiment=cifar10_classwise seed=0,1,2"] [LAUNCHER=local|slurm]
+	$(PY) run.py -m stage=references hydra/launcher=$(LAUNCHER) $(REFS_ARGS)
+
+constraints:  ## rewrite constraints.txt from the installed dev environment (after changing dependencies)
+	$(PY) scripts/constraints.py > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+bench: $(STAMP)  ## images/s of the bare loop, GA, UGradSL and the public code's loop (needs ../shared/data)
+	OMP_NUM_THREADS=1 $(PY) scripts/bench_loops.py
