@@ -1,15 +1,24 @@
-"""UA, RA, TA, MIA-efficacy, entropy H and the summary scores (Avg. Gap to Retrain, Sum)."""
+"""UA, RA, TA, MIA-efficacy and the stronger attacks, entropy H, the summary scores (Avg. Gap to Retrain, Sum),
+and the per-sample predictions a run saves for its figures (predictions.npz)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearn.mia import FEATURES, entropy, mia_efficacy
+from unlearn.mia import FEATURES, THRESHOLD_SCORES, entropy, forget_vs_test, mia_efficacy, per_sample_loss, \
+    threshold_attack
 
 HEADLINE = ("UA", "MIA", "RA", "TA", "H", "RTE_min", "avg_gap", "sum")
 GAP_KEYS = ("UA", "MIA", "RA", "TA")
+# The version of `evaluate`'s output: part of the cache key of the reference models' metrics, so a cached dict
+# from before a change of keys or definitions is recomputed. 2: + threshold attacks and mia/forget_vs_test_acc.
+METRICS_VERSION = 2
+ADDITIONAL_MIA = "mia/forget_vs_test_acc"  # the arXiv Table 5 "Additional MIA" column
+ATTACK_KEYS = tuple(f"mia/{s}_{m}" for s in THRESHOLD_SCORES for m in ("auc", "tpr@1%fpr"))
 
 
 @torch.no_grad()
@@ -31,13 +40,26 @@ def shadow_members(retain: Tensor, n: int, seed: int) -> Tensor:
     return retain[torch.as_tensor(np.sort(pick), device=retain.device)]
 
 
+@dataclass
+class Outputs:
+    """Softmax outputs of one model on D_f, D_r and the evaluation set (test, or validation), in split order."""
+    forget: Tensor
+    retain: Tensor
+    test: Tensor
+
+
+def outputs(model: nn.Module, data, split, batch_size: int = 1024) -> Outputs:
+    return Outputs(*(predict_probs(model, data, x, batch_size) for x in
+                     (data.x_train[split.forget], data.x_train[split.retain], data.x_test[split.test])))
+
+
 def evaluate(model: nn.Module, data, split, seed: int, batch_size: int = 1024,
-             mia_shadow_size: int | None = None) -> dict[str, float]:
-    """All per-model metrics: headline UA/MIA/RA/TA/H and finer `split/kind` and `mia/feature` keys."""
+             mia_shadow_size: int | None = None, probs: Outputs | None = None) -> dict[str, float]:
+    """All per-model metrics: headline UA/MIA/RA/TA/H and finer `split/kind` and `mia/...` keys (`probs`: the
+    model's outputs when already computed)."""
     yf, yr, yt = data.y_train[split.forget], data.y_train[split.retain], data.y_test[split.test]
-    pf = predict_probs(model, data, data.x_train[split.forget], batch_size)
-    pr = predict_probs(model, data, data.x_train[split.retain], batch_size)
-    pt = predict_probs(model, data, data.x_test[split.test], batch_size)
+    o = outputs(model, data, split, batch_size) if probs is None else probs
+    pf, pr, pt = o.forget, o.retain, o.test
     n_shadow = len(split.test) if mia_shadow_size is None else min(mia_shadow_size, len(split.test))
     members = shadow_members(split.retain, n_shadow, seed)
     pos = torch.searchsorted(split.retain, members)  # members are sorted retain indices
@@ -54,11 +76,40 @@ def evaluate(model: nn.Module, data, split, seed: int, batch_size: int = 1024,
         "forget/size": float(len(yf)),
         "retain/size": float(len(yr)),
     }
+    shadow_in, shadow_out = (pr[pos], yr[pos]), (pt[nonmember_pick], yt[nonmember_pick])
     for kind in FEATURES:
-        m[f"mia/{kind}"] = mia_efficacy((pr[pos], yr[pos]), (pt[nonmember_pick], yt[nonmember_pick]),
-                                        (pf, yf), kind)
+        m[f"mia/{kind}"] = mia_efficacy(shadow_in, shadow_out, (pf, yf), kind)
     m["MIA"] = m["mia/confidence"]
+    for kind in THRESHOLD_SCORES:  # the attack's strength on the shadow data, as Carlini et al. 2022 report it
+        m.update({f"mia/{kind}_{k}": v for k, v in threshold_attack(shadow_in, shadow_out, kind).items()})
+    m[ADDITIONAL_MIA] = forget_vs_test((pf, yf), (pt, yt), seed)
     return m
+
+
+PREDICTION_SETS = ("forget", "test")
+
+
+def predictions(probs: Outputs, data, split) -> dict[str, Tensor]:
+    """What the figures need per sample of D_f and of the evaluation set, in compact dtypes: `<set>_pred` (int16
+    class), `<set>_loss` (float32: memorised samples have losses far below float16's normal range),
+    `<set>_prob` (float16 true-class probability, in [0, 1])."""
+    out = {}
+    for name in PREDICTION_SETS:
+        p, y = getattr(probs, name), (data.y_train[split.forget] if name == "forget" else data.y_test[split.test])
+        out[f"{name}_pred"] = p.argmax(1).to(torch.int16).cpu()
+        out[f"{name}_loss"] = per_sample_loss(p, y).float().cpu()
+        out[f"{name}_prob"] = p.gather(1, y.view(-1, 1)).squeeze(1).to(torch.float16).cpu()
+    return out
+
+
+def prediction_labels(data, split) -> dict[str, Tensor]:
+    """The part of predictions.npz shared by every model: true classes (int16) and sample indices (int32: into
+    D_tr for D_f, into the evaluation set for test), so runs can be matched sample by sample."""
+    return {"forget_true": data.y_train[split.forget].to(torch.int16).cpu(),
+            "forget_index": split.forget.to(torch.int32).cpu(),
+            "test_true": data.y_test[split.test].to(torch.int16).cpu(),
+            "test_index": split.test.to(torch.int32).cpu(),
+            "num_classes": torch.tensor(int(data.num_classes), dtype=torch.int16)}
 
 
 def summarize(m: dict[str, float], retrain: dict[str, float]) -> dict[str, float]:

@@ -1,12 +1,21 @@
-"""Membership inference as an unlearning metric: MIA-efficacy (Jia et al. 2023, following Song & Mittal 2021).
+"""Membership inference as an unlearning metric.
 
-An SVM is fit on shadow data (members: retain samples, non-members: test samples) using one feature
-of the model's softmax output; MIA-efficacy is the percentage of D_f it calls non-member.
+- MIA-efficacy (Jia et al. 2023, following Song & Mittal 2021): an SVM is fit on shadow data (members: retain
+  samples, non-members: test samples) using one feature of the model's softmax output; MIA-efficacy is the
+  percentage of D_f it calls non-member.
+- Threshold attacks scored as Carlini et al. 2022 ("Membership inference attacks from first principles")
+  report them: the ROC AUC and the TPR at 1% FPR over the same shadow members and non-members, for the
+  per-sample loss (Yeom et al. 2018) and the label-free confidence, the top softmax probability (Salem et al.
+  2019). These measure how much the model still leaks membership in general, not D_f alone.
+- The arXiv version's "additional MIA" (its Table 5): how well an adversary tells D_f from the test set.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import SVC
 from torch import Tensor
 
@@ -56,3 +65,63 @@ def mia_efficacy(member: tuple[Tensor, Tensor], nonmember: tuple[Tensor, Tensor]
     clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, label)
     pred = clf.predict(features(*target, kind))
     return 100.0 * float(1 - pred.mean())
+
+
+THRESHOLD_SCORES = ("loss", "confidence")  # attack scores of `threshold_attack`
+LOW_FPR = 0.01  # the false-positive rate at which the TPR is reported
+
+
+def per_sample_loss(probs: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy of each sample, -log p_y (nats), from softmax outputs."""
+    return -torch.log(probs.gather(1, y.view(-1, 1)).squeeze(1).clamp_min(_EPS))
+
+
+def attack_score(probs: Tensor, y: Tensor, kind: str) -> np.ndarray:
+    """Per-sample membership score, higher = more likely a member: minus the loss, or the top softmax
+    probability (label-free confidence; not `features(..., "confidence")`, which is p_y and ranks samples
+    exactly as the loss does)."""
+    if kind == "loss":
+        s = -per_sample_loss(probs, y)
+    elif kind == "confidence":
+        s = probs.max(1).values
+    else:
+        raise ValueError(f"threshold attack score {kind!r}; allowed: {THRESHOLD_SCORES}")
+    return s.double().cpu().numpy()
+
+
+def threshold_attack(member: tuple[Tensor, Tensor], nonmember: tuple[Tensor, Tensor], kind: str) -> dict[str, float]:
+    """AUC and TPR at 1% FPR (both in %) of the attack "member when score >= t" over every threshold t.
+
+    TPR at 1% FPR is the largest TPR whose FPR is <= 1% on the ROC curve (no interpolation), so with fewer than
+    100 non-members it is the TPR at zero false positives.
+    """
+    s = np.concatenate([attack_score(*member, kind), attack_score(*nonmember, kind)])
+    label = np.concatenate([np.ones(len(member[1])), np.zeros(len(nonmember[1]))])
+    fpr, tpr, _ = roc_curve(label, s)
+    return {"auc": 100.0 * float(roc_auc_score(label, s)), "tpr@1%fpr": 100.0 * float(tpr[fpr <= LOW_FPR].max())}
+
+
+def forget_vs_test(forget: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], seed: int, folds: int = 5) -> float:
+    """The arXiv version's "additional MIA" (its Table 5, A:158), in %: how accurately an adversary tells D_f
+    ("seen", positives) from the test set ("unseen", negatives); 50 = indistinguishable.
+
+    The paper's formula and attack were lost from the text; the text describes an accuracy over true positives
+    (D_f called seen) and true negatives (test called unseen), and its Figure 7 shows per-sample loss
+    histograms. Our choice: a logistic regression on the log of the per-sample loss (a threshold on the loss
+    whose side is learnt, so over-forgetting, D_f lossier than test, is detected as well), with balanced
+    class weights, scored by balanced accuracy (mean of TPR on D_f and TNR on test, so chance is 50 whatever
+    the sizes) under `folds`-fold stratified cross-validation (seeded), so each sample is judged by an attack
+    that did not see it.
+    """
+    x = np.log(np.concatenate([per_sample_loss(*forget).double().cpu().numpy(),
+                               per_sample_loss(*test).double().cpu().numpy()]).clip(1e-12, None)).reshape(-1, 1)
+    label = np.concatenate([np.ones(len(forget[1])), np.zeros(len(test[1]))]).astype(int)
+    folds = min(folds, len(forget[1]), len(test[1]))
+    if folds < 2:
+        raise ValueError(f"additional MIA needs at least 2 samples in D_f and in the test set; got "
+                         f"{len(forget[1])} and {len(test[1])}")
+    pred = np.empty_like(label)
+    for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, label):
+        clf = LogisticRegression(class_weight="balanced").fit(x[train], label[train])
+        pred[held] = clf.predict(x[held])
+    return 50.0 * float((pred[label == 1] == 1).mean() + (pred[label == 0] == 0).mean())

@@ -26,6 +26,7 @@ from torch import nn
 from unlearn.cache import cached, weights_digest
 from unlearn.checks import integer
 from unlearn.identity import NOT_IDENTITY, config_hash
+from unlearn.metrics import METRICS_VERSION
 from unlearn.train import Checkpoints, Compute, Recipe, fit
 
 log = logging.getLogger("unlearn")
@@ -118,12 +119,21 @@ class References:
         """The model trained from scratch on D_r with the same recipe: the exact-unlearning reference."""
         return self._model("retrain", self.retrain_key(), self.split.retain)
 
+    def _eval_key(self, name: str) -> tuple[nn.Module, dict]:
+        model, info = self.original() if name == "original" else self.retrain()
+        return model, {"weights": info["digest"], "split": self.split.fingerprint(),
+                       "eval": OmegaConf.to_container(self.cfg.eval, resolve=True), "seed": self.cfg.seed,
+                       "metrics_version": METRICS_VERSION}  # a change of evaluate's keys recomputes them
+
     def metrics(self, name: str, evaluate: Callable[[nn.Module], dict]) -> dict[str, float]:
         """`evaluate(model)` of a reference model on this split, computed once per model content and split."""
-        model, info = self.original() if name == "original" else self.retrain()
-        key = {"weights": info["digest"], "split": self.split.fingerprint(),
-               "eval": OmegaConf.to_container(self.cfg.eval, resolve=True), "seed": self.cfg.seed}
+        model, key = self._eval_key(name)
         return dict(cached(f"metrics-{name}", key, self.cache_dir, lambda: evaluate(model)))
+
+    def predictions(self, name: str, predict: Callable[[nn.Module], dict]) -> dict[str, torch.Tensor]:
+        """`predict(model)` (per-sample tensors for predictions.npz) of a reference model, cached like `metrics`."""
+        model, key = self._eval_key(name)
+        return dict(cached(f"predictions-{name}", key, self.cache_dir, lambda: predict(model)))
 
 
 class External:

@@ -43,6 +43,18 @@ def write_json(path: Path, obj, exclusive: bool = False) -> None:
         f.write(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
+PREDICTIONS_FILE = "predictions.npz"
+
+
+def write_predictions(path: Path, arrays: dict[str, torch.Tensor]) -> None:
+    """Per-sample arrays (metrics.predictions and prediction_labels, per model) as a compressed .npz, their
+    dtypes kept (int16 classes, float16 probabilities, float32 losses); written atomically."""
+    import numpy as np
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **{k: v.cpu().numpy() for k, v in arrays.items()})
+    tmp.replace(path)
+
+
 def table(metrics: dict[str, float]) -> str:
     """The printed original / retrain / unlearned summary of one run."""
     rows = {r: [metrics[(f"{r}/" if r != "unlearned" else "") + k] for k in HEADLINE]
@@ -132,11 +144,14 @@ class Recorder:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             pd.DataFrame(self.curves, columns=CURVE_COLUMNS).to_csv(self.out_dir / "curves.csv", index=False)
 
-    def finish(self, metrics: dict[str, float], model: torch.nn.Module | None = None) -> dict:
-        """curves.csv, metrics.json and config.yaml in the run dir, one CSV row, the W&B config and summary (and
-        with `wandb.log_models` the unlearned weights, unlearned.pt); prints the table."""
+    def finish(self, metrics: dict[str, float], model: torch.nn.Module | None = None,
+               predictions: dict[str, torch.Tensor] | None = None) -> dict:
+        """curves.csv, predictions.npz, metrics.json and config.yaml in the run dir, one CSV row, the W&B config and
+        summary (and with `wandb.log_models` the unlearned weights, unlearned.pt); prints the table."""
         ident = self.ident = self.identity()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if predictions is not None:  # before metrics.json: a run dir with metrics.json has its predictions
+            write_predictions(self.out_dir / PREDICTIONS_FILE, predictions)
         extra = {}
         if self.wandb is not None:
             from unlearn.wandb_log import MODEL_FILE, reference, save_model

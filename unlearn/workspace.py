@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearn import cache
 from unlearn.methods.base import Task
-from unlearn.metrics import accuracy, evaluate, predict_probs, score
+from unlearn.metrics import accuracy, evaluate, outputs, predict_probs, prediction_labels, predictions, score
 from unlearn.references import References
 from unlearn.results import Recorder, check_recording
 from unlearn.train import Recipe
@@ -144,9 +144,14 @@ class Workspace:
             log.info("per-epoch UA/RA probes took %.2f s (not counted in RTE)", self.probe_seconds)
         return model, self.method.runtime(seconds, self.task)
 
-    def evaluate(self, model) -> dict[str, float]:
+    def evaluate(self, model, probs=None) -> dict[str, float]:
         return evaluate(model, self.data, self.split, self.cfg.seed, self.cfg.eval.batch_size,
-                        self.cfg.eval.mia_shadow_size)
+                        self.cfg.eval.mia_shadow_size, probs=probs)
+
+    def predict(self, model, probs=None) -> dict:
+        """Per-sample predictions on D_f and the evaluation set (metrics.predictions), for predictions.npz."""
+        probs = outputs(model, self.data, self.split, self.cfg.eval.batch_size) if probs is None else probs
+        return predictions(probs, self.data, self.split)
 
     def run(self) -> dict[str, float]:
         """The whole pipeline; returns every metric of the unlearned model plus `original/` and `retrain/` copies."""
@@ -154,10 +159,15 @@ class Workspace:
             original, original_info = self.refs.original()  # trained once per (data, model, recipe, seed)
             _, retrain_info = self.refs.retrain()  # the exact-unlearning reference, cached per split
             unlearned, seconds = self.unlearn(original)
+            probs = outputs(unlearned, self.data, self.split, self.cfg.eval.batch_size)  # one pass for both below
             metrics = score({"original": (self.refs.metrics("original", self.evaluate), original_info["train_seconds"]),
                              "retrain": (self.refs.metrics("retrain", self.evaluate), retrain_info["train_seconds"]),
-                             "unlearned": (self.evaluate(unlearned), seconds)})
-            self.recorder.finish(metrics, model=unlearned)
+                             "unlearned": (self.evaluate(unlearned, probs), seconds)})
+            preds = {**prediction_labels(self.data, self.split),
+                     **{f"{name}_{k}": v for name in ("original", "retrain")
+                        for k, v in self.refs.predictions(name, self.predict).items()},
+                     **{f"unlearned_{k}": v for k, v in self.predict(unlearned, probs).items()}}
+            self.recorder.finish(metrics, model=unlearned, predictions=preds)
         return metrics
 
 

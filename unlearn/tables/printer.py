@@ -15,7 +15,8 @@ from unlearn.tables.preset import Preset
 
 PAPER_VALUES = Path(__file__).parent / "paper_values.csv"
 LOWER_IS_BETTER = {"RTE", "avg_gap"}
-METRIC = {"RTE": "RTE_min"}  # table column -> results column (RTE converted to the block's unit below)
+METRIC = {"RTE": "RTE_min", "additional_mia": "mia/forget_vs_test_acc"}  # table column -> results column (RTE
+# converted to the block's unit below; additional_mia: arXiv Table 5's attack as unlearn/mia.py forget_vs_test)
 HEADER = {"UA": "UA", "MIA": "MIA", "RA": "RA", "TA": "TA", "H": "H", "RTE": "RTE", "avg_gap": "Avg. Gap",
           "sum": "Sum", "additional_mia": "Add. MIA"}
 # arXiv Table 14 prints RA and TA in swapped columns: its "TA" holds ~100 and the text says GA at 10 epochs has
@@ -33,11 +34,16 @@ def paper_cell(paper: pd.DataFrame, table: str, block: str, row_id: str, method:
     in for BS where neither version has a BS row (it equals arXiv's BS in Table 8)."""
     if table in SWAPPED_RA_TA and column in ("RA", "TA"):
         column = {"RA": "TA", "TA": "RA"}[column]
-    sel = paper[(paper["table"] == table) & (paper["block"] == block) & (paper["column"] == column)
-                & paper["selection"].isna()]
-    if paper_row is not None:
-        sel = sel[sel["row"] == paper_row]
+    suffix = ""
+    if block.endswith("]") and " [" in block:  # "CIFAR-10 [Random]": rows of block CIFAR-10 labelled "... [Random]"
+        block, suffix = block.split(" [", 1)
+        suffix = " [" + suffix
+    sel = paper[(paper["table"] == table) & (paper["block"] == block) & (paper["column"] == column)]
+    sel = sel[sel["row"].str.endswith(suffix)] if suffix else sel
+    if paper_row is not None:  # a named row, also an "(R)" one (selected toward Retrain)
+        sel = sel[sel["row"] == paper_row + suffix]
     else:
+        sel = sel[sel["selection"].isna()]
         sel = sel[sel["method"].isin([row_id])] if (sel["method"] == row_id).any() else sel[sel["method"] == method]
         if sel.empty and method == "bs":
             sel = paper[(paper["table"] == table) & (paper["block"] == block) & (paper["column"] == column)
