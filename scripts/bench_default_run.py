@@ -19,14 +19,16 @@ CONF = Path(__file__).resolve().parents[1] / "unlearn" / "conf"
 def timed_run(cfg) -> dict[str, float]:
     t = {"start": time.perf_counter()}
     ws = Workspace(cfg); t["setup"] = time.perf_counter()
-    original = ws.original_model(); t["original"] = time.perf_counter()
-    retrain = ws.retrain_model(); t["retrain"] = time.perf_counter()
-    unlearned, seconds = ws.unlearn(original, retrain); t["unlearn"] = time.perf_counter()
-    metrics = ws.evaluate(original, retrain, unlearned, seconds); t["evaluate"] = time.perf_counter()
-    ws.log(metrics); t["log"] = time.perf_counter()
+    original, _ = ws.refs.original(); t["original"] = time.perf_counter()
+    ws.refs.retrain(); t["retrain"] = time.perf_counter()
+    unlearned, _ = ws.unlearn(original); t["unlearn"] = time.perf_counter()
+    ws.evaluate(unlearned)
+    for name in ("original", "retrain"):
+        ws.refs.metrics(name, ws.evaluate)
+    t["evaluate"] = time.perf_counter()
     keys = list(t)
     out = {k: t[k] - t[p] for p, k in zip(keys, keys[1:])}
-    out["total"] = t["log"] - t["start"]
+    out["total"] = t["evaluate"] - t["start"]
     return out
 
 
