@@ -134,3 +134,13 @@ def test_a_table_without_data_stops_at_once_naming_it(tmp_path):
     assert out.returncode == 2
     assert "celeba" in out.stderr and "/nonexistent" in out.stderr and "no block of table4" in out.stderr
     assert not (tmp_path / "runs.csv").exists()
+
+
+def test_gpu_hour_estimates_come_from_the_papers_rtes():
+    est = printer.gpu_hours(load("table1", "paper"), seeds=3).set_index("block")
+    cifar = est.loc["CIFAR-10"]
+    assert cifar["retrain_min"] == 24.62  # ICLR Table 1, Retrain RTE (min)
+    assert math.isclose(cifar["gpu_hours"], 3 * (24.62 / 0.9 + 24.62 + cifar["rows_min"]) / 60)
+    assert est.loc["ImageNet", "retrain_min"] == 26.18 * 60  # the ImageNet block's RTEs are in hours
+    borrowed = printer.gpu_hours(load("table14", "paper"), seeds=1).iloc[0]  # arXiv T14 prints no RTE
+    assert borrowed["retrain_min"] == 24.66 and math.isfinite(borrowed["gpu_hours"])

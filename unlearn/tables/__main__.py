@@ -3,6 +3,7 @@
     python -m unlearn.tables run table1 --scale cpu --seeds 0,1,2 [-- extra overrides, e.g. device=cuda]
     python -m unlearn.tables print table1 --scale cpu
     python -m unlearn.tables list
+    python -m unlearn.tables estimate [table1]     GPU hours at the paper's scale, from the paper's own RTEs
 
 `run` checks every block's data first (a block whose data is absent is reported with where to put it and
 how to get it; the table stops at once when no block has data), then launches one multirun per (block, row)
@@ -17,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from unlearn.results import git_commit
 from unlearn.results_csv import read_runs
 from unlearn.tables import plan as planning
@@ -26,7 +29,6 @@ from unlearn.tables.preset import SCALES, available, load
 
 def _runs(path: Path):
     if not path.exists():
-        import pandas as pd
         return pd.DataFrame()
     runs, problems = read_runs(path)
     for p in problems:
@@ -63,7 +65,7 @@ def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str]) -> Non
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Hydra overrides for every job go after --, e.g. -- device=cuda hydra/launcher=joblib")
-    ap.add_argument("command", choices=("run", "print", "list"))
+    ap.add_argument("command", choices=("run", "print", "list", "estimate"))
     ap.add_argument("table", nargs="?", help=f"one of {available()}")
     ap.add_argument("--scale", default="cpu", choices=SCALES)
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
@@ -79,6 +81,14 @@ def main(argv=None) -> int:
     if args.command == "list":
         for t in available():
             print(f"{t}: {load(t, 'cpu').title}")
+        return 0
+    if args.command == "estimate":  # paper scale, from the paper's own RTEs
+        seeds = len(args.seeds.split(","))
+        frames = [printer.gpu_hours(load(t, "paper"), seeds) for t in ([args.table] if args.table else available())]
+        est = pd.concat(frames, ignore_index=True)
+        print(est.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+        print(f"total: {est['gpu_hours'].sum():.0f} GPU hours (estimate from the paper's RTEs on A5000 GPUs, "
+              f"{seeds} seeds, evaluation not included)")
         return 0
     if args.table is None:
         ap.error("give a table, e.g. table1")

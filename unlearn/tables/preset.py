@@ -33,6 +33,7 @@ class Block:
     note: str = ""
     rte_unit: str = "min"
     skip_rows: list[str] = field(default_factory=list)  # rows that cannot run on this block (printed as n/a)
+    rte_like: str | None = None  # a table with the same experiment's published RTEs (GPU-hour estimates)
 
 
 @dataclass
@@ -81,7 +82,8 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
     if unknown:
         raise ValueError(f"{path}: unknown columns {unknown}; allowed: {COLUMNS}")
     blocks = [Block(name=name, overrides=b.get(scale), paper_block=b.get("paper_block", name), note=b.get("note", ""),
-                    rte_unit=b.get("rte_unit", "min"), skip_rows=list(b.get("skip_rows", [])))
+                    rte_unit=b.get("rte_unit", "min"), skip_rows=list(b.get("skip_rows", [])),
+                    rte_like=b.get("rte_like"))
               for name, b in spec["blocks"].items()]
     source = "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))
     return Preset(table=table, title=spec["title"], scale=scale, rows=rows, blocks=blocks,

@@ -166,3 +166,38 @@ def write(df: pd.DataFrame, preset: Preset, notes: dict[str, str], folder: Path)
     paths["tex"].write_text(latex(df, preset))
     df.to_csv(paths["csv"], index=False)
     return paths
+
+
+def gpu_hours(preset: Preset, seeds: int, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Estimated GPU hours of the table at the paper's scale, from the paper's own measured RTEs (A5000 GPUs):
+    per seed, the original model (Retrain's time x |D_tr| / |D_r|, i.e. x 1/0.9 for 10% forgotten) plus
+    Retrain plus every row's RTE. A block without published RTEs borrows those of the same experiment in
+    another table (`rte_like`), scaled by the row's epochs over 10 (`method.epochs=<n>` rows); rows without a
+    published RTE count as FT. Evaluation is not included."""
+    paper = paper_values() if paper is None else paper
+    out = []
+    for block in preset.blocks:
+        if block.overrides is None:
+            continue
+
+        def rte(table: str, row_id: str, method: str, paper_row: str | None) -> float:
+            ref = paper_cell(paper, table, block.paper_block, row_id, method, paper_row, "RTE")
+            return math.nan if ref is None else ref[0] * (60 if block.rte_unit == "hr" else 1)
+
+        minutes = {}
+        for row in preset.rows:
+            m = rte(preset.table, row.id, row.method, row.paper_row)
+            if math.isnan(m) and block.rte_like:
+                epochs = [int(o.split("=")[1]) for o in row.overrides if o.startswith("method.epochs=")]
+                m = rte(block.rte_like, row.method, row.method, None) * (epochs[0] / 10 if epochs else 1)
+            if not math.isnan(m):
+                minutes[row.id] = m
+        retrain = minutes.get("retrain", math.nan)
+        if math.isnan(retrain) and block.rte_like:
+            retrain = rte(block.rte_like, "retrain", "retrain", None)
+        ft = minutes.get("ft", rte(block.rte_like, "ft", "ft", None) if block.rte_like else math.nan)
+        rows = sum(minutes.get(r.id, ft) for r in preset.rows if r.id not in block.skip_rows and r.method != "retrain")
+        total = seeds * (retrain / 0.9 + retrain + rows)
+        out.append({"table": preset.table, "block": block.name, "retrain_min": retrain, "rows_min": rows,
+                    "gpu_hours": total / 60, "published_rtes": len(minutes)})
+    return pd.DataFrame(out)
