@@ -36,7 +36,7 @@ def closure(root: str, extras: set[str]) -> dict[str, str]:
 def main() -> None:
     pins = closure("unlearn", {"dev"})
     print("# The versions the test suite ran with (scripts/constraints.py on the dev environment; regenerate with")
-    print("# `make constraints` after changing dependencies). `make install` = pip install -c constraints.txt -e .[dev]")
+    print("# `make constraints` after changing dependencies); `make install` = pip install -c constraints.txt -e .[dev]")
     for name in sorted(pins):
         print(f"{name}=={pins[name]}")
 

@@ -231,7 +231,7 @@ class Checkpoints:
 
 
 def _kill_drill(epoch: int) -> None:
-    """A deterministic stand-in for a preemption in tests and drills: SIGKILL after epoch $UNLEARN_TEST_KILL_AFTER_EPOCH."""
+    """A deterministic stand-in for a preemption (tests, drills): SIGKILL after epoch $UNLEARN_TEST_KILL_AFTER_EPOCH."""
     if os.environ.get(KILL_AFTER_EPOCH) == str(epoch):
         os.kill(os.getpid(), signal.SIGKILL)
 
