@@ -77,11 +77,16 @@ def main() -> None:
         runs, problems = read_runs(args.runs)
     for p in problems:
         print(f"{args.runs or args.from_wandb or 'runs'}: {p}", file=sys.stderr)
+    if runs.empty:
+        ap.error(f"{args.runs or args.from_wandb}: no complete rows")
     if args.table:
         runs = runs[runs["table"] == args.table]
-    if args.long:
-        to_long(runs).to_csv(args.long, index=False)
-    table = summary(runs)
+    try:
+        if args.long:
+            to_long(runs).to_csv(args.long, index=False)
+        table = summary(runs)
+    except ValueError as e:  # a CSV without the identity columns
+        ap.error(f"{args.runs or args.from_wandb or 'runs'}: {e}")
     print(table.to_markdown(index=False) if args.markdown else table.to_string(index=False))
 
 

@@ -5,14 +5,19 @@ metrics. A file is only ever used when its stored key equals the requested one; 
 read (truncated, empty, garbage, a directory) or carries another key is moved aside (`*.corrupt`,
 `*.stale`) with a warning and recomputed; one that `torch.load(weights_only=True)` refuses is moved
 aside as `*.unsafe` and never loaded. Writes are atomic (temp file + rename) and parallel jobs compute a
-key once under a file lock that logs while it waits and gives up after `lock_timeout` seconds.
+key once under a file lock that logs while it waits and gives up after `lock_timeout` seconds; temp files
+of a killed save are removed under that lock.
+
+`fault` is the one fault-injection point of the package (tests/test_faults.py kills runs at named stages).
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -29,6 +34,20 @@ from unlearn.identity import config_hash
 log = logging.getLogger("unlearn")
 LOCK_TIMEOUT = 24 * 3600.0  # seconds a job waits for another job's lock before giving up (set by the runner)
 LOCK_LOG_EVERY = 30.0  # seconds between "still waiting" messages
+UNSAFE = ("Unsupported global", "Unsupported class")  # torch.load(weights_only=True) refusing an object (torch
+# >= 2.4, 2.3); other failures (garbage, truncation, "Unsupported operand") are a corrupt file
+FAULT = os.environ.get("UNLEARN_FAULT")  # fault injection (tests only): a stage pattern, see `fault`
+
+
+def fault(stage: str) -> None:
+    """Fault-injection point: SIGKILL this process when $UNLEARN_FAULT (an fnmatch pattern) matches `stage`.
+
+    Stages: `<phase>/<epoch>` after a training curve point (original/2, retrain/1, unlearn/1), `save:<file
+    name>` between writing a cache or resume file's temp file and renaming it, `csv` right after a results
+    row is appended. Unset (always, outside tests/test_faults.py), it costs one comparison.
+    """
+    if FAULT is not None and fnmatch.fnmatchcase(stage, FAULT):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_save(payload, path: Path) -> None:
@@ -38,6 +57,7 @@ def atomic_save(payload, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        fault(f"save:{path.name}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -59,9 +79,9 @@ def locked(path: Path, timeout: float | None = None, what: str = ""):
             waited = time.monotonic() - start
             holder = owner.read_text().strip() if owner.exists() else "unknown"
             if waited >= timeout:
-                raise TimeoutError(f"gave up after {waited:.0f} s waiting for the lock on {path} ({what}); held "
-                                   f"by {holder}. If that job is dead, delete {path}.lock.owner and retry; raise "
-                                   f"lock_timeout to wait longer") from None
+                raise TimeoutError(f"gave up after {waited:.1f} s waiting for the lock on {path} ({what}), held by "
+                                   f"{holder}: that job is still running (the OS releases the lock of a process "
+                                   f"that ends). Wait for it, or raise lock_timeout to wait longer") from None
             log.info("waiting %.0f s for %s (%s), held by %s", waited, path.name, what, holder)
     try:
         owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
@@ -73,7 +93,7 @@ def locked(path: Path, timeout: float | None = None, what: str = ""):
 
 
 def _move_aside(path: Path, why: str, suffix: str) -> None:
-    dest = path.with_name(f"{path.name}.{int(time.time())}.{suffix}")
+    dest = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}.{suffix}")
     os.replace(path, dest)
     log.warning("cache file %s %s; moved it to %s and recomputing", path, why, dest.name)
 
@@ -86,12 +106,12 @@ def _read(path: Path, wanted: str):
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is handled the same way, by its kind
-        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+        if any(refusal in str(e) for refusal in UNSAFE):
             log.error("cache file %s holds objects that torch.load(weights_only=True) refuses: unsafe, never loaded",
                       path)
             _move_aside(path, "is unsafe", "unsafe")
         else:
-            _move_aside(path, f"cannot be read ({type(e).__name__}: {str(e)[:120]})", "corrupt")
+            _move_aside(path, f"cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:120]})", "corrupt")
         return None
     if not isinstance(payload, dict) or payload.get("key") != wanted:
         _move_aside(path, "was written for another key", "stale")
@@ -111,7 +131,8 @@ def cached(kind: str, key: dict, cache_dir: str | Path | None, compute: Callable
     path.parent.mkdir(parents=True, exist_ok=True)
     wanted = json.dumps(key, sort_keys=True, default=str)
     with locked(path, lock_timeout, kind):
-        for tmp in path.parent.glob(path.name + ".*.tmp"):  # left by a killed save; we hold the lock
+        for tmp in path.parent.glob(f"{path.stem}.*.tmp"):  # left by a killed save of this file or its resume
+            log.warning("removing %s, left by a killed save", tmp)  # state: every save of them runs under this lock
             tmp.unlink(missing_ok=True)
         if path.exists() and (payload := _read(path, wanted)) is not None:
             log.info("%s: loaded from cache %s", kind, path)

@@ -7,23 +7,33 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 from unlearn.data.store import MissingDataError
 from unlearn.validate import ConfigError
 
 
 def _remove_rejected_run_dir() -> None:
-    """Delete what Hydra wrote for a job that was rejected before doing anything: `.hydra/` and its log."""
+    """Delete what Hydra wrote for a job that was rejected before doing anything: `.hydra/`, the job's log, then
+    the run folder and its parents up to the launch folder while they are empty; in a sequential sweep rejected
+    at its first job, also the sweep folder's `multirun.yaml`."""
     if not HydraConfig.initialized():
         return
     hc = HydraConfig.get()
-    out = Path(hc.runtime.output_dir)
+    out, cwd = Path(hc.runtime.output_dir).resolve(), Path(hc.runtime.cwd).resolve()
     shutil.rmtree(out / ".hydra", ignore_errors=True)
     (out / f"{hc.job.name}.log").unlink(missing_ok=True)
-    try:
-        out.rmdir()  # only if nothing else is in it
-    except OSError:
-        pass
+    if hc.mode == RunMode.MULTIRUN and str(hc.launcher.get("_target_", "")).endswith("BasicLauncher"):
+        sweep = Path(hc.sweep.dir).resolve()
+        if {p.name for p in sweep.iterdir()} <= {"multirun.yaml", out.name}:  # no other job has written here
+            (sweep / "multirun.yaml").unlink(missing_ok=True)
+    for folder in (out, *out.parents):
+        if folder == cwd or cwd not in folder.parents:
+            break
+        try:
+            folder.rmdir()  # only if nothing else is in it
+        except OSError:
+            break
 
 
 def rejecting_bad_config(main):
@@ -34,6 +44,9 @@ def rejecting_bad_config(main):
             return main(cfg)
         except (ConfigError, MissingDataError) as e:
             _remove_rejected_run_dir()
-            print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+            text = str(e.args[0] if e.args else e)
+            if isinstance(e, ConfigError):  # one line; a missing-data message may list files line by line
+                text = " ".join(text.split())
+            print(f"error: {text}", file=sys.stderr)
             sys.exit(2)
     return wrapper

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unlearn.checks import finite
 from unlearn.data import Data
 
 
@@ -34,9 +35,9 @@ class Split:
 RANDOM = "random"  # draw the class / group from the run's seed
 
 
-def _check_fraction(fraction: float) -> float:
-    if not 0 < fraction < 1:
-        raise ValueError(f"paradigm.forget_fraction={fraction} must be in (0, 1)")
+def _check_fraction(fraction: float, key: str = "forget_fraction") -> float:
+    if not (finite(fraction) and 0 < fraction < 1):
+        raise ValueError(f"{key}={fraction!r} is invalid; allowed: a number in (0, 1)")
     return fraction
 
 
@@ -147,10 +148,11 @@ class Group(Paradigm):
         if forget_group is None and forget_group_fraction is None:
             raise ValueError("paradigm: set paradigm.forget_group or paradigm.forget_group_fraction")
         if isinstance(forget_group, str) and forget_group not in self.DRAWS:
-            raise ValueError(f"paradigm.forget_group={forget_group!r} is invalid; allowed: a group id, a list of ids, "
+            raise ValueError(f"forget_group={forget_group!r} is invalid; allowed: a group id, a list of ids, "
                              f"or one of {self.DRAWS}")
         self.forget_group = forget_group
-        self.forget_group_fraction = None if forget_group_fraction is None else _check_fraction(forget_group_fraction)
+        self.forget_group_fraction = (None if forget_group_fraction is None
+                                      else _check_fraction(forget_group_fraction, "forget_group_fraction"))
 
     def choose(self, data, rng):
         if data.group_train is None:

@@ -123,7 +123,8 @@ class References:
         model, info = self.original() if name == "original" else self.retrain()
         return model, {"weights": info["digest"], "split": self.split.fingerprint(),
                        "eval": OmegaConf.to_container(self.cfg.eval, resolve=True), "seed": self.cfg.seed,
-                       "metrics_version": METRICS_VERSION}  # a change of evaluate's keys recomputes them
+                       "metrics_version": METRICS_VERSION,  # a change of evaluate's keys recomputes them
+                       "env": environment(self.device)}  # float sums (and so MIA decisions) vary with it
 
     def metrics(self, name: str, evaluate: Callable[[nn.Module], dict]) -> dict[str, float]:
         """`evaluate(model)` of a reference model on this split, computed once per model content and split."""

@@ -1,8 +1,9 @@
 """Checks of the whole config and of the output paths, before anything is built, trained or written.
 
 Group configs check their own values when they are constructed (methods, recipes, paradigms, loaders);
-this module checks what no constructor sees: the top-level keys, `eval`, `train`, model/data modality
-and whether the results CSV, cache and run folders can be written.
+this module checks what no constructor sees: the top-level keys, `eval`, `train`, the step mechanics,
+model/data modality and whether the results CSV, cache and run folders can be written; and, once the
+data is split, whether the split is large enough for the evaluation (`check_split`).
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn.checks import finite, integer, require
-from unlearn.train import Recipe
+from unlearn.results_csv import foreign_header
+from unlearn.train import Compute, Recipe
 
 DEVICES = ("auto", "cpu", "cuda")
 WANDB_MODES = ("offline", "online", "disabled")
-IDENTITY = ("table", "dataset", "model", "paradigm", "method", "seed", "config_id")  # a results CSV has these
 
 
 class ConfigError(ValueError):
@@ -32,7 +33,8 @@ def _value(cfg: DictConfig, key: str):
 def check_config(cfg: DictConfig) -> None:
     """Fail on any invalid top-level, `eval` or `train` value, naming the key and what is allowed."""
     v = {k: _value(cfg, k) for k in ("smooth_rate", "p", "seed", "device", "threads", "wandb.mode", "lock_timeout",
-                                      "eval.batch_size", "eval.mia_shadow_size", "eval.split")}
+                                      "checkpoint_every", "eval.batch_size", "eval.mia_shadow_size", "eval.split",
+                                      "eval.validation_fraction")}
     try:
         require([
             ("smooth_rate", finite(v["smooth_rate"]) and v["smooth_rate"] <= 1,
@@ -43,11 +45,17 @@ def check_config(cfg: DictConfig) -> None:
             ("threads", v["threads"] is None or integer(v["threads"], 1), "null (torch's default) or an integer >= 1"),
             ("wandb.mode", v["wandb.mode"] in WANDB_MODES, f"one of {WANDB_MODES}"),
             ("lock_timeout", finite(v["lock_timeout"]) and v["lock_timeout"] > 0, "a finite number of seconds > 0"),
+            ("checkpoint_every", integer(v["checkpoint_every"], 0),
+             "an integer >= 0 (epochs between resume checkpoints; 0 = never)"),
             ("eval.batch_size", integer(v["eval.batch_size"], 1), "an integer >= 1"),
             ("eval.split", v["eval.split"] in ("test", "validation"), "test or validation"),
             ("eval.mia_shadow_size", v["eval.mia_shadow_size"] is None or integer(v["eval.mia_shadow_size"], 1),
              "null (= the test-set size) or an integer >= 1"),
+            ("eval.validation_fraction", finite(v["eval.validation_fraction"])
+             and 0 < v["eval.validation_fraction"] < 1, "a number in (0, 1)"),
         ], v)
+        Compute(precision=_value(cfg, "precision"), channels_last=_value(cfg, "channels_last"),
+                compile=_value(cfg, "compile"), cudnn=_value(cfg, "cudnn"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     try:
@@ -60,40 +68,59 @@ def check_config(cfg: DictConfig) -> None:
                           f"{data_kind}; pick a {data_kind} model (model/*.yaml with modality: {data_kind})")
 
 
-def _writable(path: Path, what: str) -> None:
-    """`path` (a folder, existing or not) can be created and written."""
-    p = path
+def _writable(folder: Path, key: str, value) -> None:
+    """`folder` (existing or not) can be created and written; `key=value` is the setting that asked for it."""
+    p = folder
     while not p.exists():
         p = p.parent
     if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what}={str(path)!r} cannot be written ({p} is not a writable folder)")
+        raise ConfigError(f"{key}={str(value)!r} cannot be written ({p} is not a writable folder)")
 
 
 def check_results_csv(path: Path) -> None:
-    """An existing results CSV must be readable and carry the identity columns (a torn last line is fine)."""
+    """An existing results CSV must be a readable text file whose header carries the identity columns (a torn
+    last line, or a torn header alone, is fine: the writer moves it aside)."""
     if not path.exists():
         return
     if path.is_dir() or not os.access(path, os.R_OK | os.W_OK):
         raise ConfigError(f"results_csv={str(path)!r} is not a readable and writable file")
-    with path.open(newline="") as f:
+    with path.open("rb") as f:
         first = f.readline()
-    if first and not first.endswith("\n"):
-        return  # a torn header alone: the writer moves it aside
-    header = next(csv.reader([first]), []) if first else []
-    missing = [c for c in IDENTITY if c not in header]
-    if header and missing:
-        raise ConfigError(f"results_csv={str(path)!r} has another header (no identity columns {missing}); it was "
-                          f"not written by this version of unlearn. Use another results_csv or move the file")
+    try:
+        first = first.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"results_csv={str(path)!r} is not a text CSV (its first line is not UTF-8); use another "
+                          f"results_csv or move the file") from None
+    if not first or not first.endswith("\n"):
+        return
+    error = foreign_header(path, next(csv.reader([first]), []))
+    if error is not None:
+        raise ConfigError(str(error))
 
 
 def check_outputs(cfg: DictConfig, run_dir: Path) -> None:
     """The results CSV, the cache and the run folder can be written, and the run folder holds no other run."""
     if cfg.results_csv is not None:  # null = no shared CSV (each run's metrics.json only)
         csv_path = Path(to_absolute_path(cfg.results_csv))
-        _writable(csv_path.parent, "results_csv")
+        _writable(csv_path.parent, "results_csv", cfg.results_csv)
         check_results_csv(csv_path)
-    _writable(Path(to_absolute_path(cfg.cache_dir)), "cache_dir")
-    _writable(run_dir, "run_dir")
+    _writable(Path(to_absolute_path(cfg.cache_dir)), "cache_dir", cfg.cache_dir)
+    _writable(run_dir, "run_dir", run_dir)
     if (run_dir / "metrics.json").exists():
         raise ConfigError(f"run_dir={str(run_dir)!r} already holds the metrics.json of another run; choose an empty "
                           f"run_dir (or leave it null for a fresh Hydra folder)")
+
+
+def check_split(cfg: DictConfig, split) -> None:
+    """The split is large enough for the evaluation: the MIA's shadow members are drawn from D_r (as many as
+    its non-members from the evaluation set), and the additional MIA cross-validates D_f against that set."""
+    n_shadow = len(split.test) if cfg.eval.mia_shadow_size is None else min(cfg.eval.mia_shadow_size, len(split.test))
+    if len(split.retain) < n_shadow:
+        size = cfg.eval.mia_shadow_size
+        how = "null: as many as the evaluation set" if size is None else f"{size}, at most the evaluation set"
+        raise ConfigError(f"D_r has {len(split.retain)} samples, too few for the MIA shadow set: it needs {n_shadow} "
+                          f"members from D_r (eval.mia_shadow_size={how}); forget less, or set "
+                          f"eval.mia_shadow_size <= {len(split.retain)}")
+    if len(split.forget) < 2 or len(split.test) < 2:
+        raise ConfigError(f"D_f has {len(split.forget)} and the evaluation set {len(split.test)} samples; the "
+                          f"MIA metrics need at least 2 in each: forget more")

@@ -20,7 +20,7 @@ from unlearn.metrics import accuracy, evaluate, outputs, predict_probs, predicti
 from unlearn.references import References
 from unlearn.results import Recorder, check_recording
 from unlearn.train import Recipe
-from unlearn.validate import ConfigError, check_config, check_outputs
+from unlearn.validate import ConfigError, check_config, check_outputs, check_split
 
 log = logging.getLogger("unlearn")
 
@@ -85,12 +85,13 @@ class Workspace:
         if cfg.eval.split == "validation":
             data = data.holdout(cfg.eval.validation_fraction)
         self.split = self.paradigm.split(data, cfg.seed).to(self.device)
+        check_split(cfg, self.split)
         self.data = data.to(self.device)
         self.recorder = Recorder(cfg, self.out_dir, self.split.info)
         self.refs = References(cfg, self.data, self.split, self.device, self.recipe, self.new_model,
-                               to_absolute_path(cfg.cache_dir), self.paradigm.labels, self.recorder.curve)
+                               to_absolute_path(cfg.cache_dir), self.paradigm.labels, self.curve)
         self.task = Task(self.data, self.split, self.device, cfg.seed, self.new_model, self.refs.retrain,
-                         self.recipe, self.recorder.curve, compute=self.refs.compute)
+                         self.recipe, self.curve, compute=self.refs.compute)
         self.probe_seconds = 0.0  # time spent in `probe`, kept out of the method's RTE
         if cfg.eval.every_epoch:
             self.task.probe = self.probe
@@ -117,6 +118,15 @@ class Workspace:
         if out.shape != (len(x), self.data.num_classes):
             raise ConfigError(f"model={self.cfg.model.name} returns {list(out.shape)} for {len(x)} samples; "
                               f"expected [{len(x)}, {self.data.num_classes}]")
+
+    def curve(self, metrics: dict, step: int) -> None:
+        """A training curve point (original, retrain, unlearn) to the recorder, then the fault-injection point
+        `<phase>/<epoch>` (cache.fault)."""
+        self.recorder.curve(metrics, step)
+        if cache.FAULT is not None:
+            for key, epoch in metrics.items():
+                if key.endswith("/epoch"):
+                    cache.fault(f"{key.removesuffix('/epoch')}/{epoch}")
 
     def new_model(self):
         torch.manual_seed(self.cfg.seed)

@@ -26,6 +26,10 @@ class MissingDataError(FileNotFoundError):
     """A data set's files are not where the config points; the message says what and how to get them."""
 
 
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
 def require_files(name: str, root: Path, paths: Sequence[Path], how: str) -> None:
     """Fail before any compute when expected files are absent, listing them and how to obtain them."""
     missing = [str(p) for p in paths if not Path(p).exists()]
@@ -53,8 +57,20 @@ def cached_images(cache_dir: str | Path | None, key: dict, build: Callable[[], d
 
 
 def load_image(path: str | Path | Image.Image, size: int | None = None) -> Tensor:
-    """RGB uint8 [3, H, W]; with `size`, the shorter side is resized to it and the centre cropped square."""
-    im = path if isinstance(path, Image.Image) else Image.open(path)
+    """RGB uint8 [3, H, W]; with `size`, the shorter side is resized to it and the centre cropped square.
+    A file that cannot be decoded raises UnreadableImageError naming it."""
+    if isinstance(path, Image.Image):
+        return _to_tensor(path, size)
+    try:
+        with Image.open(path) as im:
+            return _to_tensor(im, size)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's ways of failing
+        raise UnreadableImageError(f"image file {path} cannot be decoded ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:160] if str(e) else 'no detail'}); "
+                                   f"replace or remove it") from None
+
+
+def _to_tensor(im: Image.Image, size: int | None) -> Tensor:
     im = im.convert("RGB")
     if size is not None and im.size != (size, size):
         w, h = im.size
@@ -83,7 +99,10 @@ class _Files(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        return load_image(self.files[i], self.size)
+        try:
+            return load_image(self.files[i], self.size)
+        except UnreadableImageError as e:  # returned, not raised: a worker's exception reaches the caller
+            return e  # wrapped in a traceback text, and decode_all raises it as it was
 
 
 def _as_list(items):  # module-level so worker processes can pickle it
@@ -96,6 +115,9 @@ def decode_all(dataset: torch.utils.data.Dataset, num_workers: int = 2, batch_si
                                          collate_fn=_as_list)
     out = []
     for items in loader:
+        for it in items:
+            if isinstance(it, UnreadableImageError):
+                raise it
         imgs = [it[0] if isinstance(it, tuple) else it for it in items]
         shapes = {tuple(t.shape) for t in imgs}
         if len(shapes) > 1 or (out and tuple(out[0].shape[1:]) not in shapes):
