@@ -123,7 +123,7 @@ def test_offline_run_covers_the_job_with_curves_names_and_artifacts(offline, tmp
     last = [h for h in history if "unlearn/UA" in h][-1]
     assert last["unlearn/UA"] == pytest.approx(metrics["UA"]) and last["unlearn/RA"] == pytest.approx(metrics["RA"])
     assert run["artifacts"][f"results-{row['config_id']}-s0"] == {
-        "type": "results", "files": ["config.yaml", "curves.csv", "metrics.json"]}
+        "type": "results", "files": ["config.yaml", "curves.csv", "metrics.json", "predictions.npz"]}
     assert run["artifacts"][f"model-{row['config_id']}-s0"] == {"type": "model", "files": ["unlearned.pt"]}
     stored = torch.load(ws.out_dir / "unlearned.pt", weights_only=True)
     assert stored["model"]["name"] == "cnn" and stored["state_dict"]
