@@ -1,0 +1,95 @@
+""""(R)" selection toward Retrain: a tiny Optuna study on synthetic data runs, its best trial becomes an (R) row
+of the table's preset (with the study's summary), and the evaluation it optimises never touches the test set."""
+import math
+import shutil
+
+import pytest
+import yaml
+
+import unlearn.data.synthetic as synthetic
+from tests.conftest import TINY, compose_cfg
+from unlearn.tables import preset as presets
+from unlearn.tables import select
+from unlearn.tables.preset import load
+from unlearn.workspace import run_experiment
+
+SHRINK = ["dataset=synthetic", "model=cnn", "device=cpu", "wandb.mode=disabled", "method.epochs=1"]
+
+
+@pytest.fixture
+def tmp_presets(tmp_path, monkeypatch):
+    """A copy of the table presets that selection may rewrite."""
+    folder = tmp_path / "presets"
+    shutil.copytree(presets.PRESETS, folder)
+    monkeypatch.setattr(presets, "PRESETS", folder)
+    monkeypatch.setattr(select, "PRESETS", folder)
+    return folder
+
+
+def test_a_tiny_study_runs_and_writes_its_choice_as_an_r_row(tmp_path, tmp_presets):
+    db = f"sqlite:///{tmp_path}/optuna.db"
+    argv = ["ga", "table13", "--blocks", "CIFAR-10", "--trials", "2", "--storage", db, "--results",
+            str(tmp_path / "selection.csv"), "--", *SHRINK, f"cache_dir={tmp_path}/cache",
+            f"hydra.sweep.dir={tmp_path}/sweep"]
+    assert select.main(argv) == 0
+    params, summary = select.best(select.study_name("table13", "CIFAR-10", "ga", "cpu"), db)
+    assert summary["trials"] == 2 and set(params) == {"method.lr"}  # method.epochs=1 fixed by the command line
+    text = (tmp_presets / "table13.yaml").read_text()
+    assert "GA (R) on CIFAR-10: Optuna study 'r-table13-cifar10-ga-cpu'" in text and "2 completed trials" in text
+    preset = load("table13", "cpu")
+    row = next(r for r in preset.rows if r.id == "ga_r_cifar10")
+    assert row.label == "GA (R)" and row.paper_row == "GA (R)"
+    assert [o.split("=")[0] for o in row.overrides] == ["method.lr"]
+    lr = float(next(o for o in row.overrides if o.startswith("method.lr=")).split("=")[1])
+    assert lr == pytest.approx(params["method.lr"], rel=1e-3)
+    blocks = {b.name: b.skip_rows for b in preset.blocks}
+    assert blocks == {"CIFAR-10": [], "CIFAR-100": ["ga_r_cifar10"]}  # the other block skips it
+    # every trial ran on the validation split
+    import pandas as pd
+    trials = pd.read_csv(tmp_path / "selection.csv")
+    assert len(trials) == 2 and (trials["table"] == "table13-selection").all()
+    assert set(trials["eval.split"]) == {"validation"}
+    # selecting again replaces the row, keeping one per (method, block)
+    assert select.main([*argv[:2], "--no-study", *argv[2:]]) == 0
+    assert (tmp_presets / "table13.yaml").read_text().count("id: ga_r_cifar10,") == 1
+
+
+def test_rows_are_written_in_the_papers_order_and_the_file_stays_a_valid_preset(tmp_presets):
+    summary = {"trials": 3, "best_avg_gap": 1.5, "direction": "minimize", "best_trial": 1}
+    for method, block in (("ugradsl", "CIFAR-100"), ("ft", "CIFAR-10"), ("ga", "CIFAR-100")):
+        select.write_row("table13", method, block, select.row_text(method, block, {"method.lr": 0.01}, summary,
+                                                                   scale="cpu", storage="s", name="n", seed=0))
+    spec = yaml.safe_load((tmp_presets / "table13.yaml").read_text())
+    ids = [r if isinstance(r, str) else r["id"] for r in spec["rows"]]
+    assert ids == ["retrain", "ft_r_cifar10", "ga_r_cifar100", "ugradsl_r_cifar100", "ugradsl", "ugradsl_plus"]
+    assert spec["blocks"]["CIFAR-10"]["skip_rows"] == ["ga_r_cifar100", "ugradsl_r_cifar100"]
+    with pytest.raises(ValueError, match="allowed"):
+        select.write_row("table13", "ga", "ImageNet", ["  - {id: ga_r_imagenet, method: ga}"])
+    assert select.main(["nosuch", "table13"]) == 2
+    assert select.main(["ga", "table13", "--blocks", "ImageNet"]) == 2
+
+
+def _poisoned_test_set(monkeypatch):
+    """Synthetic data whose test inputs are NaN: any metric computed on them is NaN."""
+    real = synthetic.load_synthetic
+
+    def load_synthetic(**kw):
+        data = real(**kw)
+        data.x_test = data.x_test * math.nan
+        return data
+    monkeypatch.setattr(synthetic, "load_synthetic", load_synthetic)
+
+
+def test_the_selection_objective_never_touches_the_test_set(tmp_path, monkeypatch):
+    _poisoned_test_set(monkeypatch)
+    block = load("table13", "cpu").blocks[0].overrides
+    cmd = select.study_command("ga", block, table="table13", name="n", storage="s", trials=1, seed=0,
+                               results="r.csv", extra=[])
+    assert "eval.split=validation" in cmd and "objective=avg_gap" in cmd
+    keep = [o for o in cmd[4:] if not o.startswith(("hydra.", "hparams_search=", "results_csv="))]
+    m = run_experiment(compose_cfg([*keep, *TINY, "method=ga"], tmp_path))
+    assert all(math.isfinite(v) for k, v in m.items() if isinstance(v, float)), \
+        [k for k, v in m.items() if isinstance(v, float) and not math.isfinite(v)]
+    # the control: the same run on the test split reads the poisoned inputs
+    with pytest.raises(ValueError, match="NaN"):  # the MIA's attack refuses the NaN outputs of the test inputs
+        run_experiment(compose_cfg([*[o for o in keep if o != "eval.split=validation"], *TINY, "method=ga"], tmp_path))

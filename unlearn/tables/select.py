@@ -1,0 +1,212 @@
+""""(R)": a method's hyperparameters selected toward Retrain, written into a table's preset as an "(R)" row.
+
+    python -m unlearn.tables.select ga table13 [--blocks CIFAR-10] [--scale cpu] [--trials 12] [--seed 0]
+        [--storage sqlite:///results/optuna.db] [-- extra Hydra overrides]
+
+For every block of the table (or those named) it runs the Optuna study of `hparams_search=<method>` (search space
+and its source in unlearn/conf/hparams_search/<method>.yaml; objective and direction in
+conf/hydra/sweeper/optuna_study.yaml: avg_gap to Retrain, minimised) on the block's data with
+`eval.split=validation`: TA, the MIA's non-members and so the Avg. Gap come from a stratified 10% of D_tr held
+out of training, never from the test set (arXiv A:462: "we use the validation set to select the
+hyper-parameters"). The study lives in `--storage` under the name `r-<table>-<block>-<method>-<scale>`, so
+several processes started with the same arguments share its trials (parallel workers), and a rerun adds trials
+to it. The best trial's values become the row `<method>_r_<block>` ("<Method> (R)") of
+unlearn/tables/presets/<table>.yaml, with the study's summary as its comment; the other blocks skip it. The table
+then evaluates the row on the test set like any other (`make table13`).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from unlearn.tables.preset import PRESETS, load
+
+BEGIN, END = "# >>> (R) rows", "# <<< (R) rows"
+SKIP_MARK = "# (R) rows of other blocks: written by make tune"
+ORDER = ("ft", "ga", "iu", "rl", "be", "bs", "l1_sparse", "scrub", "ff", "salun", "neggrad_plus", "ugradsl",
+         "ugradsl_plus", "ugradsl_no_retain")  # the paper's row order (arXiv Table 13)
+LABELS = {"ft": "FT", "ga": "GA", "iu": "IU", "rl": "RL", "be": "BE", "bs": "BS", "l1_sparse": "l1-sparse",
+          "scrub": "SCRUB", "ff": "FF", "salun": "SalUn", "neggrad_plus": "NegGrad+", "ugradsl": "UGradSL",
+          "ugradsl_plus": "UGradSL+", "ugradsl_no_retain": "UGradSL w/o D_r"}
+PAPER_LABELS = {**LABELS, "l1_sparse": "-sparse"}  # as paper_values.csv names the rows (the arXiv text lost the l1)
+SEARCH = Path(__file__).parents[1] / "conf" / "hparams_search"
+
+
+def slug(block: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", block.lower())
+
+
+def study_name(table: str, block: str, method: str, scale: str) -> str:
+    return f"r-{table}-{slug(block)}-{method}-{scale}"
+
+
+def default_storage() -> str:
+    path = Path("results/optuna.db").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def study_command(method: str, block_overrides: list[str], *, table: str, name: str, storage: str, trials: int,
+                  seed: int, results: str, extra: list[str]) -> list[str]:
+    """The Hydra multirun of one study: the block's data, the method's search space, the validation split."""
+    return [sys.executable, "-m", "unlearn.app", "-m", f"hparams_search={method}", *block_overrides,
+            "eval.split=validation", "objective=avg_gap", f"seed={seed}", f"table={table}-selection",
+            f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.study_name={name}",
+            f"hydra.sweeper.storage={storage}", f"results_csv={results}", *extra]
+
+
+def best(name: str, storage: str) -> tuple[dict, dict]:
+    """The best trial's parameters and a summary of the study (trials, best value, direction)."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise ValueError(f"study {name!r} in {storage} has no completed trial")
+    t = study.best_trial
+    return dict(t.params), {"trials": len(done), "best_avg_gap": t.value, "direction": study.direction.name.lower(),
+                            "best_trial": t.number}
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def row_text(method: str, block: str, params: dict, summary: dict, *, scale: str, storage: str, name: str,
+             seed: int) -> list[str]:
+    rid = f"{method}_r_{slug(block)}"
+    overrides = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
+    label, paper = LABELS.get(method, method), PAPER_LABELS.get(method, method)
+    return [f"  # {label} (R) on {block}: Optuna study {name!r} ({storage}), {summary['trials']} completed trials, "
+            f"best avg_gap {summary['best_avg_gap']:.3f} on the validation split (trial {summary['best_trial']}, "
+            f"{summary['direction']}, {scale} scale, seed {seed})",
+            f"  - {{id: {rid}, method: {method}, label: \"{label} (R)\", paper_row: \"{paper} (R)\", "
+            f"overrides: [{overrides}]}}"]
+
+
+def _rows_region(lines: list[str], path: Path) -> tuple[int, int]:
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith(BEGIN)]
+    ends = [i for i, line in enumerate(lines) if line.strip().startswith(END)]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(f"{path} has no '{BEGIN}' ... '{END}' region in its rows; add one to hold (R) rows")
+    return starts[0], ends[0]
+
+
+def write_row(table: str, method: str, block: str, text: list[str]) -> Path:
+    """Put the (R) row of (method, block) into the preset's region (replacing an older one), in the paper's order,
+    and recompute the skip list of every block with a SKIP_MARK line: the (R) rows of the other blocks. The file is checked by loading it;
+    on failure it is left unchanged."""
+    path = PRESETS / f"{table}.yaml"
+    original = path.read_text()
+    lines = original.splitlines()
+    a, b = _rows_region(lines, path)
+    entries: dict[str, list[str]] = {}
+    pending: list[str] = []
+    for line in lines[a + 1:b]:
+        pending.append(line)
+        m = re.match(r"\s*- \{id: (\w+),", line)
+        if m:
+            entries[m.group(1)] = pending
+            pending = []
+    rid = f"{method}_r_{slug(block)}"
+    entries[rid] = text
+    blocks = list(yaml.safe_load(original)["blocks"])
+    if block not in blocks:
+        raise ValueError(f"block {block!r} is not in {table}; allowed: {blocks}")
+    rank = {m: i for i, m in enumerate(ORDER)}
+
+    def key(r):
+        meth, _, blk = r.rpartition("_r_")
+        return rank.get(meth, len(ORDER)), meth, [slug(x) for x in blocks].index(blk) if blk in map(slug, blocks) else 0
+    body = [line for r in sorted(entries, key=key) for line in entries[r]]
+    lines = lines[:a + 1] + body + lines[b:]
+    ids = {r: r.rpartition("_r_")[2] for r in entries}
+    current = None
+    out = []
+    for line in lines:
+        m = re.match(r"^  (\S[^:]*):\s*$", line)
+        if m and m.group(1).strip("\"'") in blocks:
+            current = m.group(1).strip("\"'")
+        if line.rstrip().endswith(SKIP_MARK):
+            indent = line[:len(line) - len(line.lstrip())]
+            skip = sorted(r for r, s in ids.items() if s != slug(current))
+            line = f"{indent}skip_rows: [{', '.join(skip)}]  {SKIP_MARK}"
+        out.append(line)
+    path.write_text("\n".join(out) + "\n")
+    try:
+        for scale in ("cpu", "paper"):
+            load(table, scale)
+    except Exception:
+        path.write_text(original)
+        raise
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("method")
+    ap.add_argument("table")
+    ap.add_argument("--blocks", help="comma-separated blocks (default: the preset's select_blocks)")
+    ap.add_argument("--scale", default="cpu", choices=("cpu", "paper"))
+    ap.add_argument("--trials", type=int, default=12, help="trials this process adds to each block's study")
+    ap.add_argument("--seed", type=int, default=0, help="the run seed of every trial (split, init, sampler)")
+    ap.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///results/optuna.db)")
+    ap.add_argument("--results", default="results/selection.csv", help="results CSV of the trials")
+    ap.add_argument("--no-study", action="store_true", help="write the best trial of the existing study only")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if not (SEARCH / f"{args.method}.yaml").exists():
+        print(f"error: method={args.method!r} has no search space; allowed: "
+              f"{sorted(p.stem for p in SEARCH.glob('*.yaml'))}", file=sys.stderr)
+        return 2
+    if args.trials < 1:
+        print(f"error: --trials={args.trials}; allowed: an integer >= 1", file=sys.stderr)
+        return 2
+    try:
+        preset = load(args.table, args.scale)
+        text = (PRESETS / f"{args.table}.yaml").read_text()
+        _rows_region(text.splitlines(), PRESETS / f"{args.table}.yaml")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    selectable = yaml.safe_load(text).get("select_blocks") or []
+    wanted = args.blocks.split(",") if args.blocks else selectable
+    unknown = [b for b in wanted if b not in selectable]
+    if unknown or not wanted:
+        print(f"error: blocks {unknown or wanted}; allowed: {selectable} (select_blocks of {args.table}: the blocks "
+              f"whose (R) rows the paper reports)", file=sys.stderr)
+        return 2
+    storage = args.storage or default_storage()
+    for block in wanted:
+        overrides = next(b.overrides for b in preset.blocks if b.name == block)
+        if overrides is None:
+            print(f"error: block {block!r} has no {args.scale}-scale preset", file=sys.stderr)
+            return 2
+        name = study_name(args.table, block, args.method, args.scale)
+        if not args.no_study:
+            cmd = study_command(args.method, overrides, table=args.table, name=name, storage=storage,
+                                trials=args.trials, seed=args.seed, results=args.results,
+                                extra=[f"scale={args.scale}", *extra])
+            print(" ".join(cmd[3:]), file=sys.stderr)
+            if subprocess.run(cmd).returncode != 0:
+                print(f"error: the study {name} failed", file=sys.stderr)
+                return 1
+        params, summary = best(name, storage)
+        path = write_row(args.table, args.method, block,
+                         row_text(args.method, block, params, summary, scale=args.scale, storage=storage, name=name,
+                                  seed=args.seed))
+        print(f"{args.table} {block}: {args.method} (R) = {params} (avg_gap {summary['best_avg_gap']:.3f} on "
+              f"validation, {summary['trials']} trials) -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
