@@ -59,34 +59,7 @@ def test_methods_are_deterministic(tiny_cfg):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-BAD_HYPERPARAMETERS = [  # (method, override, what the message must name)
-    ("ugradsl", "method.lr=-0.1", "lr=-0.1"), ("ugradsl", "method.epochs=0", "epochs=0"),
-    ("ugradsl", "method.optimizer=rmsprop", "optimizer='rmsprop'"), ("ugradsl", "method.batch_size=0", "batch_size=0"),
-    ("ugradsl", "method.smooth_rate_mode=auto", "smooth_rate_mode='auto'"),
-    ("ugradsl", "method.distance=l1", "distance='l1'"),
-    ("ugradsl", "method.delta=0", "delta=0"),
-    ("scrub", "method.temperature=0", "temperature=0"), ("scrub", "method.max_steps=-1", "max_steps=-1"),
-    ("scrub", "method.lr=-1", "lr=-1"),
-    ("salun", "method.mask_fraction=0", "mask_fraction=0"), ("salun", "method.mask_fraction=1.5", "mask_fraction=1.5"),
-    ("salun", "method.mask_fraction=-0.2", "mask_fraction=-0.2"),
-    ("iu", "method.damping=0", "damping=0"), ("iu", "method.num_samples=0", "num_samples=0"),
-    ("iu", "method.scale=-1", "scale=-1"), ("ff", "method.alpha=0", "alpha=0"),
-    ("ff", "method.max_std=-1", "max_std=-1"), ("ff", "method.num_samples=0", "num_samples=0"),
-    ("ff", "method.head=drop", "head='drop'"), ("be", "method.lr=-0.1", "lr=-0.1"),
-    ("be", "method.epochs=0", "epochs=0"), ("bs", "method.bound=0", "bound=0"), ("bs", "method.lr=-1", "lr=-1"),
-    ("ff", "method.variant=sparse", "variant='sparse'"), ("ff", "method.fisher_batch=0", "fisher_batch=0"),
-    ("rl", "method.labels=random", "labels='random'"), ("rl", "method.loop=mixed", "loop='mixed'"),
-    ("salun", "method.mask_apply=weights", "mask_apply='weights'"), ("salun", "method.loop=both", "loop='both'"),
-    ("bs", "method.space=normalised", "space='normalised'"), ("bs", "method.relabel=epoch", "relabel='epoch'"),
-    ("be", "method.shadow=drop", "shadow='drop'"), ("be", "method.shadow_init=zeros", "shadow_init='zeros'"),
-    ("iu", "method.solver=exact", "solver='exact'"), ("scrub", "method.augment=1", "augment=1"),
-]
-
-
-@pytest.mark.parametrize("method, override, match", BAD_HYPERPARAMETERS)
-def test_bad_hyperparameters_fail_on_construction(method, override, match, tiny_cfg):
-    with pytest.raises(ValueError, match=match):
-        Workspace(tiny_cfg(f"method={method}", override))
+# Bad hyperparameters and what they are told: tests/test_validation.py
 
 
 def test_task_carries_a_model_factory(tiny_cfg):

@@ -75,6 +75,7 @@ BAD = [  # (overrides; "{tmp}" is the test's folder, what the one-line message m
     (["model=vit", "model.patch_size=16"], "patch_size=16 is invalid; allowed: a positive divisor of the (square) "
                                            "image side, input is 8x8"),
     (["dataset.num_classes=1"], "need num_classes >= 2"),
+    (["dataset.size=1"], "model=cnn (width=8) cannot read synthetic inputs of shape [1, 1, 1]"),  # too small
     (["original.checkpoint={tmp}/none.pt"], "no such file"),
     # where results go
     (["results_csv={tmp}/afile/runs.csv"], "results_csv='{tmp}/afile/runs.csv' cannot be written"),
@@ -223,3 +224,18 @@ def test_cli_missing_data_prints_its_text(tmp_path):
     assert err.startswith(f"error: dataset nowhere: folder {tmp_path}/nowhere/train does not exist")
     assert "MissingDataError(" not in err and "Traceback" not in err
     assert not list((tmp_path / "launch").iterdir())
+
+
+def test_an_undecodable_image_is_named_before_any_work(tmp):
+    from tests.test_faults import write_images
+    write_images(tmp / "images")
+    bad = tmp / "images" / "train" / "b" / "2.png"
+    bad.write_bytes(b"not a png")  # decoded in a DataLoader worker process
+    cfg = compose_cfg(["dataset=imagefolder", f"dataset.root={tmp}/images", "dataset.num_workers=2", "model=cnn",
+                       "device=cpu", "wandb.mode=disabled"], tmp)
+    with pytest.raises(ConfigError) as e:
+        Workspace(cfg)
+    assert f"dataset: image file {bad} cannot be decoded (UnidentifiedImageError" in str(e.value)
+    assert "\n" not in str(e.value)
+    written = [p.name for p in (tmp / "cache").rglob("*") if p.is_file()]
+    assert all(name.endswith(".lock") for name in written), written  # decoding had started: only its lock is left
