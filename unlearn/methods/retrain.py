@@ -19,7 +19,8 @@ class Retrain(RecipeMethod):
         if task.build_model is None:
             raise ValueError("retrain needs task.build_model to create a freshly initialised model")
         fresh = task.build_model().to(task.device)
-        return fit(fresh, task.data, task.split.retain, self.recipe, task.seed, desc="retrain", log=task.log)
+        return fit(fresh, task.data, task.split.retain, self.recipe, task.seed, desc="retrain", log=task.log,
+                   compute=task.compute)
 
     def runtime(self, seconds, task):
         return task.retrain()[1]["train_seconds"] if self.reuses_reference(task) else seconds
