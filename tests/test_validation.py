@@ -239,3 +239,18 @@ def test_an_undecodable_image_is_named_before_any_work(tmp):
     assert "\n" not in str(e.value)
     written = [p.name for p in (tmp / "cache").rglob("*") if p.is_file()]
     assert all(name.endswith(".lock") for name in written), written  # decoding had started: only its lock is left
+
+
+def test_empty_index_sets_raise_instead_of_looping(synthetic):
+    """Behind the split's checks: drawing batches from, or training on, an empty D_r fails at once (it once looped
+    forever, allocating memory)."""
+    import torch
+    from unlearn.train import Cycler, Recipe, fit
+    from tests.conftest import yaml_model
+    empty = torch.empty(0, dtype=torch.long)
+    with pytest.raises(ValueError, match="cannot draw batches from an empty index"):
+        Cycler(empty, torch.Generator().manual_seed(0))
+    recipe = Recipe(epochs=1, lr=0.1, batch_size=8, optimizer="sgd", momentum=0.0, weight_decay=0.0, scheduler="none")
+    model = yaml_model("cnn", synthetic.num_classes, synthetic.input_shape)
+    with pytest.raises(ValueError, match="retrain: no training samples"):
+        fit(model, synthetic, empty, recipe, seed=0, desc="retrain")
