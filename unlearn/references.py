@@ -122,7 +122,8 @@ class References:
     def _eval_key(self, name: str) -> tuple[nn.Module, dict]:
         model, info = self.original() if name == "original" else self.retrain()
         return model, {"weights": info["digest"], "split": self.split.fingerprint(),
-                       "eval": OmegaConf.to_container(self.cfg.eval, resolve=True), "seed": self.cfg.seed,
+                       "eval": {k: v for k, v in OmegaConf.to_container(self.cfg.eval, resolve=True).items()
+                                if k not in NOT_IDENTITY["eval"]}, "seed": self.cfg.seed,
                        "metrics_version": METRICS_VERSION,  # a change of evaluate's keys recomputes them
                        "env": environment(self.device)}  # float sums (and so MIA decisions) vary with it
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from unlearn.checks import finite, integer, require
-from unlearn.methods.base import RecipeMethod, Task
+from unlearn.methods.base import RecipeMethod, Task, probe
 from unlearn.train import batches, prefetched
 
 
@@ -62,7 +62,7 @@ class SCRUB(RecipeMethod):
                 step += math.ceil(len(task.split.forget) / self.forget_batch_size)
             logged["unlearn/retain_loss"] = self.min_pass(model, teacher, task, opt, g, sched)
             step += math.ceil(len(task.split.retain) / r.batch_size)
-            task.log(logged, step)
+            task.log(logged | probe(task, model), step)
         return model.eval()
 
     def _pass(self, model, teacher, task, idx, batch_size, opt, g, sched, loss_fn) -> float:
