@@ -25,10 +25,10 @@ def _remove_rejected_run_dir() -> None:
     (out / f"{hc.job.name}.log").unlink(missing_ok=True)
     if hc.mode == RunMode.MULTIRUN and str(hc.launcher.get("_target_", "")).endswith("BasicLauncher"):
         sweep = Path(hc.sweep.dir).resolve()
-        if {p.name for p in sweep.iterdir()} <= {"multirun.yaml", out.name}:  # no other job has written here
+        if sweep.is_dir() and {p.name for p in sweep.iterdir()} <= {"multirun.yaml", out.name}:  # no other job has written here
             (sweep / "multirun.yaml").unlink(missing_ok=True)
-    for folder in (out, *out.parents):
-        if folder == cwd or cwd not in folder.parents:
+    for folder in (out, *out.parents):  # the run folder, then its parents inside the launch folder
+        if folder != out and (folder == cwd or cwd not in folder.parents):
             break
         try:
             folder.rmdir()  # only if nothing else is in it
