@@ -154,7 +154,7 @@ def fig4(df: pd.DataFrame, spec) -> plt.Figure:
             if len(present) == 1:  # class-wise D_f: one row
                 ax.set_ylim(present[0] + 0.5, present[0] - 0.5)
     fig.colorbar(im, ax=axes, shrink=0.6, label="% of the true class")
-    fig.suptitle(f"{spec.title} ({df['seed'].nunique()} seeds pooled)", fontsize=10)
+    fig.suptitle(f"{spec.title} (seeds pooled: {df['seed'].nunique()})", fontsize=10)
     return fig
 
 
@@ -190,7 +190,7 @@ def figloss(df: pd.DataFrame, spec) -> plt.Figure:
                        f"{block} [{sel['table'].iloc[0]}]: {name}{add}")
         axes[i, 0].set_ylabel("density")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"{spec.title} ({df['seed'].nunique()} seeds pooled)", fontsize=10)
+    fig.suptitle(f"{spec.title} (seeds pooled: {df['seed'].nunique()})", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -228,6 +228,7 @@ def figforget(df: pd.DataFrame, spec) -> plt.Figure:
     x = "paradigm.forget_fraction"
     metrics = [*GAP_METRICS, "avg_gap"]
     fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
+    ticks = sorted(set(100 * df[x].astype(float)))
     for (method, label), g in df[df["method"] != "retrain"].groupby(["method", "label"], sort=False):
         s = _stats(g, [x], metrics).sort_values(x)
         marker, color = OURS.get(method, ("o", None))
@@ -237,6 +238,8 @@ def figforget(df: pd.DataFrame, spec) -> plt.Figure:
         if metric != "avg_gap":
             _retrain_line(ax, df.assign(pct=100 * df[x].astype(float)), metric, x="pct")
         ax.set_xscale("log")
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("forget set (% of D_tr)")
         ax.set_title(("Avg. Gap to Retrain" if metric == "avg_gap" else metric) + " (%)" * (metric != "avg_gap"))
         ax.grid(alpha=0.3)

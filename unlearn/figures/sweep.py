@@ -22,9 +22,11 @@ from unlearn.report import dedup
 from unlearn.results import git_commit
 from unlearn.results_csv import read_runs
 from unlearn.tables import plan as planning
-from unlearn.tables.preset import Row, load
+from unlearn.tables.preset import load
+from unlearn.tables.select import LABELS
 
 SPECS = Path(__file__).parent / "specs"
+NAMES = {**LABELS, "retrain": "Retrain"}  # printed names of rows a preset lists by method id alone
 
 
 @dataclass
@@ -97,8 +99,9 @@ def jobs(spec: Spec, scale: str, seeds: list[int], extra: list[str] = ()) -> pd.
         by_id = {r.id: (orig, point) for r, orig, point in rows}
         for job in planning.plan(preset, seeds, list(extra)):
             orig, point = by_id[job.row.id]
+            label = orig.label if orig.label != orig.id else NAMES.get(orig.method, orig.label)
             out.append({"sweep": n, "table": sweep.table, "block": job.block.name, "row": orig.id,
-                        "method": orig.method, "label": orig.label, "job_row": job.row.id, "seed": job.seed,
+                        "method": orig.method, "label": label, "job_row": job.row.id, "seed": job.seed,
                         "config_id": job.config_id, "overrides": job.overrides, "cfg": job.cfg,
                         "scale": scale, **point})
     return pd.DataFrame(out)
