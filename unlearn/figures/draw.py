@@ -171,11 +171,11 @@ def figloss(df: pd.DataFrame, spec) -> plt.Figure:
     """arXiv Fig. 7: per-sample loss distributions of D_f and of the test set, per forgetting paradigm (block) and
     model (original, unlearned, Retrain), seeds pooled; each panel names its additional MIA (mean over seeds)."""
     _need(df, "figloss")
-    blocks = list(dict.fromkeys(df["block"]))
+    blocks = list(dict.fromkeys(zip(df["table"], df["block"])))  # table 1's and table 8's blocks share a name
     models = ("original", "unlearned", "retrain")
     fig, axes = plt.subplots(len(blocks), 3, figsize=(12, 3.3 * len(blocks)), squeeze=False)
-    for i, block in enumerate(blocks):
-        sel = df[df["block"] == block]
+    for i, (table, block) in enumerate(blocks):
+        sel = df[(df["table"] == table) & (df["block"] == block)]
         pooled = {m: ([], []) for m in models}
         for run_dir in sel["run_dir"]:
             z = _predictions(run_dir)
@@ -187,7 +187,7 @@ def figloss(df: pd.DataFrame, spec) -> plt.Figure:
             add = f", add. MIA {sel[key].mean():.1f}" if key in sel else ""
             name = sel["label"].iloc[0] if m == "unlearned" else m.capitalize()
             _loss_hist(axes[i, j], np.concatenate(pooled[m][0]), np.concatenate(pooled[m][1]),
-                       f"{block} [{sel['table'].iloc[0]}]: {name}{add}")
+                       f"{block} {sel['paradigm'].iloc[0]} [{table}]: {name}{add}")
         axes[i, 0].set_ylabel("density")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{spec.title} (seeds pooled: {df['seed'].nunique()})", fontsize=10)
