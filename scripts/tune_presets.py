@@ -55,6 +55,9 @@ GRIDS = {
 TEXT_LRS = [1e-4, 1e-3, 1e-2]  # Adam's scale: the bag-of-embeddings model is trained with Adam (train/text_cpu.yaml)
 
 
+EXTRA: dict[str, list] = {}  # --grid: values added to a grid (e.g. beyond its edge), kept for `choose`
+
+
 def grid_for(regime: str, method: str) -> dict:
     """The method's grid on `regime`: on text_cpu every gradient method keeps its YAML batch size and optimises
     with Adam over TEXT_LRS, since SGD at the rates above barely moves a mean-pooled embedding table."""
@@ -65,6 +68,8 @@ def grid_for(regime: str, method: str) -> dict:
     if regime == "text_cpu" and "method.lr" in grid:
         grid["method.optimizer"] = ["adam"]
         grid["method.lr"] = TEXT_LRS if method != "scrub" else [1e-4, 1e-3]
+    for k, values in EXTRA.items():
+        grid[k] = values
     return grid
 
 
@@ -98,12 +103,18 @@ def choose(regime: str, method: str, results: Path) -> tuple[dict, pd.DataFrame]
     scores = scores.dropna()
     scores["mean"] = scores.mean(axis=1)
     best = scores["mean"].idxmin()
-    return dict(zip(keys, best if isinstance(best, tuple) else (best,))), scores.sort_values("mean")
+    best = dict(zip(keys, best if isinstance(best, tuple) else (best,)))
+    grid = grid_for(regime, method)  # the values as the grid typed them (a CSV column with blanks reads 64 as 64.0)
+    typed = {k: int(v) if isinstance(grid[k][0], int) and float(v).is_integer() else v for k, v in best.items()}
+    return typed, scores.sort_values("mean")
 
 
 def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands: list[str]) -> Path:
     path = TUNED / regime / f"{method}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():  # keep the commands of earlier passes (e.g. before a grid was extended past its edge)
+        old = [line[4:] for line in path.read_text().splitlines() if line.startswith("#   python run.py")]
+        commands = list(dict.fromkeys(old + commands))
     lines = ["# @package method",
              f"# {method} on the {regime} regime: the grid point with the smallest avg_gap to Retrain (mean of",
              "# class-wise and random forgetting) on a validation split held out of D_tr (eval.split=validation),",
@@ -129,7 +140,13 @@ def main() -> None:
     ap.add_argument("--results", default="results/tuning/runs.csv")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--choose-only", action="store_true", help="write the tuned file from existing results")
+    ap.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2",
+                    help="run these values instead of the grid's for KEY (e.g. beyond an edge); the choice is made "
+                         "over every grid point of the method in the results CSV")
     args = ap.parse_args()
+    for item in args.grid:
+        key, values = item.split("=", 1)
+        EXTRA[key] = [int(v) if v.lstrip("-").isdigit() else float(v) for v in values.split(",")]
     results = ROOT / args.results
     for method in args.methods.split(","):
         if method not in GRIDS:
