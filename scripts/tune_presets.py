@@ -109,6 +109,11 @@ def choose(regime: str, method: str, results: Path) -> tuple[dict, pd.DataFrame]
     return typed, scores.sort_values("mean")
 
 
+def _plain(v):
+    """64.0 -> 64: a CSV column with blanks reads integers back as floats."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
 def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands: list[str]) -> Path:
     path = TUNED / regime / f"{method}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,7 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
     lines.append("# avg_gap per grid point (best first):")
     for idx, row in scores.iterrows():
         idx = idx if isinstance(idx, tuple) else (idx,)
-        point = " ".join(f"{k.removeprefix('method.')}={v}" for k, v in zip(scores.index.names, idx))
+        point = " ".join(f"{k.removeprefix('method.')}={_plain(v)}" for k, v in zip(scores.index.names, idx))
         per = " ".join(f"{p} {row[p]:.2f}" for p in PARADIGMS if p in row)
         lines.append(f"#   {point}: {per}, mean {row['mean']:.2f}")
     for k, v in chosen.items():
