@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "unlearn" / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# Subprocess tests stop a hung child after this long. It guards against hangs only: CI runs on a loaded
+# 2-core machine where a one-minute sweep can take ten times longer, so it is far above any normal run time.
+HANG_GUARD = 1800
 TINY = ["dataset=synthetic", "model=cnn", "device=cpu", "wandb.mode=disabled", "method.epochs=1"]
 _RUNS = itertools.count()
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, ROOT, TINY, compose_cfg, yaml_method
+from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg, yaml_method
 from unlearn.workspace import Workspace
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
@@ -69,7 +69,7 @@ def test_each_data_set_names_its_training_recipe(tmp_path):
 def test_ablation_runs_as_a_multirun_without_dash_m(tmp_path):
     out = subprocess.run([sys.executable, "run.py", "experiment=ablation", *TINY, f"cache_dir={tmp_path}/cache",
                           f"results_csv={tmp_path}/runs.csv", f"hydra.sweep.dir={tmp_path}/sweep"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=HANG_GUARD)
     assert out.returncode == 0, out.stderr[-2000:]
     runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/metrics.json"))]
     assert len(runs) == 9 and {r["table"] for r in runs} == {"table6"}

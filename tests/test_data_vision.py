@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision import datasets
 
-from tests.conftest import ROOT, SHARED_DATA, compose_cfg
+from tests.conftest import HANG_GUARD, ROOT, SHARED_DATA, compose_cfg
 from unlearn.data import cifar
 from unlearn.data.celeba import load_celeba
 from unlearn.data.cifar import CIFAR100_COARSE, load_cifar10, load_cifar100
@@ -300,6 +300,6 @@ def test_run_py_on_real_cifar10_subset(tmp_path):
          "dataset.per_class_train=20", "dataset.per_class_test=10", "model=cnn", "model.width=8",
          "paradigm=group", "train.epochs=2", "method.epochs=1", "wandb.mode=disabled", f"cache_dir={tmp_path}/cache",
          f"results_csv={tmp_path}/runs.csv", f"run_dir={tmp_path}/run"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.json").exists() and list((tmp_path / "cache" / "data").glob("cifar10-jpg-*.pt"))

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import ROOT, TINY, compose_cfg
+from tests.conftest import HANG_GUARD, ROOT, TINY, compose_cfg
 from unlearn import cache
 from unlearn.data.imagefolder import load_imagefolder
 from unlearn.identity import config_hash, dirname
@@ -37,7 +37,7 @@ def launch(cwd: Path, args: list[str], fault: str | None = None) -> subprocess.C
     """`run.py args` started from `cwd` (Hydra's run folders land under cwd/results), killed at `fault`."""
     env = ENV if fault is None else {**ENV, "UNLEARN_FAULT": fault}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=HANG_GUARD)
 
 
 def same_results(a: pd.Series, b: pd.Series) -> list[str]:
@@ -361,7 +361,7 @@ def test_two_sweeps_started_together_keep_every_row_in_their_own_folders(tmp_pat
     procs = [subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=launch_dir, env=ENV, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        out, err = p.communicate(timeout=HANG_GUARD)
         assert p.returncode == 0, err[-3000:]
     assert not escape.exists() and [p.name for p in tmp_path.iterdir()] == ["launch"]
     sweeps = sorted((launch_dir / "results" / "multirun").iterdir())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import unlearn.references
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import HANG_GUARD, TINY, compose_cfg
 from unlearn.workspace import run_experiment
 
 
@@ -104,7 +104,7 @@ def test_figure_cli_runs_only_missing_jobs_then_draws(tmp_path):
     args = ["--results", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "figs"), "--seeds", "0", "--wandb",
             "disabled", "--", *SHRINK, f"cache_dir={tmp_path}/cache", f"hydra.sweep.dir={tmp_path}/sweep"]
     cli = lambda: subprocess.run([sys.executable, "-m", "unlearn.figures", "run", "fig4", *args], cwd=ROOT,  # noqa: E731
-                                 capture_output=True, text=True, timeout=900)
+                                 capture_output=True, text=True, timeout=HANG_GUARD)
     out = cli()
     assert out.returncode == 0, out.stderr[-3000:]
     assert "1 to run" in out.stderr and (tmp_path / "figs" / "fig4.png").exists() and (tmp_path / "figs" / "fig4.pdf").exists()

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, ROOT, TINY, compose_cfg
+from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg
 from unlearn.app import OBJECTIVES, check_run_keys, cores, launcher_threads, share_cores, warm_references
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
@@ -21,7 +21,7 @@ from unlearn.workspace import Workspace, run_experiment
 ENV = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def sweep(args, tmp_path, timeout=600, threads="1"):
+def sweep(args, tmp_path, timeout=HANG_GUARD, threads="1"):
     """`run.py -m ...` writing only under tmp_path (no shared CSV), torch's default thread count `threads`;
     returns the sweep folder."""
     out = subprocess.run([sys.executable, "run.py", "-m", *TINY, *args, f"cache_dir={tmp_path}/cache",
@@ -58,7 +58,7 @@ def test_joblib_launcher_runs_a_sweep_in_parallel_jobs(tmp_path):
     assert not (tmp_path / "runs.csv").exists()
     collected = subprocess.run([sys.executable, "scripts/collect.py", "--from-runs", str(sweep_dir),
                                 "--long", str(tmp_path / "long.csv")], cwd=ROOT, env=ENV, capture_output=True,
-                               text=True, timeout=120)
+                               text=True, timeout=HANG_GUARD)
     assert collected.returncode == 0, collected.stderr
     long = pd.read_csv(tmp_path / "long.csv")
     ga = next(r for r in runs.values() if r["method"] == "ga")
@@ -66,6 +66,7 @@ def test_joblib_launcher_runs_a_sweep_in_parallel_jobs(tmp_path):
     assert got.tolist() == [pytest.approx(ga["metrics"]["avg_gap"])]
 
 
+@pytest.mark.slow  # a second multi-process sweep; joblib's test covers parallel local jobs by default
 def test_submitit_local_executor_runs_a_sweep(tmp_path):
     sweep_dir, _ = sweep(["hydra/launcher=local_submitit", "seed=0,1"], tmp_path, threads="3")
     runs = results(sweep_dir)
@@ -143,7 +144,7 @@ def test_ray_preset_composes_with_its_submission_parameters():
 @pytest.mark.slow
 def test_ray_launcher_runs_a_sweep_on_a_local_cluster(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher.ray_launcher")
-    sweep_dir, _ = sweep(["hydra/launcher=ray_local", "seed=0,1"], tmp_path, timeout=900)
+    sweep_dir, _ = sweep(["hydra/launcher=ray_local", "seed=0,1"], tmp_path, timeout=HANG_GUARD)
     assert sorted(r["seed"] for r in results(sweep_dir).values()) == [0, 1]
 
 
@@ -194,6 +195,7 @@ def test_every_method_has_a_search_preset_that_composes():
             assert OmegaConf.select(cfg, key) is not None, (name, key)  # searches a key that exists
 
 
+@pytest.mark.slow  # three sequential trials in a subprocess; test_selection's tiny study runs by default
 def test_a_tiny_optuna_study_minimises_the_returned_objective(tmp_path):
     optuna = pytest.importorskip("optuna")
     db = tmp_path / "study.db"

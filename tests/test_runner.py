@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from tests.conftest import ROOT, TINY
+from tests.conftest import HANG_GUARD, ROOT, TINY
 from unlearn.results_csv import append_row
 from unlearn.workspace import Workspace, run_experiment
 
@@ -20,7 +20,7 @@ ENV = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "PYTHONUNB
 def _run(args, tmp_path, check=True):
     out = subprocess.run([sys.executable, "run.py", *args, f"cache_dir={tmp_path}/cache",
                           f"results_csv={tmp_path}/runs.csv"], cwd=ROOT, env=ENV, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=HANG_GUARD)
     if check:
         assert out.returncode == 0, out.stderr[-3000:]
     return out

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import ROOT, TINY, compose_cfg, yaml_model
+from tests.conftest import HANG_GUARD, ROOT, TINY, compose_cfg, yaml_model
 from tests.test_data_vision import write_imagefolder
 from unlearn.cache import weights_digest
 from unlearn.data import store
@@ -123,7 +123,7 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     whole = Workspace(compose_cfg(TINY + extra, tmp_path / "whole")).refs.original()[0]
     env = {**os.environ, KILL_AFTER_EPOCH: "2", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     out = subprocess.run([sys.executable, "-c", KILLED, str(tmp_path / "cut"), *extra], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=HANG_GUARD)
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     cache = tmp_path / "cut" / "cache"
     (resume,) = cache.glob("original-*.resume.pt")

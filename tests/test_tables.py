@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from omegaconf import open_dict
 
-from tests.conftest import ROOT
+from tests.conftest import HANG_GUARD, ROOT
 from unlearn.identity import config_id
 from unlearn.results_csv import read_runs
 from unlearn.tables import plan as planning
@@ -113,7 +113,7 @@ def test_paper_values_cover_every_row_they_claim():
 def _cli(*args, tmp_path):
     options = ["--results", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "tables")]
     return subprocess.run([sys.executable, "-m", "unlearn.tables", *options, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=HANG_GUARD)
 
 
 def test_cli_runs_only_missing_jobs_and_writes_the_table(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from tests.conftest import CONF, ROOT, TINY, compose_cfg
+from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg
 from unlearn.app import check_run_keys
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace
@@ -208,7 +208,7 @@ def test_cli_prints_one_line_exits_2_and_leaves_nothing(tmp_path):
     the launch folder): exactly one line on stderr, exit status 2, and the launch folder stays empty."""
     procs = {name: _cli(args, tmp_path / name.replace(" ", "_")) for name, (args, _) in CLI_REJECTED.items()}
     for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=HANG_GUARD)
         expected = CLI_REJECTED[name][1]
         assert proc.returncode == 2, (name, err[-2000:])
         assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, (name, err[-2000:])
@@ -219,7 +219,7 @@ def test_cli_prints_one_line_exits_2_and_leaves_nothing(tmp_path):
 
 def test_cli_missing_data_prints_its_text(tmp_path):
     proc = _cli([*TINY, "dataset=imagefolder", f"dataset.root={tmp_path}/nowhere"], tmp_path / "launch")
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=HANG_GUARD)
     assert proc.returncode == 2, err[-2000:]
     assert err.startswith(f"error: dataset nowhere: folder {tmp_path}/nowhere/train does not exist")
     assert "MissingDataError(" not in err and "Traceback" not in err

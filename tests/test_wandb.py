@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, compose_cfg
+from tests.conftest import HANG_GUARD, ROOT, TINY, compose_cfg
 from unlearn.results_csv import read_runs
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
@@ -202,7 +202,7 @@ def test_cli_job_is_quiet_without_wandb_silent(tmp_path):
     out = subprocess.run([sys.executable, "run.py", *TINY, "wandb.mode=offline", f"wandb.dir={tmp_path}",
                           f"cache_dir={tmp_path}/cache", f"results_csv={tmp_path}/runs.csv",
                           f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, env={**env, "HF_HUB_OFFLINE": "1"},
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=HANG_GUARD)
     assert out.returncode == 0, out.stderr[-3000:]
     banners = [line for line in (out.stdout + out.stderr).splitlines() if line.lower().startswith("wandb")]
     assert not banners, banners
