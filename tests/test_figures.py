@@ -135,3 +135,18 @@ def test_landscape_directions_are_filter_normalised_and_the_centre_is_the_model(
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights restored
     with pytest.raises(ValueError, match="odd integer"):
         landscape.surface(model, Raw(), {"retain": (x, y)}, points=4, span=0.5, seed=0)
+
+
+@pytest.mark.parametrize("name", ["fig4", "figlandscape"])
+def test_dry_run_plans_and_draws_nothing(name, tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from unlearn.figures import __main__ as cli
+    monkeypatch.setattr(cli, "landscape_grid", lambda *a: pytest.fail("the dry run computed the loss surface"))
+    monkeypatch.setattr(sweeps.subprocess, "run", lambda *a, **k: pytest.fail("the dry run launched a job"))
+    args = argparse.Namespace(command="run", seeds="0", scale="cpu", results=str(tmp_path / "runs.csv"),
+                              out=str(tmp_path / "figs"), overrides=SHRINK, rerun=False, dry_run=True,
+                              wandb="disabled")
+    assert cli.make(name, args) == 0
+    said = capsys.readouterr().err
+    assert not (tmp_path / "figs").exists() and ("would compute" if name == "figlandscape" else "1 to run") in said

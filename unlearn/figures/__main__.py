@@ -99,6 +99,11 @@ def make(name: str, args) -> int:
         code = sweeps.run(plan, results, rerun=args.rerun, dry_run=args.dry_run)
         if code or args.dry_run:
             return code
+    if name in SPECIAL and args.dry_run:  # its only work is the surface itself (and Retrain if not cached)
+        job = plan.iloc[0]
+        print(f"{name}: would compute the loss surface of {job['block']} [{job['table']}] Retrain, seed "
+              f"{job['seed']} (cached afterwards)", file=sys.stderr)
+        return 0
     if name in SPECIAL:
         grid, note = landscape_grid(plan, spec)
         fig, frame = draw.figlandscape(grid, spec, note), None
