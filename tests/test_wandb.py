@@ -129,6 +129,37 @@ def test_offline_run_covers_the_job_with_curves_names_and_artifacts(offline, tmp
     assert stored["model"]["name"] == "cnn" and stored["state_dict"]
 
 
+def test_a_four_job_sweep_gives_four_grouped_comparable_runs_that_each_cover_their_job(offline, tmp_path):
+    """The jobs of `-m method=ga,ugradsl seed=0,1` in launch order, sharing one cache as a sweep does: the GA
+    jobs train both references inside their runs, the UGradSL jobs load them from the cache."""
+    jobs = [(m, s) for m in ("ga", "ugradsl") for s in (0, 1)]
+    saved = {}
+    for method, seed in jobs:
+        ws = Workspace(offline(f"method={method}", f"seed={seed}", "method.epochs=2"))
+        ws.run()
+        saved[method, seed] = json.loads((ws.out_dir / "metrics.json").read_text())
+    runs = {(r["config"]["method"], r["config"]["seed"]): r for r in offline_runs(tmp_path)}
+    assert sorted(runs) == sorted(jobs)  # one W&B run per job, none left open or doubled
+    for (method, seed), run in runs.items():
+        meta = saved[method, seed]
+        assert run["exit_code"] == 0 and run["name"] == f"synthetic-classwise-{method}-s{seed}"
+        assert run["group"] == meta["config_id"] and {"synthetic", "cnn", method} <= set(run["tags"])
+        assert run["artifacts"][f"results-{meta['config_id']}-s{seed}"]["type"] == "results"
+        history = [h for h in run["history"] if any(not k.startswith("_") for k in h)]
+        assert [h["unlearn/epoch"] for h in history if "unlearn/epoch" in h] == [1, 2]
+        trained_here = {h.get("original/epoch") for h in history} | {h.get("retrain/epoch") for h in history}
+        assert (1 in trained_here) == (method == "ga")  # the references' training is inside the job's run
+        assert history[0].get("original/epoch", 1) == 1  # nothing of the job precedes its run
+        assert run["summary"]["retrain/UA"] == pytest.approx(meta["metrics"]["retrain/UA"])
+    groups = {}
+    for (method, _), run in runs.items():
+        groups.setdefault(run["group"], set()).add(method)
+    assert sorted(map(sorted, groups.values())) == [["ga"], ["ugradsl"]]  # seeds of a configuration group together
+    keys = {frozenset(r["config"]) for r in runs.values()}
+    params = {frozenset(r["config"]["params"]) for r in runs.values()}
+    assert len(keys) == 1 and len(params) == 1  # the same columns in every run: comparable side by side
+
+
 def test_failed_job_leaves_no_open_run_and_records_the_failure(offline, tmp_path, monkeypatch):
     ws = Workspace(offline())
     monkeypatch.setattr(ws, "evaluate", lambda model: (_ for _ in ()).throw(RuntimeError("disk on fire")))
