@@ -186,13 +186,20 @@ def test_every_objective_is_a_metric_of_a_run(tiny_cfg):
 # --- hyperparameter search -------------------------------------------------------------------------------------------
 
 def test_every_method_has_a_search_preset_that_composes():
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override as distribution
     methods = {p.stem for p in (CONF / "method").glob("*.yaml")} - {"retrain"}  # Retrain has nothing to tune
     assert {p.stem for p in (CONF / "hparams_search").glob("*.yaml")} == methods
     for name in sorted(methods):
         cfg = hydra_cfg([f"hparams_search={name}"])
         assert cfg.method.name == name and cfg.hydra.sweeper.direction == "minimize"
-        for key in cfg.hydra.sweeper.params:
-            assert OmegaConf.select(cfg, key) is not None, (name, key)  # searches a key that exists
+        for key, space in cfg.hydra.sweeper.params.items():
+            default = OmegaConf.select(cfg, key)
+            assert default is not None, (name, key)  # searches a key that exists
+            if isinstance(default, int) and not isinstance(default, bool):  # integer keys get integer proposals
+                dist = distribution(OverridesParser.create().parse_override(f"{key}={space}"))
+                assert type(dist).__name__.startswith("Int"), (name, key, dist)
 
 
 @pytest.mark.slow  # three sequential trials in a subprocess; test_selection's tiny study runs by default
