@@ -144,3 +144,18 @@ def test_gpu_hour_estimates_come_from_the_papers_rtes():
     assert est.loc["ImageNet", "retrain_min"] == 26.18 * 60  # the ImageNet block's RTEs are in hours
     borrowed = printer.gpu_hours(load("table14", "paper"), seeds=1).iloc[0]  # arXiv T14 prints no RTE
     assert borrowed["retrain_min"] == 24.66 and math.isfinite(borrowed["gpu_hours"])
+
+
+def test_the_regime_line_weighs_every_job_once():
+    """A job run again under another table label (fig3 reusing table 8's runs) is still one job per seed."""
+    preset = load("table8", "cpu", ["retrain", "ga"])
+    jobs = [j for j in planning.plan(preset, [0, 1]) if j.block.name == "CIFAR-10"]
+    rows = []
+    for j in jobs:
+        value = 10.0 if j.seed == 0 else 30.0  # seed 0's original MIA 10, seed 1's 30: the mean is 20
+        for table in (["table8", "fig3", "table14"] if j.seed == 0 else ["table8"]):
+            rows.append({"table": table, "config_id": j.config_id, "seed": j.seed, "timestamp": f"t-{table}",
+                         "original/UA": 0.0, "original/RA": 100.0, "original/TA": 40.0, "original/MIA": value,
+                         "retrain/UA": 60.0, "retrain/MIA": 80.0, "forget/size": 250, "retain/size": 2250})
+    line = printer.regime(jobs, pd.DataFrame(rows), "CIFAR-10")
+    assert "original UA 0.0 / MIA 20.0 vs Retrain UA 60.0 / MIA 80.0" in line, line

@@ -97,6 +97,9 @@ def regime(jobs: list[Job], runs: pd.DataFrame, block: str) -> str:
         return "no results yet"
     runs = dedup(runs)
     sel = runs[[(str(c), int(s)) in ids for c, s in zip(runs["config_id"], runs["seed"])]]
+    # one run per job, as in the table's cells: the same job also run under another table (a figure's sweep,
+    # table 5) must not weigh its seed twice
+    sel = sel.assign(config_id=sel["config_id"].astype(str)).drop_duplicates(["config_id", "seed"], keep="last")
     if sel.empty or "original/RA" not in sel:
         return "no results yet"
     f, r = sel["forget/size"], sel["retain/size"] if "retain/size" in sel else np.nan
