@@ -197,7 +197,9 @@ def main(argv=None) -> int:
                                 extra=[f"scale={args.scale}", *extra])
             print(" ".join(cmd[3:]), file=sys.stderr)
             if subprocess.run(cmd).returncode != 0:
-                print(f"error: the study {name} failed", file=sys.stderr)
+                print(f"error: the study {name} failed. If Optuna said 'Cannot set different distribution kind', "
+                      f"the stored study was made with another search space: delete it (optuna delete-study "
+                      f"--study-name {name} --storage {storage}) or pass another --storage", file=sys.stderr)
                 return 1
         params, summary = best(name, storage)
         path = write_row(args.table, args.method, block,
