@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 
 .DEFAULT_GOAL := help
 help:  ## this list (targets with a double-hash comment)
-	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":[^#]*## "} /^([a-zA-Z0-9_%-]+|\$$\(TABLES\)):.*## / {name = ($$1 == "$$(TABLES)") ? "table1..table14" : $$1; printf "  %-18s %s\n", name, $$2}' $(MAKEFILE_LIST)
 
 install: $(STAMP)  ## the venv with unlearn[dev] at the tested versions (constraints.txt)
 
