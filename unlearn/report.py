@@ -28,6 +28,13 @@ def dedup(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.drop_duplicates(["table", "config_id", "seed"], keep="last").reset_index(drop=True)
 
 
+def latest_per_job(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per job (config_id, seed), the latest by timestamp, whichever table or figure ran it: a paper
+    table and a figure share jobs by config_id, and a job run under two labels must count once."""
+    return dedup(runs.assign(table="-")).assign(config_id=lambda d: d["config_id"].astype(str),
+                                                 seed=lambda d: d["seed"].astype(int))
+
+
 def check_identity(runs: pd.DataFrame) -> None:
     missing = [c for c in ID_COLS if c not in runs.columns]
     if missing:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from unlearn.report import dedup
+from unlearn.report import latest_per_job
 from unlearn.results import git_commit
 from unlearn.results_csv import read_runs
 from unlearn.tables import plan as planning
@@ -147,7 +147,6 @@ def attach(plan: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     jobs without a result are dropped."""
     if not len(runs):
         return plan.iloc[:0].assign(run_dir=pd.Series(dtype=str))
-    latest = dedup(runs.assign(table="-")).assign(config_id=lambda d: d["config_id"].astype(str),
-                                                    seed=lambda d: d["seed"].astype(int))
+    latest = latest_per_job(runs)
     latest = latest.drop(columns=[c for c in latest.columns if c in plan.columns and c not in ("config_id", "seed")])
     return plan.merge(latest, on=["config_id", "seed"], how="inner").copy()  # one block, not fragments

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unlearn.report import dedup
+from unlearn.report import latest_per_job
 from unlearn.tables.plan import Job
 from unlearn.tables.preset import Preset
 
@@ -60,8 +60,8 @@ def paper_cell(paper: pd.DataFrame, table: str, block: str, row_id: str, method:
 def frame(preset: Preset, jobs: list[Job], runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (block, table row, column): ours (mean, std, n), the paper's value and the difference."""
     paper = paper_values() if paper is None else paper
-    runs = dedup(runs) if len(runs) else runs
-    index = {(str(c), int(s)): i for i, (c, s) in enumerate(zip(runs.get("config_id", []), runs.get("seed", [])))}
+    runs = latest_per_job(runs) if len(runs) else runs
+    index = {(c, s): i for i, (c, s) in enumerate(zip(runs.get("config_id", []), runs.get("seed", [])))}
     out = []
     for block in preset.blocks:
         for row in preset.rows:
@@ -95,11 +95,8 @@ def regime(jobs: list[Job], runs: pd.DataFrame, block: str) -> str:
     ids = {(j.config_id, j.seed) for j in jobs if j.block.name == block}
     if not len(runs):
         return "no results yet"
-    runs = dedup(runs)
-    sel = runs[[(str(c), int(s)) in ids for c, s in zip(runs["config_id"], runs["seed"])]]
-    # one run per job, as in the table's cells: the same job also run under another table (a figure's sweep,
-    # table 5) must not weigh its seed twice
-    sel = sel.assign(config_id=sel["config_id"].astype(str)).drop_duplicates(["config_id", "seed"], keep="last")
+    runs = latest_per_job(runs)  # one run per job, as in the cells: a job also run by a figure counts once
+    sel = runs[[(c, s) in ids for c, s in zip(runs["config_id"], runs["seed"])]]
     if sel.empty or "original/RA" not in sel:
         return "no results yet"
     f, r = sel["forget/size"], sel["retain/size"] if "retain/size" in sel else np.nan
