@@ -127,7 +127,8 @@ table5: $(STAMP)  ## arXiv Table 5 (additional MIA, CIFAR-10 class-wise + random
 # "(R)": `make tune METHOD=ga TABLE=table13` runs an Optuna study per block of the table (hparams_search=<METHOD>,
 # avg_gap on the validation split, never the test set) and writes the best values as an "(R)" row into
 # unlearn/tables/presets/<TABLE>.yaml. TRIALS per process; several processes with the same arguments and STORAGE
-# share one study. `make table13` selects every method of arXiv Table 13, then runs the table.
+# share one study. `make table13` selects every method of arXiv Table 13 (one target select13-<method> each, so
+# `make -j2 table13 ARGS=threads=1` runs two selections side by side), then runs the table.
 TRIALS ?= 12
 STORAGE ?= sqlite:///$(CURDIR)/results/optuna.db
 R_METHODS ?= ft ga iu rl be bs l1_sparse ugradsl ugradsl_plus
@@ -135,6 +136,9 @@ tune: $(STAMP)  ## make tune METHOD=ga TABLE=table13 [BLOCKS=CIFAR-10] [TRIALS=1
 	@test -n "$(METHOD)" -a -n "$(TABLE)" || { echo "set METHOD=<method> TABLE=<table>, e.g. make tune METHOD=ga TABLE=table13"; exit 2; }
 	$(PY) -m unlearn.tables.select $(METHOD) $(TABLE) --scale $(SCALE) --trials $(TRIALS) --storage $(STORAGE) \
 		$(if $(BLOCKS),--blocks "$(BLOCKS)") -- $(ARGS)
-table13: $(STAMP)  ## arXiv Table 13: select every method toward Retrain (make tune), then run the table
-	for m in $(R_METHODS); do $(MAKE) --no-print-directory tune METHOD=$$m TABLE=table13 || exit 1; done
+SELECT13 := $(addprefix select13-,$(R_METHODS))
+.PHONY: $(SELECT13)
+$(SELECT13): select13-%: $(STAMP)
+	$(MAKE) --no-print-directory tune METHOD=$* TABLE=table13
+table13: $(SELECT13)  ## arXiv Table 13: select every method toward Retrain (make tune), then run the table [make -j2]
 	$(PY) -m unlearn.tables run table13 --scale $(SCALE) --seeds $(SEEDS) -- $(ARGS)

@@ -93,3 +93,45 @@ def test_the_selection_objective_never_touches_the_test_set(tmp_path, monkeypatc
     # the control: the same run on the test split reads the poisoned inputs
     with pytest.raises(ValueError, match="NaN"):  # the MIA's attack refuses the NaN outputs of the test inputs
         run_experiment(compose_cfg([*[o for o in keep if o != "eval.split=validation"], *TINY, "method=ga"], tmp_path))
+
+
+def test_a_block_without_its_data_is_skipped_before_any_study_and_none_at_all_is_an_error(
+        tmp_path, tmp_presets, monkeypatch, capsys):
+    db = f"sqlite:///{tmp_path}/optuna.db"
+    # no block has data: a clear error naming each block, and no study is started
+    nowhere = tmp_path / "nowhere"
+    assert select.main(["ga", "table13", "--storage", db, "--", f"dataset.root={nowhere}"]) == 2
+    err = capsys.readouterr().err
+    assert "block 'CIFAR-10' will not be selected" in err and "block 'CIFAR-100' will not be selected" in err
+    assert str(nowhere) in err and "no block of table13 to select on has its data" in err
+    assert not (tmp_path / "optuna.db").exists()
+    # one block absent (CIFAR-100 here): the other is selected, the absent one is reported and not studied
+    monkeypatch.setattr(select, "missing_data", lambda preset, block, extra: "absent" if block == "CIFAR-100" else None)
+    studied = []
+    monkeypatch.setattr(select.subprocess, "run", lambda cmd: studied.append(cmd) or
+                        select.subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(select, "best", lambda name, storage: ({"method.lr": 0.01}, {
+        "trials": 3, "best_avg_gap": 1.0, "direction": "minimize", "best_trial": 2}))
+    assert select.main(["ga", "table13", "--storage", db]) == 0
+    assert [c for c in studied[0] if c.startswith("hydra.sweeper.study_name=")] == \
+        ["hydra.sweeper.study_name=r-table13-cifar10-ga-cpu"] and len(studied) == 1
+    assert "block 'CIFAR-100' will not be selected: absent" in capsys.readouterr().err
+    ids = [r if isinstance(r, str) else r["id"] for r in yaml.safe_load((tmp_presets / "table13.yaml").read_text())["rows"]]
+    assert "ga_r_cifar10" in ids and "ga_r_cifar100" not in ids
+
+
+def test_writing_a_row_waits_for_the_presets_lock(tmp_presets):
+    """Selections running side by side (make -j2 table13) take turns on the preset file, so none drops a row."""
+    import threading
+
+    from filelock import FileLock
+    summary = {"trials": 3, "best_avg_gap": 1.5, "direction": "minimize", "best_trial": 1}
+    text = select.row_text("rl", "CIFAR-10", {"method.lr": 0.01}, summary, scale="cpu", storage="s", name="n", seed=0)
+    path = tmp_presets / "table13.yaml"
+    with FileLock(str(path) + ".lock"):
+        writer = threading.Thread(target=select.write_row, args=("table13", "rl", "CIFAR-10", text))
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive() and "rl_r_cifar10" not in path.read_text()  # blocked while another holds it
+    writer.join()
+    assert "id: rl_r_cifar10," in path.read_text()

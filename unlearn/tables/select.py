@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from filelock import FileLock
 
 from unlearn.tables.preset import PRESETS, load
 
@@ -102,8 +103,14 @@ def _rows_region(lines: list[str], path: Path) -> tuple[int, int]:
 def write_row(table: str, method: str, block: str, text: list[str]) -> Path:
     """Put the (R) row of (method, block) into the preset's region (replacing an older one), in the paper's order,
     and recompute the skip list of every block with a SKIP_MARK line: the (R) rows of the other blocks. The file is checked by loading it;
-    on failure it is left unchanged."""
+    on failure it is left unchanged. A file lock makes the read-modify-write atomic, so selections of several
+    methods running side by side (`make -j2 table13`) never drop each other's rows."""
     path = PRESETS / f"{table}.yaml"
+    with FileLock(str(path) + ".lock"):
+        return _write_row(path, table, method, block, text)
+
+
+def _write_row(path: Path, table: str, method: str, block: str, text: list[str]) -> Path:
     original = path.read_text()
     lines = original.splitlines()
     a, b = _rows_region(lines, path)
@@ -149,6 +156,18 @@ def write_row(table: str, method: str, block: str, text: list[str]) -> Path:
     return path
 
 
+def missing_data(preset, block: str, extra: list[str]) -> str | None:
+    """The loader's message if the block's data set (after the user's overrides) is absent, else None; no compute."""
+    from hydra import compose, initialize_config_dir
+
+    from unlearn.tables.plan import CONF
+    from unlearn.tables.plan import missing_data as absent
+    overrides = next(b.overrides for b in preset.blocks if b.name == block)
+    ours = [o for o in extra if not o.lstrip("+~").startswith("hydra")]  # launcher/sweeper settings are not data
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return absent(compose("config", overrides=[*overrides, *ours, f"scale={preset.scale}"]))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("method")
@@ -186,10 +205,17 @@ def main(argv=None) -> int:
         return 2
     storage = args.storage or default_storage()
     for block in wanted:
-        overrides = next(b.overrides for b in preset.blocks if b.name == block)
-        if overrides is None:
+        if next(b.overrides for b in preset.blocks if b.name == block) is None:
             print(f"error: block {block!r} has no {args.scale}-scale preset", file=sys.stderr)
             return 2
+    absent = {block: why for block in wanted if (why := missing_data(preset, block, extra))}
+    for block, why in absent.items():
+        print(f"{args.table} block {block!r} will not be selected: {why}", file=sys.stderr)
+    if len(absent) == len(wanted):
+        print(f"error: no block of {args.table} to select on has its data (see above)", file=sys.stderr)
+        return 2
+    for block in (b for b in wanted if b not in absent):
+        overrides = next(b.overrides for b in preset.blocks if b.name == block)
         name = study_name(args.table, block, args.method, args.scale)
         if not args.no_study:
             cmd = study_command(args.method, overrides, table=args.table, name=name, storage=storage,
