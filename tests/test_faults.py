@@ -259,6 +259,20 @@ def test_reference_metrics_are_keyed_by_the_environment(tiny_cfg):
     assert ws.refs.original_key()["env"] == key["env"]
 
 
+def test_a_cache_shared_by_machines_with_other_cpu_instruction_sets_keeps_their_models_apart(tiny_cfg, monkeypatch):
+    """The same CPU run trains other weights under AVX2 and AVX-512 (README, "Two commands")."""
+    from unlearn import references
+    ws = Workspace(tiny_cfg())
+    here = references.cpu_capability()
+    assert here == torch.backends.cpu.get_cpu_capability() and ws.refs.original_key()["env"]["cpu_capability"] == here
+    keys = {}
+    for isa in ("AVX2", "AVX512"):
+        monkeypatch.setattr(references, "cpu_capability", lambda isa=isa: isa)
+        keys[isa] = (config_hash(ws.refs.original_key()), config_hash(ws.refs.retrain_key()),
+                     config_hash(ws.refs._eval_key("original")[1]))
+    assert all(a != b for a, b in zip(keys["AVX2"], keys["AVX512"]))
+
+
 # --- the results CSV ----------------------------------------------------------------------------------------------
 
 def row(seed: int, **extra) -> dict:

@@ -33,11 +33,19 @@ log = logging.getLogger("unlearn")
 
 
 def environment(device: torch.device) -> dict:
-    """What besides the config changes trained weights: torch version, device type, CPU threads."""
+    """What besides the config changes trained weights: torch version, device type, CPU threads and the CPU's
+    instruction set (the same run gives other numbers on an AVX2 and an AVX-512 machine), so a cache shared by
+    different machines never hands one of them a model it would not have trained."""
     env = {"torch": torch.__version__, "device": device.type}
     if device.type == "cpu":
         env["threads"] = torch.get_num_threads()
+        env["cpu_capability"] = cpu_capability()
     return env
+
+
+def cpu_capability() -> str:
+    """The vector instruction set torch's CPU kernels use here, e.g. AVX2 or AVX512 (ATEN_CPU_CAPABILITY lowers it)."""
+    return torch.backends.cpu.get_cpu_capability()
 
 
 class References:

@@ -12,7 +12,7 @@ from unlearn.metrics import HEADLINE
 
 ID_COLS = ["table", "dataset", "model", "paradigm", "method", "smooth_rate", "p", "seed", "config_id"]
 PARAM_PREFIXES = ("dataset.", "model.", "paradigm.", "train.", "method.", "eval.")
-NOT_METRICS = {"overrides", "torch", "device", "threads", "git_commit", "timestamp", "run_dir", "wandb_run"}
+NOT_METRICS = {"overrides", "torch", "device", "threads", "cpu_capability", "git_commit", "timestamp", "run_dir", "wandb_run"}
 
 
 def param_columns(runs: pd.DataFrame) -> list[str]:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearn.identity import axes, config_id, params
 from unlearn.metrics import HEADLINE
+from unlearn.references import cpu_capability
 from unlearn.results_csv import append_row
 from unlearn.validate import ConfigError, check_results_csv
 
@@ -96,6 +97,7 @@ class Recorder:
                 "config_id": config_id(c), "overrides": " ".join(self.overrides),
                 "drawn": json.dumps(self.drawn, sort_keys=True) if self.drawn else "", **params(c),
                 "torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
+                "cpu_capability": cpu_capability(),
                 "git_commit": git_commit(Path(__file__).parent),
                 "timestamp": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 "run_dir": str(self.out_dir.resolve())}
@@ -174,7 +176,8 @@ class Recorder:
                                      allow_val_change=True)
             self.wandb.summary.update(metrics)
         print(table(metrics))
-        print(f"({ident['device']}, {ident['threads']} torch threads, seed {ident['seed']}, config_id {ident['config_id']}; "
-              f"CPU results are bit-identical for a fixed seed and thread count)")
+        print(f"({ident['device']}, {ident['threads']} torch threads, {ident['cpu_capability']}, seed {ident['seed']}, "
+              f"config_id {ident['config_id']}; CPU results are bit-identical for a fixed seed, thread count and CPU "
+              f"instruction set)")
         return ident
 
