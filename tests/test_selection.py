@@ -135,3 +135,21 @@ def test_writing_a_row_waits_for_the_presets_lock(tmp_presets):
         assert writer.is_alive() and "rl_r_cifar10" not in path.read_text()  # blocked while another holds it
     writer.join()
     assert "id: rl_r_cifar10," in path.read_text()
+
+
+def test_r_rows_run_only_at_the_scale_they_were_selected_at(tmp_path, tmp_presets, capsys):
+    """Values chosen for the CPU copies (2,500 images, a width-8 ResNet) are not the paper scale's (R) values."""
+    from unlearn.tables import __main__ as tables
+    summary = {"trials": 3, "best_avg_gap": 1.5, "direction": "minimize", "best_trial": 1}
+    select.write_row("table13", "rl", "CIFAR-10", select.row_text("rl", "CIFAR-10", {"method.lr": 0.01}, summary,
+                                                                  scale="cpu", storage="s", name="n", seed=0))
+    cpu, paper = load("table13", "cpu"), load("table13", "paper")
+    assert next(r for r in cpu.rows if r.id == "rl_r_cifar10").selected_at == "cpu" and not cpu.elsewhere
+    assert "rl_r_cifar10" not in [r.id for r in paper.rows] and paper.elsewhere == {"rl_r_cifar10": "cpu"}
+    assert [r.id for r in paper.rows] == ["retrain", "ugradsl", "ugradsl_plus"]
+    with pytest.raises(ValueError, match=r"selected toward Retrain at \['cpu'\] scale, not paper"):
+        load("table13", "paper", ["rl_r_cifar10"])
+    assert tables.main(["print", "table13", "--scale", "paper", "--results", str(tmp_path / "none.csv"),
+                        "--out", str(tmp_path / "tables")]) == 0
+    out = capsys.readouterr()
+    assert "rows ['rl_r_cifar10'] are left out at paper scale" in out.err and "RL (R)" not in out.out

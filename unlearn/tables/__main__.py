@@ -98,6 +98,10 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if preset.elsewhere:
+        print(f"{args.table}: rows {sorted(preset.elsewhere)} are left out at {args.scale} scale: their values were "
+              f"selected toward Retrain at {sorted(set(preset.elsewhere.values()))} scale (make tune "
+              f"METHOD=<method> TABLE={args.table} SCALE={args.scale} selects them at this one)", file=sys.stderr)
     results = Path(args.results)
     jobs = planning.plan(preset, seeds, [*args.overrides, f"results_csv={results}"])
     skipped = check_blocks(preset, jobs) if args.command == "run" else {}

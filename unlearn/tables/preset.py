@@ -23,6 +23,7 @@ class Row:
     label: str  # as printed
     overrides: list[str] = field(default_factory=list)
     paper_row: str | None = None  # the paper's printed row label when `id` alone does not identify it
+    selected_at: str | None = None  # an "(R)" row: the scale its values were selected at (runs at that scale only)
 
 
 @dataclass
@@ -45,13 +46,15 @@ class Preset:
     blocks: list[Block]
     columns: list[str]
     source: str  # the preset file's leading comment
+    elsewhere: dict[str, str] = field(default_factory=dict)  # (R) rows left out: {row id: scale selected at}
 
 
 def _row(spec) -> Row:
     if isinstance(spec, str):
         return Row(id=spec, method=spec, label=spec, overrides=[])
     return Row(id=spec["id"], method=spec["method"], label=spec.get("label", spec["id"]),
-               overrides=list(spec.get("overrides", [])), paper_row=spec.get("paper_row"))
+               overrides=list(spec.get("overrides", [])), paper_row=spec.get("paper_row"),
+               selected_at=spec.get("selected_at"))
 
 
 def available() -> list[str]:
@@ -74,6 +77,12 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
         if unknown:
             raise ValueError(f"rows {unknown} are not in {table}; allowed: {[x.id for x in rows]}")
         rows = [r for r in rows if r.id in only]
+    elsewhere = {r.id: r.selected_at for r in rows if r.selected_at not in (None, scale)}
+    if only and elsewhere:
+        raise ValueError(f"rows {sorted(elsewhere)} of {table} hold values selected toward Retrain at "
+                         f"{sorted(set(elsewhere.values()))} scale, not {scale}; select them at {scale} scale first "
+                         f"(make tune METHOD=<method> TABLE={table} SCALE={scale})")
+    rows = [r for r in rows if r.id not in elsewhere]  # hyperparameters chosen for other data sizes and models
     methods = {p.stem for p in (Path(__file__).parents[1] / "conf" / "method").glob("*.yaml")}
     bad = [r.method for r in rows if r.method not in methods]
     if bad or len({r.id for r in rows}) != len(rows):
@@ -87,4 +96,4 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
               for name, b in spec["blocks"].items()]
     source = "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))
     return Preset(table=table, title=spec["title"], scale=scale, rows=rows, blocks=blocks,
-                  columns=list(spec["columns"]), source=source)
+                  columns=list(spec["columns"]), source=source, elsewhere=elsewhere)

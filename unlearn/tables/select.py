@@ -89,7 +89,7 @@ def row_text(method: str, block: str, params: dict, summary: dict, *, scale: str
             f"best avg_gap {summary['best_avg_gap']:.3f} on the validation split (trial {summary['best_trial']}, "
             f"{summary['direction']}, {scale} scale, seed {seed})",
             f"  - {{id: {rid}, method: {method}, label: \"{label} (R)\", paper_row: \"{paper} (R)\", "
-            f"overrides: [{overrides}]}}"]
+            f"selected_at: {scale}, overrides: [{overrides}]}}"]
 
 
 def _rows_region(lines: list[str], path: Path) -> tuple[int, int]:
