@@ -153,3 +153,14 @@ def test_r_rows_run_only_at_the_scale_they_were_selected_at(tmp_path, tmp_preset
                         "--out", str(tmp_path / "tables")]) == 0
     out = capsys.readouterr()
     assert "rows ['rl_r_cifar10'] are left out at paper scale" in out.err and "RL (R)" not in out.out
+
+
+def test_the_rows_comment_names_a_local_study_by_a_relative_url(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert select.shown(f"sqlite:///{tmp_path}/results/optuna.db") == "sqlite:///results/optuna.db"
+    assert select.shown("sqlite:////elsewhere/optuna.db") == "sqlite:////elsewhere/optuna.db"
+    assert select.shown("postgresql://user@host/db") == "postgresql://user@host/db"
+    summary = {"trials": 3, "best_avg_gap": 1.5, "direction": "minimize", "best_trial": 1}
+    text = select.row_text("rl", "CIFAR-10", {"method.lr": 0.01}, summary, scale="cpu",
+                           storage=f"sqlite:///{tmp_path}/results/optuna.db", name="n", seed=0)
+    assert "Optuna study 'n' (sqlite:///results/optuna.db), 3 completed trials" in text[0]

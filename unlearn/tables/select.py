@@ -85,11 +85,22 @@ def row_text(method: str, block: str, params: dict, summary: dict, *, scale: str
     rid = f"{method}_r_{slug(block)}"
     overrides = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
     label, paper = LABELS.get(method, method), PAPER_LABELS.get(method, method)
-    return [f"  # {label} (R) on {block}: Optuna study {name!r} ({storage}), {summary['trials']} completed trials, "
+    return [f"  # {label} (R) on {block}: Optuna study {name!r} ({shown(storage)}), {summary['trials']} completed trials, "
             f"best avg_gap {summary['best_avg_gap']:.3f} on the validation split (trial {summary['best_trial']}, "
             f"{summary['direction']}, {scale} scale, seed {seed})",
             f"  - {{id: {rid}, method: {method}, label: \"{label} (R)\", paper_row: \"{paper} (R)\", "
             f"selected_at: {scale}, overrides: [{overrides}]}}"]
+
+
+def shown(storage: str) -> str:
+    """A SQLite storage under the working folder as a relative URL, so a committed preset names no machine's paths."""
+    prefix = "sqlite:///"
+    if storage.startswith(prefix):
+        try:
+            return prefix + str(Path(storage[len(prefix):]).resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            pass
+    return storage
 
 
 def _rows_region(lines: list[str], path: Path) -> tuple[int, int]:
