@@ -1,6 +1,7 @@
 """"(R)" selection toward Retrain: a tiny Optuna study on synthetic data runs, its best trial becomes an (R) row
 of the table's preset (with the study's summary), and the evaluation it optimises never touches the test set."""
 import math
+import re
 import shutil
 
 import pytest
@@ -18,9 +19,15 @@ SHRINK = ["dataset=synthetic", "model=cnn", "device=cpu", "wandb.mode=disabled",
 
 @pytest.fixture
 def tmp_presets(tmp_path, monkeypatch):
-    """A copy of the table presets that selection may rewrite."""
+    """A copy of the table presets that selection may rewrite, table 13 without the (R) rows it ships with."""
     folder = tmp_path / "presets"
     shutil.copytree(presets.PRESETS, folder)
+    path = folder / "table13.yaml"
+    lines = path.read_text().splitlines()
+    a, b = select._rows_region(lines, path)
+    lines = [re.sub(r"skip_rows: \[.*\]", "skip_rows: []", x) if x.endswith(select.SKIP_MARK) else x
+             for x in lines[:a + 1] + lines[b:]]
+    path.write_text("\n".join(lines) + "\n")
     monkeypatch.setattr(presets, "PRESETS", folder)
     monkeypatch.setattr(select, "PRESETS", folder)
     return folder
