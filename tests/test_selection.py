@@ -156,6 +156,12 @@ def test_r_rows_run_only_at_the_scale_they_were_selected_at(tmp_path, tmp_preset
     assert [r.id for r in paper.rows] == ["retrain", "ugradsl", "ugradsl_plus"]
     with pytest.raises(ValueError, match=r"selected toward Retrain at \['cpu'\] scale, not paper"):
         load("table13", "paper", ["rl_r_cifar10"])
+    path = tmp_presets / "table13.yaml"
+    good = path.read_text()
+    path.write_text(good.replace("selected_at: cpu", "selected_at: gpu"))  # a typo must not hide the row everywhere
+    with pytest.raises(ValueError, match=r"rows \{'rl_r_cifar10': 'gpu'\} have an invalid selected_at; allowed"):
+        load("table13", "cpu")
+    path.write_text(good)
     assert tables.main(["print", "table13", "--scale", "paper", "--results", str(tmp_path / "none.csv"),
                         "--out", str(tmp_path / "tables")]) == 0
     out = capsys.readouterr()

@@ -77,6 +77,9 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
         if unknown:
             raise ValueError(f"rows {unknown} are not in {table}; allowed: {[x.id for x in rows]}")
         rows = [r for r in rows if r.id in only]
+    bad_scale = {r.id: r.selected_at for r in rows if r.selected_at not in (None, *SCALES)}
+    if bad_scale:
+        raise ValueError(f"{path}: rows {bad_scale} have an invalid selected_at; allowed: {SCALES}")
     elsewhere = {r.id: r.selected_at for r in rows if r.selected_at not in (None, scale)}
     if only and elsewhere:
         raise ValueError(f"rows {sorted(elsewhere)} of {table} hold values selected toward Retrain at "
