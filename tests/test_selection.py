@@ -113,7 +113,8 @@ def test_a_block_without_its_data_is_skipped_before_any_study_and_none_at_all_is
     assert str(nowhere) in err and "no block of table13 to select on has its data" in err
     assert not (tmp_path / "optuna.db").exists()
     # one block absent (CIFAR-100 here): the other is selected, the absent one is reported and not studied
-    monkeypatch.setattr(select, "missing_data", lambda preset, block, extra: "absent" if block == "CIFAR-100" else None)
+    cifar100 = load("table13", "cpu").blocks[1].overrides
+    monkeypatch.setattr(select, "missing_data", lambda block, extra, scale: "absent" if block == cifar100 else None)
     studied = []
     monkeypatch.setattr(select.subprocess, "run", lambda cmd: studied.append(cmd) or
                         select.subprocess.CompletedProcess(cmd, 0))
@@ -125,6 +126,10 @@ def test_a_block_without_its_data_is_skipped_before_any_study_and_none_at_all_is
     assert "block 'CIFAR-100' will not be selected: absent" in capsys.readouterr().err
     ids = [r if isinstance(r, str) else r["id"] for r in yaml.safe_load((tmp_presets / "table13.yaml").read_text())["rows"]]
     assert "ga_r_cifar10" in ids and "ga_r_cifar100" not in ids
+    # --no-study only reads the stored study: it needs no data, so it never checks for it
+    monkeypatch.setattr(select, "missing_data", lambda *a: pytest.fail("--no-study checked the data"))
+    assert select.main(["ga", "table13", "--no-study", "--blocks", "CIFAR-100", "--storage", db]) == 0
+    assert "id: ga_r_cifar100," in (tmp_presets / "table13.yaml").read_text() and len(studied) == 1
 
 
 def test_writing_a_row_waits_for_the_presets_lock(tmp_presets):

@@ -167,16 +167,15 @@ def _write_row(path: Path, table: str, method: str, block: str, text: list[str])
     return path
 
 
-def missing_data(preset, block: str, extra: list[str]) -> str | None:
+def missing_data(block_overrides: list[str], extra: list[str], scale: str) -> str | None:
     """The loader's message if the block's data set (after the user's overrides) is absent, else None; no compute."""
     from hydra import compose, initialize_config_dir
 
     from unlearn.tables.plan import CONF
     from unlearn.tables.plan import missing_data as absent
-    overrides = next(b.overrides for b in preset.blocks if b.name == block)
     ours = [o for o in extra if not o.lstrip("+~").startswith("hydra")]  # launcher/sweeper settings are not data
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return absent(compose("config", overrides=[*overrides, *ours, f"scale={preset.scale}"]))
+        return absent(compose("config", overrides=[*block_overrides, *ours, f"scale={scale}"]))
 
 
 def main(argv=None) -> int:
@@ -214,22 +213,23 @@ def main(argv=None) -> int:
         print(f"error: blocks {unknown or wanted}; allowed: {selectable} (select_blocks of {args.table}: the blocks "
               f"whose (R) rows the paper reports)", file=sys.stderr)
         return 2
-    storage = args.storage or default_storage()
-    for block in wanted:
-        if next(b.overrides for b in preset.blocks if b.name == block) is None:
-            print(f"error: block {block!r} has no {args.scale}-scale preset", file=sys.stderr)
-            return 2
-    absent = {block: why for block in wanted if (why := missing_data(preset, block, extra))}
+    overrides = {b.name: b.overrides for b in preset.blocks}
+    no_preset = [block for block in wanted if overrides[block] is None]
+    if no_preset:
+        print(f"error: blocks {no_preset} have no {args.scale}-scale preset", file=sys.stderr)
+        return 2
+    # a study needs the block's data; --no-study only reads a stored study
+    absent = {} if args.no_study else {b: why for b in wanted if (why := missing_data(overrides[b], extra, args.scale))}
     for block, why in absent.items():
         print(f"{args.table} block {block!r} will not be selected: {why}", file=sys.stderr)
     if len(absent) == len(wanted):
         print(f"error: no block of {args.table} to select on has its data (see above)", file=sys.stderr)
         return 2
+    storage = args.storage or default_storage()
     for block in (b for b in wanted if b not in absent):
-        overrides = next(b.overrides for b in preset.blocks if b.name == block)
         name = study_name(args.table, block, args.method, args.scale)
         if not args.no_study:
-            cmd = study_command(args.method, overrides, table=args.table, name=name, storage=storage,
+            cmd = study_command(args.method, overrides[block], table=args.table, name=name, storage=storage,
                                 trials=args.trials, seed=args.seed, results=args.results,
                                 extra=[f"scale={args.scale}", *extra])
             print(" ".join(cmd[3:]), file=sys.stderr)
