@@ -38,6 +38,8 @@ BAD = [  # (overrides; "{tmp}" is the test's folder, what the one-line message m
     (["checkpoint_every=-1"], "checkpoint_every=-1 is invalid; allowed: an integer >= 0"),
     (["precision=fp64"], "precision='fp64' is invalid; allowed: one of ('fp32', 'bf16', 'fp16')"),
     (["channels_last=maybe"], "channels_last='maybe' is invalid; allowed: true or false"),
+    (["channels_last=true"], "channels_last=true is a GPU option (NHWC convolutions for tensor cores) and this run "
+                             "is on the CPU"),  # its CPU conv backward corrupts memory on AVX2 CPUs
     (["cudnn=fast"], "cudnn='fast' is invalid"),
     (["wandb.mode=on"], "wandb.mode='on' is invalid; allowed: one of ('offline', 'online', 'disabled')"),
     (["wandb.silent=ture"], "wandb.silent='ture'; allowed: true or false"),
@@ -68,7 +70,8 @@ BAD = [  # (overrides; "{tmp}" is the test's folder, what the one-line message m
     (["paradigm=random", "paradigm.forget_fraction=0.001"], "the forget set is empty"),
     (["paradigm=random", "paradigm.forget_fraction=0.99"], "D_r is empty"),
     (["paradigm=random", "paradigm.forget_fraction=0.97"], "D_r has 4 samples, too few for the MIA shadow set"),
-    (["dataset=digits", "paradigm=group"], "no coarse"),
+    (["dataset=digits", "paradigm=group"], "paradigm=group forgets a subgroup of a superclass, but dataset=digits "
+                                           "has no coarse"),
     (["paradigm=group", "paradigm.forget_group=nine"], "forget_group='nine' is invalid"),
     # data and model
     (["model=bow"], "model=bow reads text data but dataset=synthetic is image"),

@@ -11,6 +11,7 @@ import csv
 import os
 from pathlib import Path
 
+import torch
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,6 +21,18 @@ from unlearn.train import Compute, Recipe
 
 DEVICES = ("auto", "cpu", "cuda")
 WANDB_MODES = ("offline", "online", "disabled")
+
+
+# Refused rather than dropped: a run that silently ran NCHW would record channels_last=true (its config, config_id
+# and results row) for numbers computed without it, and a notice scrolls away in a log.
+CHANNELS_LAST_ON_CPU = ("channels_last=true is a GPU option (NHWC convolutions for tensor cores) and this run is on "
+                        "the CPU, where torch's convolution backward in that layout can corrupt memory (seen on AVX2 "
+                        "CPUs); allowed on CPU: channels_last=false (or device=cuda on a machine with CUDA)")
+
+
+def on_cpu(device) -> bool:
+    """The run's models live on the CPU: device=cpu, or device=auto without CUDA."""
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
 class ConfigError(ValueError):
@@ -58,6 +71,8 @@ def check_config(cfg: DictConfig) -> None:
                 compile=_value(cfg, "compile"), cudnn=_value(cfg, "cudnn"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if _value(cfg, "channels_last") is True and on_cpu(v["device"]):
+        raise ConfigError(CHANNELS_LAST_ON_CPU)
     try:
         Recipe(**cfg.train)
     except (ValueError, TypeError) as e:  # a bad value, or a missing / misspelt key

@@ -53,7 +53,9 @@ class Data:
         if self.coarse_of is None:
             if self.group_train is not None:
                 return self  # labels are already the superclass; groups are given (e.g. identities)
-            raise ValueError(f"dataset {self.name!r} has no coarse (superclass) labels")
+            raise ValueError(f"paradigm=group forgets a subgroup of a superclass, but dataset={self.name} has no "
+                             f"coarse (superclass) labels or groups; allowed: a data set with them (synthetic, "
+                             f"cifar100, cifar100_super, celeba, newsgroups20, an imagefolder with superclasses)")
         k = int(self.coarse_of.max()) + 1
         return replace(
             self, y_train=self.coarse_of[self.y_train], y_test=self.coarse_of[self.y_test],
