@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test test-slow test-all clean-results all-methods ablation report
+.PHONY: install run test test-slow test-all clean-results all-methods ablation report docs
 
 .DEFAULT_GOAL := help
 help:  ## this list (targets with a double-hash comment)
@@ -30,9 +30,13 @@ THREADS ?= 1
 run: $(STAMP)  ## the default experiment: digits, ResNet-18, class-wise, UGradSL (THREADS=1, as in the README)
 	$(PY) run.py threads=$(THREADS)
 
-test: $(STAMP)  ## the default suite (minutes on 2 CPU cores), then the mutation check of every method's tests
+test: $(STAMP)  ## the default suite (minutes on 2 CPU cores), the mutation check of every method's tests, the strict docs build
 	$(PY) -m pytest -q
 	OMP_NUM_THREADS=1 $(PY) scripts/mutation_check.py
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir build/site
+
+docs: $(STAMP)  ## the documentation site (docs/, mkdocs.yml) built strictly into build/site; `mkdocs serve` previews it
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
 
 test-slow: $(STAMP)  ## slow and shared-data tests, run deliberately
 	$(PY) -m pytest -q -m "slow"
