@@ -1,4 +1,4 @@
-"""The Hydra application behind `run.py` and the `unlearn` console command (configs ship in unlearn/conf)."""
+"""The Hydra application behind `run.py` and the `unlearn` command (unlearn.cli); configs ship in unlearn/conf."""
 from __future__ import annotations
 
 import logging
@@ -39,11 +39,24 @@ def main(cfg: DictConfig) -> float | None:
     `objective` (avg_gap by default, lower = closer to Retrain) for sweepers. stage=references stops after
     the reference models."""
     check_run_keys(cfg)
+    use_tuned(cfg)
     share_cores(cfg, HydraConfig.get().launcher if HydraConfig.initialized() else None)
     if cfg.stage == "references":
         warm_references(cfg)
         return None
     return run_experiment(cfg)[cfg.objective]
+
+
+def use_tuned(cfg: DictConfig) -> None:
+    """Values `unlearn tune` chose for this setting replace the method's defaults (the command line wins); a method
+    running paper-scale defaults on a user's data says so and names the command that tunes it."""
+    from unlearn.tune import apply_tuned, untuned_warning
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    task = list(hc.overrides.task) if hc else []
+    apply_tuned(cfg, task)
+    warning = untuned_warning(cfg, dict(hc.runtime.choices) if hc else {}, task)
+    if warning:
+        log.warning(warning)
 
 
 def check_run_keys(cfg: DictConfig) -> None:
@@ -107,5 +120,9 @@ def warm_references(cfg: DictConfig) -> dict[str, dict]:
     return metrics
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m unlearn.app ...`, as the table and figure runners start their sweeps
+    import sys
+
+    from unlearn.cli import check_plugins
+    check_plugins(sys.argv[1:])  # a missing launcher / sweeper plugin is named with its extra
     main()

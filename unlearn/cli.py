@@ -1,16 +1,108 @@
-"""Command-line behaviour of `run.py`: a rejected config is one line on stderr, exit status 2, no folder left."""
+"""The `unlearn` console command (and `run.py`): sub-commands, the help page, the Hydra app.
+
+    unlearn [run] key=value ...     the Hydra app (unlearn.app); -m for a sweep
+    unlearn collect | dashboard | table | figure ...   the results tools, each with its own --help
+
+A rejected config is one line on stderr, exit status 2, no folder left. Imports stay light until a command
+runs, so `unlearn --help` and a missing launcher plugin answer without loading torch.
+"""
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
 
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from unlearn.data.store import MissingDataError
-from unlearn.validate import ConfigError
+from unlearn.help import CONF, page
+
+SUBCOMMANDS = {  # `unlearn <name> ARGS`: the module whose main(argv) runs it
+    "collect": "unlearn.collect",  # a runs CSV (or run folders, or W&B) to the long CSV and mean ± std
+    "dashboard": "unlearn.dashboard",  # one W&B Report per paper table
+    "table": "unlearn.tables.__main__",  # run / print the paper's tables (make table1 ...)
+    "figure": "unlearn.figures.__main__",  # run / draw the paper's figures (make fig1 ...)
+}
+# Hydra plugins a launcher / sweeper preset needs: {config name prefix: (module, the extra that installs it)}
+PLUGINS = {"joblib": ("hydra_plugins.hydra_joblib_launcher", "launchers"),
+           "submitit": ("hydra_plugins.hydra_submitit_launcher", "launchers"),
+           "optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna"),
+           "ray": ("hydra_plugins.hydra_ray_launcher", "ray")}
+PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper", "hparams_search")  # override groups that can need one
+
+
+def main(argv: list[str] | None = None):
+    """`unlearn ...`: a sub-command, the help page, or the Hydra app with the remaining arguments."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        sys.argv = [f"unlearn {argv[0]}", *argv[1:]]  # argparse names the sub-command in its usage line
+        sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]) or 0)
+    if argv and argv[0] == "run":
+        argv = argv[1:]
+    elif argv and not argv[0].startswith(("-", "+", "~")) and "=" not in argv[0]:
+        refuse(f"unknown command {argv[0]!r}; allowed: run, {', '.join(SUBCOMMANDS)}, or key=value overrides "
+               f"of a run (unlearn --help)")
+    if {"-h", "--help"} & set(argv) and "--hydra-help" not in argv:
+        print(page())  # what Hydra prints from conf/hydra/help/unlearn.yaml, without composing the config
+        return None
+    check_plugins(argv)
+    sys.argv = [sys.argv[0], *argv]
+    from unlearn.app import main as app  # torch and the rest load here
+    return app()
+
+
+def refuse(message: str) -> None:
+    """A command line refused before any work: one line on stderr, exit status 2 (as a rejected config)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def plugins_needed(group: str, option: str, conf: Path = CONF) -> set[str]:
+    """The PLUGINS keys that `group=option` needs: from the preset's defaults (the plugin's schema, or an
+    override of hydra/launcher or hydra/sweeper) and its `_target_`; a plugin's own config name counts too."""
+    needed = {p for p in PLUGINS if option == p or option.startswith(p + "_")}
+    file = conf / group / f"{option}.yaml"
+    if not file.is_file():
+        return needed
+    preset = yaml.safe_load(file.read_text()) or {}
+    target = str(preset.get("_target_", ""))
+    needed |= {p for p, (module, _) in PLUGINS.items() if target.startswith(module + ".")}
+    for entry in preset.get("defaults") or []:
+        if isinstance(entry, str) and not entry.startswith("_"):
+            needed |= {p for p in PLUGINS if entry == p or entry.startswith(p + "_")}
+        elif isinstance(entry, dict):
+            for key, value in entry.items():
+                sub = key.removeprefix("override").strip().lstrip("/")
+                if sub in PLUGIN_GROUPS and isinstance(value, str):
+                    needed |= plugins_needed(sub, value, conf)
+    return needed
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # not even the hydra_plugins namespace
+        return False
+
+
+def check_plugins(argv: list[str]) -> None:
+    """Exit with the extra to install when an override names a launcher or sweeper whose Hydra plugin is
+    missing (Hydra itself would only say "Could not load 'hydra/launcher/joblib'")."""
+    for arg in argv:
+        key, eq, values = arg.lstrip("+").partition("=")
+        if not eq or key not in PLUGIN_GROUPS:
+            continue
+        for option in values.split(","):
+            for plugin in sorted(plugins_needed(key, option.strip())):
+                module, extra = PLUGINS[plugin]
+                if not installed(module):
+                    where = " in an environment of its own (README, Scaling out)" if extra == "ray" else ""
+                    refuse(f"{key}={option} needs Hydra's {plugin} plugin ({module}), which is not installed: "
+                           f"pip install 'unlearn[{extra}]'{where}")
 
 
 def _remove_rejected_run_dir() -> None:
@@ -40,6 +132,8 @@ def rejecting_bad_config(main):
     """Wrap a Hydra task function: ConfigError / MissingDataError end the job with their message and exit 2."""
     @functools.wraps(main)
     def wrapper(cfg):
+        from unlearn.data.store import MissingDataError
+        from unlearn.validate import ConfigError
         try:
             return main(cfg)
         except (ConfigError, MissingDataError) as e:
