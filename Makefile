@@ -66,7 +66,7 @@ tables: $(TABLES)  ## every paper table above, one after the other
 ablation: table6  ## paper Table 6 (gradient-mixed x NLS/PLS), an alias
 
 report: $(STAMP)  ## mean ± std over seeds of results/runs.csv, one table per (table, dataset, paradigm)
-	$(PY) scripts/collect.py results/runs.csv --long results/long.csv --markdown
+	$(VENV)/bin/unlearn collect results/runs.csv --long results/long.csv --markdown
 
 clean-results:
 	rm -rf results/runs results/multirun results/cache results/wandb results/runs.csv
@@ -79,7 +79,7 @@ PROJECT ?= unlearn
 .PHONY: dashboard
 dashboard: $(STAMP)  ## make dashboard TABLE=table2 ENTITY=<W&B user or team> [PROJECT=unlearn]
 	@test -n "$(ENTITY)" || { echo "set ENTITY=<W&B user or team> (or WANDB_ENTITY)"; exit 2; }
-	WANDB_MODE=online $(PY) scripts/wandb_dashboard.py --entity $(ENTITY) --project $(PROJECT) --table $(TABLE)
+	WANDB_MODE=online $(VENV)/bin/unlearn dashboard --entity $(ENTITY) --project $(PROJECT) --table $(TABLE)
 
 # Scaling out (README "Scaling out"). Reference models first: the original and Retrain models of a sweep in
 # parallel jobs, so the method jobs that follow only load them. REFS_ARGS = the sweep's data / paradigm / seed
