@@ -4,6 +4,7 @@ The shared results CSV itself is written by `unlearn.results_csv`.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import subprocess
@@ -34,6 +35,14 @@ def git_commit(cwd: str | Path = ".") -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return (sha or "unknown") + ("-dirty" if sha and dirty else "")
     except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_version() -> str:
+    """The installed unlearn's version (importlib.metadata); "unknown" in a tree that was never installed."""
+    try:
+        return importlib.metadata.version("unlearn")
+    except importlib.metadata.PackageNotFoundError:
         return "unknown"
 
 
@@ -99,6 +108,7 @@ class Recorder:
                 "torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
                 "cpu_capability": cpu_capability(),
                 "git_commit": git_commit(Path(__file__).parent),
+                "unlearn_version": package_version(),  # an installed copy has no git history
                 "timestamp": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 "run_dir": str(self.out_dir.resolve())}
 
