@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -88,7 +89,16 @@ def start(cfg: DictConfig, ident: dict):
     except BaseException:
         run.finish(exit_code=1)
         raise
+    logging.getLogger("unlearn").info(recorded_at(run))
     return run
+
+
+def recorded_at(run) -> str:
+    """The console line saying where the run is recorded: its URL online, else the folder `wandb sync` uploads."""
+    if run.offline:
+        folder = Path(run.dir).parent
+        return f"W&B: run recorded offline in {folder} (upload it with: wandb sync {folder})"
+    return f"W&B: run recorded at {run.url}"
 
 
 def reference(run) -> dict:
