@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from hydra.utils import to_absolute_path
 from omegaconf import open_dict
@@ -65,13 +66,23 @@ def landscape_grid(plan, spec) -> tuple[dict[str, np.ndarray], str]:
     return grid, note
 
 
+def relative_paths(frame: pd.DataFrame, start: Path | None = None) -> pd.DataFrame:
+    """The frame with every absolute path (run_dir, a data root given absolute) made relative to `start` (the
+    working folder): a committed figure CSV names no folder of the machine that drew it."""
+    start = Path.cwd() if start is None else start
+    rel = lambda v: os.path.relpath(v, start) if isinstance(v, str) and os.path.isabs(v) else v  # noqa: E731
+    return frame.assign(**{c: frame[c].map(rel) for c in frame.columns
+                          if not pd.api.types.is_numeric_dtype(frame[c])})
+
+
 def save(fig, name: str, out: Path, frame=None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=130, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     if frame is not None:
-        frame.drop(columns=["cfg", "overrides"], errors="ignore").to_csv(out / f"{name}.csv", index=False)
+        rows = frame.drop(columns=["cfg", "overrides"], errors="ignore")
+        relative_paths(rows).to_csv(out / f"{name}.csv", index=False)
         paths.append(out / f"{name}.csv")
     return paths
 
