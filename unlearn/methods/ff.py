@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from unlearn.checks import finite, integer, require
 from unlearn.methods.base import Method
-from unlearn.methods.grads import add_flat_, per_sample_grads, trainable
+from unlearn.methods.grads import add_flat_, class_weighted_sq_grads, grad_rows_within, trainable
 
 VARIANTS = ("paper", "public")
 HEADS = ("keep", "zero", "suppress", "resample")
@@ -27,22 +27,19 @@ def forgotten_classes(task) -> Tensor:
     return torch.nonzero(in_f & ~in_r).flatten()
 
 
-def diagonal_fisher(model: nn.Module, x: Tensor, chunk: int = 32) -> Tensor:
+def diagonal_fisher(model: nn.Module, x: Tensor | Iterable[Tensor], chunk: int = 32, rows: int = 1024) -> Tensor:
     """Flat diag of the Fisher (1/n) sum_i sum_c p(c | x_i) g_ic^2, expectation over the model's own labels.
 
     As in Golatkar et al.'s code (the true Fisher, not the empirical one): one per-sample gradient per class.
+    `x` is a tensor (split into chunks of `chunk`) or an iterable of prepared chunks, so D_r can stream;
+    `rows` (sample, class) gradients are computed per vmap call (`class_weighted_sq_grads`).
     """
-    total = None
-    for i in range(0, len(x), chunk):
-        xb = x[i:i + chunk]
-        with torch.no_grad():
-            probs = F.softmax(model(xb).float(), -1)
-        for c in range(probs.shape[1]):
-            yc = torch.full((len(xb),), c, dtype=torch.long, device=xb.device)
-            (g,) = per_sample_grads(model, xb, yc, chunk)
-            part = (probs[:, c:c + 1] * g.pow(2)).sum(0)
-            total = part if total is None else total + part
-    return total / len(x)
+    total, n = None, 0
+    for xb in (x.split(chunk) if isinstance(x, Tensor) else x):
+        part = class_weighted_sq_grads(model, xb, rows)
+        total = part if total is None else total + part
+        n += len(xb)
+    return total / n
 
 
 def batch_mean_fisher(model: nn.Module, batches: Iterable[Tensor]) -> Tensor:
@@ -95,7 +92,7 @@ class FF(Method):
     """
 
     def __init__(self, *, variant: str, alpha: float, power: float, max_std: float, eps: float,
-                 num_samples: int | None, fisher_batch: int, head: str, chunk: int):
+                 num_samples: int | None, fisher_batch: int, head: str, chunk: int, max_grad_mb: float):
         checks = [("variant", variant in VARIANTS, f"one of {VARIANTS}"),
                   ("alpha", finite(alpha) and alpha > 0, "a finite number > 0"),
                   ("power", finite(power) and power > 0, "a finite number > 0"),
@@ -105,10 +102,12 @@ class FF(Method):
                    "null (all of D_r) or an integer >= 1"),
                   ("fisher_batch", integer(fisher_batch, 1), "an integer >= 1"),
                   ("head", head in HEADS, f"one of {HEADS}"),
-                  ("chunk", integer(chunk, 1), "an integer >= 1")]
+                  ("chunk", integer(chunk, 1), "an integer >= 1"),
+                  ("max_grad_mb", finite(max_grad_mb) and max_grad_mb > 0, "a finite number of MiB > 0")]
         require(checks, locals(), "ff: ")
         self.variant, self.alpha, self.power, self.max_std, self.eps = variant, alpha, power, max_std, eps
         self.num_samples, self.fisher_batch, self.head, self.chunk = num_samples, fisher_batch, head, chunk
+        self.max_grad_mb = max_grad_mb
 
     def noise_std(self, fisher: Tensor) -> Tensor:
         """Per-weight std of variant=paper: large where the retain data barely constrains the weight."""
@@ -120,8 +119,10 @@ class FF(Method):
         if self.num_samples is not None and self.num_samples < len(retain):
             g = torch.Generator().manual_seed(task.seed)
             retain = retain[torch.randperm(len(retain), generator=g)[:self.num_samples].to(retain.device)]
-        if self.variant == "paper":
-            return diagonal_fisher(model, data.prepare(data.x_train[retain]), self.chunk)
+        if self.variant == "paper":  # D_r streams `chunk` samples at a time: never all of it in memory
+            rows = grad_rows_within(model, self.max_grad_mb, 2, "ff: max_grad_mb") // 2  # + their squares
+            return diagonal_fisher(model, (data.prepare(data.x_train[b]) for b in retain.split(self.chunk)),
+                                   rows=rows)
         # the retain *training* set in a fixed order, with its augmentation (fisher.py:55,108-112)
         g = torch.Generator().manual_seed(task.seed)
         return batch_mean_fisher(model, (data.prepare(data.x_train[b], train=True, generator=g)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from unlearn.text import resolve_path, token_info, trim
+from unlearn.text import attention_mask, resolve_path, token_info, trim
 
 
 class Bert(nn.Module):
@@ -42,7 +42,8 @@ class Bert(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         ids, mask = trim(x, self.pad_id)
-        return self.dropout(self.encoder(input_ids=ids, attention_mask=mask).pooler_output)
+        out = self.encoder(input_ids=ids, attention_mask=attention_mask(mask, self.encoder.dtype))
+        return self.dropout(out.pooler_output)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
