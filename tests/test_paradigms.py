@@ -89,3 +89,26 @@ def test_random_groups(synthetic):
     each = Group(forget_group="one_per_superclass", forget_group_fraction=None).split(data, 3)
     groups = each.info["forget_group"]
     assert len(groups) == 2 and sorted(g % 2 for g in groups) == [0, 1]  # one fine class of every superclass
+
+
+@pytest.mark.parametrize("make", [Classwise, lambda c: RandomInClass(c, 0.5)], ids=["classwise", "random_in_class"])
+def test_a_class_is_chosen_by_its_name_as_by_its_id(make, synthetic, caplog):
+    caplog.set_level("INFO", logger="unlearn")
+    by_name, by_id = make("c2").split(synthetic, 0), make(2).split(synthetic, 0)
+    assert torch.equal(by_name.forget, by_id.forget) and torch.equal(by_name.test, by_id.test)
+    assert by_name.info == {"forget_class": 2}
+    assert "forget_class=c2: class 2 (c2); classes: 0 c0, 1 c1, 2 c2, 3 c3" in caplog.text  # the map, on one line
+
+
+def test_a_bad_class_name_is_refused_with_the_names_allowed(synthetic):
+    with pytest.raises(ValueError, match=r"forget_class='c' is invalid; .*a class name \(c0, c1, c2, c3\), or "
+                                         r"'random' .*did you mean"):
+        Classwise("c").split(synthetic, 0)
+    with pytest.raises(ValueError, match=r"forget_class='2' is invalid"):  # a quoted id is not a name here
+        Classwise("2").split(synthetic, 0)
+
+
+def test_a_long_class_map_stays_on_one_short_line():
+    from unlearn.paradigms import class_map
+    text = class_map([f"name{i}" for i in range(100)])
+    assert text.startswith("0 name0, 1 name1") and text.endswith("..., 98 name98, 99 name99") and len(text) < 250

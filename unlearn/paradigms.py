@@ -4,7 +4,9 @@ Splits depend only on the data, the paradigm and `seed`, so every method of a sw
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +15,8 @@ from torch import Tensor
 
 from unlearn.checks import finite
 from unlearn.data import Data
+
+log = logging.getLogger("unlearn")
 
 
 @dataclass
@@ -41,15 +45,36 @@ def _check_fraction(fraction: float, key: str = "forget_fraction") -> float:
     return fraction
 
 
-def _pick_class(c: int | str, k: int, rng: np.random.Generator) -> int:
-    """`forget_class` as given, or drawn from the run's seed when it is "random" (the paper: "we select the
-    class randomly")."""
+def _pick_class(c: int | str, k: int, rng: np.random.Generator, names: list[str] = ()) -> int:
+    """`forget_class` as given (a class id, or a class name of the data set), or drawn from the run's seed when
+    it is "random" (the paper: "we select the class randomly"). Logs the id -> name map it chose from."""
     if c == RANDOM:
-        return int(rng.integers(k))
-    if not (isinstance(c, int) and not isinstance(c, bool) and 0 <= c < k):
-        raise ValueError(f"paradigm.forget_class={c!r} is invalid; allowed: an integer in [0, {k}) for this data set, "
-                         f"or {RANDOM!r} (drawn per seed)")
-    return c
+        chosen = int(rng.integers(k))
+    elif isinstance(c, int) and not isinstance(c, bool) and 0 <= c < k:
+        chosen = c
+    elif isinstance(c, str) and c in names:
+        chosen = list(names).index(c)
+    else:
+        near = difflib.get_close_matches(str(c), [str(n) for n in names], n=3)
+        raise ValueError(f"paradigm.forget_class={c!r} is invalid; allowed: an integer in [0, {k}) for this data set "
+                         f"(a class id), " + (f"a class name ({_shown(names)}), " if names else "")
+                         + f"or {RANDOM!r} (drawn per seed)" + (f"; did you mean {', '.join(map(repr, near))}?"
+                                                                 if near else ""))
+    named = len(names) == k and list(names) != [str(i) for i in range(k)]  # digits' names are their ids
+    log.info("forget_class=%s: class %d%s", c, chosen,
+             f" ({names[chosen]}); classes: {class_map(names)}" if named else "")
+    return chosen
+
+
+def _shown(names, limit: int = 30) -> str:
+    shown = ", ".join(map(str, names[:limit]))
+    return shown + (f", ... ({len(names)} names)" if len(names) > limit else "")
+
+
+def class_map(names: list[str], limit: int = 20) -> str:
+    """`0 airplane, 1 automobile, ...` on one line; past `limit` classes the first and last few."""
+    pairs = [f"{i} {n}" for i, n in enumerate(names)]
+    return ", ".join(pairs if len(pairs) <= limit else [*pairs[:limit - 3], "...", *pairs[-2:]])
 
 
 class Paradigm:
@@ -90,10 +115,10 @@ class Classwise(Paradigm):
     """Forget every training sample of one class; TA is measured on the test set without it."""
 
     def __init__(self, forget_class: int | str):
-        self.forget_class = forget_class
+        self.forget_class = forget_class  # a class id, a class name of the data set, or "random"
 
     def choose(self, data, rng):
-        return {"forget_class": _pick_class(self.forget_class, data.num_classes, rng)}
+        return {"forget_class": _pick_class(self.forget_class, data.num_classes, rng, data.classes)}
 
     def forget_indices(self, data, rng, choice):
         return np.flatnonzero(data.y_train.cpu().numpy() == choice["forget_class"])
@@ -125,7 +150,7 @@ class RandomInClass(Paradigm):
         self.forget_fraction = _check_fraction(forget_fraction)
 
     def choose(self, data, rng):
-        return {"forget_class": _pick_class(self.forget_class, data.num_classes, rng)}
+        return {"forget_class": _pick_class(self.forget_class, data.num_classes, rng, data.classes)}
 
     def forget_indices(self, data, rng, choice):
         idx = np.flatnonzero(data.y_train.cpu().numpy() == choice["forget_class"])
