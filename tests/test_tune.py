@@ -1,0 +1,83 @@
+"""`unlearn tune`: values selected on a validation split for one setting, stored under the setting's identity, and
+applied by later runs of that setting (the command line wins)."""
+from __future__ import annotations
+
+import yaml
+from omegaconf import OmegaConf
+
+from tests.conftest import compose_cfg
+from unlearn import tune
+
+
+def _cfg(tmp_path, *overrides):
+    return compose_cfg(["dataset=synthetic", "model=cnn", "method=ugradsl", f"tuned_dir={tmp_path}/tuned",
+                        *overrides], tmp_path)
+
+
+def test_setting_key_is_the_data_not_its_name(tmp_path):
+    """Two image folders share the name `imagefolder` but not their key; the forgotten class does not split it."""
+    a = _cfg(tmp_path, "dataset.num_classes=4")
+    b = _cfg(tmp_path, "dataset.num_classes=6")
+    assert a.dataset.name == b.dataset.name
+    assert tune.setting_key(a) != tune.setting_key(b)
+    assert tune.setting_key(a) == tune.setting_key(_cfg(tmp_path, "dataset.num_classes=4", "paradigm.forget_class=2"))
+    assert tune.setting_key(a) != tune.setting_key(_cfg(tmp_path, "dataset.num_classes=4", "model.width=4"))
+
+
+def test_tuned_values_apply_and_the_command_line_wins(tmp_path):
+    cfg = _cfg(tmp_path, "p=0.95")
+    path = tune.tuned_file(cfg)
+    tune.write(path, {"method.lr": 0.0123, "smooth_rate": -0.9, "p": 0.6}, {"trials": 3}, cfg, "unlearn tune x")
+    used = tune.apply_tuned(cfg, ["dataset=synthetic", "p=0.95"])
+    assert used == path
+    assert cfg.method.lr == 0.0123 and cfg.method.smooth_rate == -0.9  # through ${smooth_rate}
+    assert cfg.method.p == 0.95  # set on the command line: kept
+    other = _cfg(tmp_path, "dataset.num_classes=6")  # another setting: nothing applied
+    assert tune.apply_tuned(other, []) is None and other.method.lr != 0.0123
+    searching = _cfg(tmp_path)  # a search's trials try their own values
+    assert tune.apply_tuned(searching, ["hparams_search=ugradsl"]) is None and searching.method.lr != 0.0123
+    doc = yaml.safe_load(path.read_text())
+    assert doc["selected"]["criterion"].startswith("min Avg. Gap") and doc["setting"]["names"]["dataset"] == "synthetic"
+
+
+def test_untuned_defaults_on_user_data_are_named_with_the_command(tmp_path):
+    cfg = _cfg(tmp_path)
+    line = ["method=ugradsl", "dataset=synthetic", "seed=3"]
+    warning = tune.untuned_warning(cfg, {"train": "default"}, line)
+    assert warning and "unlearn tune method=ugradsl dataset=synthetic" in warning and "seed=3" not in warning
+    assert f"lr {cfg.method.lr}" in warning
+    assert tune.untuned_warning(cfg, {"train": "synthetic", "tuned": "synthetic/ugradsl"}, line) is None  # a regime
+    assert tune.untuned_warning(cfg, {"train": "default"}, [*line, "method.lr=0.1"]) is None  # the user chose
+    tune.write(tune.tuned_file(cfg), {"method.lr": 0.01}, {}, cfg, "unlearn tune")
+    assert tune.untuned_warning(cfg, {"train": "default"}, line) is None  # tuned for this setting
+
+
+def test_tune_refuses_bad_arguments_before_any_trial(tmp_path, capsys):
+    assert tune.main(["method=ugradsl", "--trials", "0"]) == 2
+    assert tune.main(["method=ugradsl", "seed=1"]) == 2
+    assert tune.main(["method=retrain"]) == 2
+    assert "no search space" in capsys.readouterr().err
+
+
+def test_tune_then_run_uses_the_selected_values(tmp_path, monkeypatch):
+    """End to end on synthetic data: one trial of GA's study on the validation split writes the tuned file, and
+    the next run of the same setting applies its values (they reach the run's results)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import HANG_GUARD
+    monkeypatch.chdir(tmp_path)
+    setting = ["method=ga", "dataset=synthetic", "model=cnn", f"cache_dir={tmp_path}/cache", "wandb.mode=disabled"]
+    assert tune.main([*setting, "--trials", "1", "--storage", f"sqlite:///{tmp_path}/optuna.db",
+                      "--tuned-dir", str(tmp_path / "tuned"), "--results", str(tmp_path / "tune.csv")]) == 0
+    (path,) = (tmp_path / "tuned").glob("synthetic-*/ga.yaml")
+    values = yaml.safe_load(path.read_text())["values"]
+    assert set(values) == {"method.lr", "method.epochs"}  # hparams_search/ga.yaml's space
+    done = subprocess.run([sys.executable, "-m", "unlearn.app", *setting, f"tuned_dir={tmp_path}/tuned",
+                           f"run_dir={tmp_path}/run", f"results_csv={tmp_path}/runs.csv"],
+                          capture_output=True, text=True, timeout=HANG_GUARD)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"tuned values for this data from {path}" in done.stdout + done.stderr
+    ran = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert ran["method.lr"] == values["method.lr"] and ran["method.epochs"] == values["method.epochs"]

@@ -1,0 +1,184 @@
+"""Values for your own data: select a method's hyperparameters on a validation split of D_tr, store them under the
+setting's identity, and let every later run of that setting pick them up.
+
+    unlearn tune method=ugradsl dataset=imagefolder dataset.root=/data/x paradigm=classwise [--trials 12]
+        [--minutes 30] [--storage sqlite:///results/optuna.db] [--tuned-dir results/tuned]
+
+The search is the method's Optuna study (`hparams_search=<method>`: search space and its source in
+unlearn/conf/hparams_search/<method>.yaml), minimising the Avg. Gap to Retrain measured with
+`eval.split=validation` (TA and the MIA's non-members on a stratified 10% of D_tr held out of training; the test
+set is never read). Trials run one process at a time until `--trials` are done or `--minutes` have passed, so a
+budget in minutes stops between trials. The best trial is written to `<tuned-dir>/<setting>/<method>.yaml`, where
+<setting> is a hash of what the values were chosen for (the data set's own parameters, e.g. its folder, not its
+name; the model; the training recipe; the paradigm): a later run with the same setting applies them, unless the
+command line sets the same key.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from unlearn.identity import config_hash, params
+
+log = logging.getLogger("unlearn")
+SEARCH = Path(__file__).parent / "conf" / "hparams_search"
+CONF = Path(__file__).parent / "conf"
+SETTING_SECTIONS = ("dataset", "model", "train")  # what a method's values depend on, besides the paradigm
+
+
+def setting(cfg: DictConfig) -> dict:
+    """What tuned values were chosen for: the data set's, model's and recipe's parameters and the paradigm's kind
+    (not which class or group is forgotten: one set of values serves every class of class-wise forgetting)."""
+    flat = {k: v for k, v in params(cfg).items() if k.split(".", 1)[0] in SETTING_SECTIONS}
+    names = {s: cfg[s].get("name") for s in ("dataset", "model", "paradigm")}
+    return {"names": names, "params": flat}
+
+
+def setting_key(cfg: DictConfig) -> str:
+    return f"{cfg.dataset.get('name')}-{config_hash(setting(cfg))[:10]}"
+
+
+def tuned_file(cfg: DictConfig) -> Path:
+    return Path(str(cfg.tuned_dir)).expanduser() / setting_key(cfg) / f"{cfg.method.name}.yaml"
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def apply_tuned(cfg: DictConfig, command_line: list[str]) -> Path | None:
+    """Apply `<tuned_dir>/<setting>/<method>.yaml` to `cfg` (keys the command line sets win); returns the file used.
+
+    Not applied inside a search (`hparams_search`), whose trials must try their own values."""
+    if cfg.get("tuned_dir") is None or any(_key(o) == "hparams_search" for o in command_line):
+        return None
+    path = tuned_file(cfg)
+    if not path.is_file():
+        return None
+    values = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("values") or {}
+    given = {_key(o) for o in command_line}
+    applied = {k: v for k, v in values.items() if k not in given}
+    for k, v in applied.items():
+        OmegaConf.update(cfg, k, v, force_add=False)
+    log.info("tuned values for this data from %s: %s", path, ", ".join(f"{k}={v}" for k, v in applied.items())
+             or "none (the command line sets them all)")
+    return path
+
+
+def untuned_warning(cfg: DictConfig, choices: dict, command_line: list[str]) -> str | None:
+    """A one-line warning when a method runs its paper-scale defaults on a user's data (the `default` training
+    recipe, which the project's own regimes never use) and no tuned file covers it."""
+    if choices.get("train") != "default" or cfg.method.name == "retrain" or choices.get("tuned"):
+        return None
+    if any(_key(o) == "hparams_search" for o in command_line):
+        return None
+    if cfg.get("tuned_dir") is not None and tuned_file(cfg).is_file():
+        return None
+    if any(_key(o).startswith("method.") for o in command_line):
+        return None  # the user chose the method's values
+    setting_args = " ".join(o for o in command_line if not _key(o).startswith(("seed", "wandb", "results_csv",
+                                                                                 "cache_dir", "run_dir")))
+    lr, epochs = cfg.method.get("lr"), cfg.method.get("epochs")
+    budget = f" (lr {lr}, {epochs} epochs)" if lr is not None and epochs is not None else ""
+    return (f"method={cfg.method.name} runs its paper-scale values{budget}, which are not tuned for this data and may "
+            f"not forget: select values on a validation split with `unlearn tune {setting_args}`")
+
+
+def study_command(overrides: list[str], *, method: str, name: str, storage: str, trials: int, seed: int,
+                  results: str, tuned_dir: str) -> list[str]:
+    return [sys.executable, "-m", "unlearn.app", "-m", f"hparams_search={method}", *overrides,
+            "eval.split=validation", "objective=avg_gap", "table=tune", f"hydra.sweeper.n_trials={trials}",
+            f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
+            f"hydra.sweeper.sampler.seed={seed}", f"results_csv={results}", f"tuned_dir={tuned_dir}"]
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def write(path: Path, values: dict, summary: dict, cfg: DictConfig, command: str) -> None:
+    """The tuned file: values first, then what they were chosen for and how (a record, not read back)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"values": values,
+           "selected": {**summary, "criterion": "min Avg. Gap to Retrain on the validation split (eval.split=validation)",
+                        "command": command},
+           "setting": setting(cfg)}
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(f"# Values of {cfg.method.name} for one setting, chosen by `unlearn tune`; runs of this setting "
+                   f"apply `values` (the command line wins).\n" + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="unlearn tune", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="the run's overrides: method=..., dataset=..., paradigm=...")
+    ap.add_argument("--trials", type=int, default=12, help="trials to run (default 12)")
+    ap.add_argument("--minutes", type=float, default=None, help="stop starting trials after this many minutes")
+    ap.add_argument("--seed", type=int, default=0, help="the run seed of every trial (split, init)")
+    ap.add_argument("--storage", default="sqlite:///results/optuna.db", help="Optuna storage URL")
+    ap.add_argument("--tuned-dir", default=None, help="where tuned files go (default: the config's tuned_dir)")
+    ap.add_argument("--results", default="results/tune.csv", help="results CSV of the trials")
+    args = ap.parse_args(argv)
+    if args.trials < 1 or (args.minutes is not None and not args.minutes > 0):
+        print(f"error: --trials={args.trials} --minutes={args.minutes}; allowed: trials >= 1, minutes > 0",
+              file=sys.stderr)
+        return 2
+    bad = [o for o in args.overrides if "=" not in o or _key(o) in ("hparams_search", "seed", "eval.split")]
+    if bad:
+        print(f"error: {bad}: allowed: key=value overrides of a run other than hparams_search, seed and eval.split "
+              f"(set by tune; --seed sets the seed)", file=sys.stderr)
+        return 2
+    overrides = [*args.overrides, f"seed={args.seed}"]
+    try:
+        cfg = compose(overrides)
+    except Exception as e:  # an unknown group or key: Hydra's own message, one line
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    method = cfg.method.name
+    if not (SEARCH / f"{method}.yaml").exists():
+        print(f"error: method={method} has no search space; allowed: "
+              f"{sorted(p.stem for p in SEARCH.glob('*.yaml'))}", file=sys.stderr)
+        return 2
+    tuned_dir = args.tuned_dir or str(cfg.tuned_dir)
+    cfg.tuned_dir = tuned_dir
+    if args.storage.startswith("sqlite:///"):
+        Path(args.storage[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    name = f"tune-{setting_key(cfg)}-{cfg.paradigm.name}-{method}"
+    start, done = time.monotonic(), 0
+    while done < args.trials:
+        if args.minutes is not None and (time.monotonic() - start) / 60 >= args.minutes:
+            print(f"tune: {args.minutes} minutes spent; stopping after {done} trials", file=sys.stderr)
+            break
+        # one trial per process, each with its own sampler seed (a fresh sampler with one seed would propose the
+        # same start-up point every time); the study in `storage` keeps every trial
+        cmd = study_command(overrides, method=method, name=name, storage=args.storage, trials=1,
+                            seed=args.seed * 1000 + done, results=args.results, tuned_dir=tuned_dir)
+        print(f"tune: trial {done + 1}/{args.trials}: {' '.join(cmd[3:])}", file=sys.stderr)
+        if subprocess.run(cmd).returncode != 0:
+            print(f"error: trial {done + 1} of study {name} failed (its message is above)", file=sys.stderr)
+            return 1
+        done += 1
+    from unlearn.tables.select import best
+    values, summary = best(name, args.storage)
+    path = tuned_file(cfg)
+    command = "unlearn tune " + " ".join(args.overrides)
+    write(path, values, {"study": name, "storage": args.storage, **summary}, cfg, command)
+    reuse = " ".join(o for o in args.overrides)
+    print(f"tuned {method}: {values} (validation avg_gap {summary['best_avg_gap']:.3f}, {summary['trials']} trials) "
+          f"-> {path}\nrun with them: unlearn {reuse}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
