@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from unlearn.cli import rejecting_bad_config
 from unlearn.metrics import HEADLINE
 from unlearn.mia import FEATURES
+from unlearn.rundir import job
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
 
@@ -108,12 +109,15 @@ def warm_references(cfg: DictConfig) -> dict[str, dict]:
     """stage=references: train (or load) the original and Retrain models, their metrics and predictions into the
     cache, and write their curves; no unlearning, no metrics.json, no results row. Returns the two models' metrics."""
     ws = Workspace(cfg)
-    ws.refs.original()
-    ws.refs.retrain()
-    metrics = {name: ws.refs.metrics(name, ws.evaluate) for name in ("original", "retrain")}
-    for name in ("original", "retrain"):
-        ws.refs.predictions(name, ws.predict)  # their per-sample predictions, which every run's predictions.npz holds
-    ws.recorder.write_curves()
+    with job(ws.claim):  # status finished / failed (SIGTERM too) in the run folder
+        try:
+            ws.refs.original()
+            ws.refs.retrain()
+            metrics = {name: ws.refs.metrics(name, ws.evaluate) for name in ("original", "retrain")}
+            for name in ("original", "retrain"):
+                ws.refs.predictions(name, ws.predict)  # the per-sample predictions every predictions.npz holds
+        finally:
+            ws.recorder.write_curves()  # a stopped job's curves, too
     for name, m in metrics.items():
         log.info("%s: UA %.2f  MIA %.2f  RA %.2f  TA %.2f (cached in %s)", name, m["UA"], m["MIA"], m["RA"], m["TA"],
                  cfg.cache_dir)

@@ -4,14 +4,16 @@ One function, `cached`, serves checkpoints, decoded images, token ids, embedding
 metrics. A file is only ever used when its stored key equals the requested one; a file that cannot be
 read (truncated, empty, garbage, a directory) or carries another key is moved aside (`*.corrupt`,
 `*.stale`) with a warning and recomputed; one that `torch.load(weights_only=True)` refuses is moved
-aside as `*.unsafe` and never loaded. Writes are atomic (temp file + rename) and parallel jobs compute a
-key once under a file lock that logs while it waits and gives up after `lock_timeout` seconds; temp files
-of a killed save are removed under that lock.
+aside as `*.unsafe` and never loaded; one this user may not read (permissions) is reported as unreadable,
+never moved. Writes are atomic (`atomic_write`: temp file + rename, the mode the umask gives, "disk full"
+named) and parallel jobs compute a key once under a file lock that logs while it waits and gives up after
+`lock_timeout` seconds; temp files of a killed save are removed under that lock.
 
 `fault` is the one fault-injection point of the package (tests/test_faults.py kills runs at named stages).
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import json
@@ -37,31 +39,122 @@ LOCK_LOG_EVERY = 30.0  # seconds between "still waiting" messages
 UNSAFE = ("Unsupported global", "Unsupported class")  # torch.load(weights_only=True) refusing an object (torch
 # >= 2.4, 2.3); other failures (garbage, truncation, "Unsupported operand") are a corrupt file
 FAULT = os.environ.get("UNLEARN_FAULT")  # fault injection (tests only): a stage pattern, see `fault`
+FAULT_SIGNAL = os.environ.get("UNLEARN_FAULT_SIGNAL", "SIGKILL")  # the signal `fault` sends (SIGTERM: a polite stop)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """No space (or quota) left while writing a result or cache file; the message names the file."""
+
+
+class UnreadableFileError(PermissionError):
+    """A file this user may not read (another user's, mode 0600): reported, never taken for corrupt or moved."""
 
 
 def fault(stage: str) -> None:
-    """Fault-injection point: SIGKILL this process when $UNLEARN_FAULT (an fnmatch pattern) matches `stage`.
+    """Fault-injection point: SIGKILL this process (or send $UNLEARN_FAULT_SIGNAL, e.g. SIGTERM) when
+    $UNLEARN_FAULT (an fnmatch pattern) matches `stage`.
 
     Stages: `<phase>/<epoch>` after a training curve point (original/2, retrain/1, unlearn/1), `save:<file
     name>` between writing a cache or resume file's temp file and renaming it, `csv` right after a results
     row is appended. Unset (always, outside tests/test_faults.py), it costs one comparison.
     """
     if FAULT is not None and fnmatch.fnmatchcase(stage, FAULT):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, FAULT_SIGNAL))
 
 
-def atomic_save(payload, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: readers never see a partial file."""
+def umask() -> int:
+    """This process's umask, read without changing it (Linux /proc; elsewhere set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def new_file_mode(path: Path) -> int:
+    """The mode a file written at `path` gets: that of the file it replaces, else what open() would give
+    (0666 minus the umask), so shared files stay as readable and writable as their owner made them."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~umask()
+
+
+class _Guard:
+    """A binary file that remembers the OSError of a failed write: torch.save turns it into a RuntimeError."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def disk_full(path: Path, e: OSError) -> DiskFullError:
+    return DiskFullError(e.errno, f"disk full while writing {path} ({e.strerror or e}); free space in "
+                                  f"{path.parent} (or write results elsewhere) and run again", str(path))
+
+
+def atomic_write(path: str | Path, write: Callable, exclusive: bool = False) -> None:
+    """`write(f)` fills a temp file (binary) next to `path`, which then replaces `path` by a rename: readers
+    never see a partial file. A symlink at `path` is kept and its target replaced; the file keeps its mode (a
+    new one gets the umask's); a full disk raises DiskFullError naming `path`. `exclusive`: refuse, with
+    FileExistsError, to replace an existing file (hard-link then unlink: atomic, too)."""
+    path = Path(os.path.realpath(path))  # through a symlink to the shared file it points at
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        guard = None
+        try:
+            with open(tmp, "wb") as f:
+                guard = _Guard(f)
+                write(guard)
+                f.flush()
+                os.fsync(f.fileno())
+        except (OSError, RuntimeError) as e:
+            cause = guard.error if guard is not None and guard.error is not None else e
+            if isinstance(cause, OSError) and cause.errno in DISK_FULL:
+                raise disk_full(path, cause) from None
+            raise
+        os.chmod(tmp, new_file_mode(path))
         fault(f"save:{path.name}")
-        os.replace(tmp, path)
+        if exclusive:
+            _link(tmp, path)
+        else:
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _link(tmp: str, path: Path) -> None:
+    """Give the finished temp file its name unless that name exists (FileExistsError)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: check, then rename (a narrow race, never a partial file)
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+        os.replace(tmp, path)
+
+
+def atomic_save(payload, path: Path) -> None:
+    """torch.save through `atomic_write`: readers never see a partial file."""
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 @contextmanager
@@ -106,6 +199,8 @@ def _read(path: Path, wanted: str):
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is handled the same way, by its kind
+        if isinstance(e, PermissionError):  # valid, maybe, but not ours to read: never moved aside as corrupt
+            raise unreadable(path, e) from None
         if any(refusal in str(e) for refusal in UNSAFE):
             log.error("cache file %s holds objects that torch.load(weights_only=True) refuses: unsafe, never loaded",
                       path)
@@ -117,6 +212,12 @@ def _read(path: Path, wanted: str):
         _move_aside(path, "was written for another key", "stale")
         return None
     return payload
+
+
+def unreadable(path: Path, e: OSError) -> UnreadableFileError:
+    return UnreadableFileError(e.errno, f"cache file {path} is unreadable ({e.strerror or e}): another user's file? "
+                                        f"Ask its owner to make it readable (chmod a+r), or use another cache_dir",
+                               str(path))
 
 
 def cached(kind: str, key: dict, cache_dir: str | Path | None, compute: Callable[[], dict],

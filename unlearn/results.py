@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn.identity import axes, config_id, params
+from unlearn.identity import axes, code_digest, compute, config_id, params
 from unlearn.metrics import HEADLINE
 from unlearn.references import cpu_capability
 from unlearn.results_csv import append_row
@@ -79,6 +79,11 @@ def check_recording(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, throw_on_missing=False)
         if not isinstance(value, bool):
             raise ConfigError(f"{key}={value!r}; allowed: true or false")
+    tags = OmegaConf.select(cfg, "wandb.tags", throw_on_missing=False)
+    if tags is not None and not isinstance(tags, str) and not (
+            OmegaConf.is_list(tags) and all(isinstance(t, (str, int, float)) for t in tags)):
+        raise ConfigError(f"wandb.tags={tags!r}; allowed: null, one tag (wandb.tags=mine) or a list of tags "
+                          f"(wandb.tags=[a,b])")
 
 
 def job_overrides() -> list[str]:
@@ -93,6 +98,7 @@ class Recorder:
         self.cfg, self.out_dir = cfg, out_dir
         self.drawn = drawn or {}  # what the seed drew when the config left it to chance (Split.info)
         self.overrides = job_overrides()
+        self.code_digest = code_digest(cfg)  # the code the job started with: the table runners' "already done" test
         self.curves: list[dict] = []  # long format: phase, epoch, step, metric, value
         self.wandb = None
         self.ident: dict | None = None  # the row as written by `finish`
@@ -104,10 +110,10 @@ class Recorder:
         return {"table": c.table or "-", "scale": c.get("scale") or "-", "dataset": c.dataset.name, "model": c.model.name,
                 "paradigm": c.paradigm.name, "method": c.method.name, **axes(c), "seed": c.seed,
                 "config_id": config_id(c), "overrides": " ".join(self.overrides),
-                "drawn": json.dumps(self.drawn, sort_keys=True) if self.drawn else "", **params(c),
+                "drawn": json.dumps(self.drawn, sort_keys=True) if self.drawn else "", **params(c), **compute(c),
                 "torch": torch.__version__, "device": device, "threads": torch.get_num_threads(),
                 "cpu_capability": cpu_capability(),
-                "git_commit": git_commit(Path(__file__).parent),
+                "code_digest": self.code_digest, "git_commit": git_commit(Path(__file__).parent),
                 "unlearn_version": package_version(),  # an installed copy has no git history
                 "timestamp": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 "run_dir": str(self.out_dir.resolve())}
@@ -125,6 +131,8 @@ class Recorder:
         try:
             if not ok:
                 self.write_curves()
+                if run is not None:  # why it failed, in the run's summary (the exit code says only that it did)
+                    run.summary["failure"] = f"{exc_type.__name__}: {' '.join(str(exc).split())[:300]}"
             if run is not None:
                 from unlearn.wandb_log import log_files
                 log_files(run, self.out_dir, self.ident or self.identity())

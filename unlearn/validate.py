@@ -7,7 +7,6 @@ data is split, whether the split is large enough for the evaluation (`check_spli
 """
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn.checks import finite, integer, require
-from unlearn.results_csv import foreign_header
+from unlearn.results_csv import ForeignCSVError, check_file, check_regular
 from unlearn.train import Compute, Recipe
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -94,7 +93,12 @@ def _writable(folder: Path, key: str, value) -> None:
 
 def check_results_csv(path: Path) -> None:
     """An existing results CSV must be a readable text file whose header carries the identity columns (a torn
-    last line, or a torn header alone, is fine: the writer moves it aside)."""
+    last line, or a torn header alone, is fine: the writer moves it aside). A FIFO, device or socket is refused
+    by its type, never opened (an open would block)."""
+    try:
+        check_regular(path)
+    except ForeignCSVError as e:
+        raise ConfigError(str(e)) from None
     if not path.exists():
         return
     if path.is_dir() or not os.access(path, os.R_OK | os.W_OK):
@@ -106,11 +110,10 @@ def check_results_csv(path: Path) -> None:
     except UnicodeDecodeError:
         raise ConfigError(f"results_csv={str(path)!r} is not a text CSV (its first line is not UTF-8); use another "
                           f"results_csv or move the file") from None
-    if not first or not first.endswith("\n"):
-        return
-    error = foreign_header(path, next(csv.reader([first]), []))
-    if error is not None:
-        raise ConfigError(str(error))
+    try:
+        check_file(path)  # another header, or no CSV of ours at all (JSON, prose): never rewritten
+    except ForeignCSVError as e:
+        raise ConfigError(str(e)) from None
 
 
 def check_outputs(cfg: DictConfig, run_dir: Path) -> None:

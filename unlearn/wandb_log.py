@@ -47,7 +47,9 @@ def scale(cfg: DictConfig) -> str | None:
 
 def run_tags(cfg: DictConfig, ident: dict) -> list[str]:
     """table, data set, model, method and scale (`scale:cpu`), plus `wandb.tags`."""
-    tags = [*(cfg.wandb.tags or []), *(str(ident[k]) for k in ("table", "dataset", "model", "method"))]
+    own = cfg.wandb.tags
+    own = [] if own is None else [own] if isinstance(own, str) else list(own)  # a string is one tag, not letters
+    tags = [*map(str, own), *(str(ident[k]) for k in ("table", "dataset", "model", "method"))]
     if scale(cfg):
         tags.append(f"scale:{scale(cfg)}")
     return sorted({t for t in tags if t not in ("-", "")})
@@ -109,9 +111,10 @@ def reference(run) -> dict:
 
 
 def save_model(model: torch.nn.Module, cfg: DictConfig, path: Path) -> None:
-    """The unlearned weights with the model config that rebuilds them."""
-    torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "model": OmegaConf.to_container(cfg.model, resolve=True)}, path)
+    """The unlearned weights with the model config that rebuilds them (written atomically)."""
+    from unlearn.cache import atomic_save
+    atomic_save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                 "model": OmegaConf.to_container(cfg.model, resolve=True)}, path)
 
 
 def log_files(run, out_dir: Path, ident: dict) -> list[str]:

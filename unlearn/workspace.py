@@ -14,11 +14,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn import cache
+from unlearn import cache, progress
 from unlearn.methods.base import Task
 from unlearn.metrics import accuracy, evaluate, outputs, predict_probs, prediction_labels, predictions, score
 from unlearn.references import References
 from unlearn.results import Recorder, check_recording
+from unlearn.rundir import Claim, job
 from unlearn.train import Recipe
 from unlearn.validate import ConfigError, check_config, check_outputs, check_split
 
@@ -54,7 +55,8 @@ def build(node: DictConfig, **runtime):
 
 
 class Workspace:
-    """Everything is validated in `__init__`, before any training or any file is written."""
+    """Everything is validated in `__init__`, before any training or any file is written; its last step claims
+    the run folder (`unlearn.rundir`)."""
 
     def __init__(self, cfg: DictConfig):
         try:
@@ -74,6 +76,7 @@ class Workspace:
         cache.LOCK_TIMEOUT = float(cfg.lock_timeout)
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
+        progress.configure(cfg)  # progress keys; warns on more threads than cores
         self.device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         self.method = build(cfg.method)
@@ -97,9 +100,11 @@ class Workspace:
             self.task.probe = self.probe
         self.method.check(self.task)
         self.probe_model()
+        self.claim = Claim(self.out_dir)  # before any training: a second job given this run_dir is refused now
         log.info("data %s: %d train / %d test, %d classes; D_f %d, D_r %d; model %s %s; device %s, %d threads",
                  data.name, len(data.y_train), len(data.y_test), data.num_classes, len(self.split.forget),
                  len(self.split.retain), cfg.model.name, self.sizing(), self.device, torch.get_num_threads())
+        progress.announce(self)  # images x epochs per phase and minutes, from a few timed steps
 
     def sizing(self) -> str:
         keys = [k for k in ("width", "depth", "hidden", "dim", "patch_size") if k in self.cfg.model]
@@ -165,7 +170,7 @@ class Workspace:
 
     def run(self) -> dict[str, float]:
         """The whole pipeline; returns every metric of the unlearned model plus `original/` and `retrain/` copies."""
-        with self.recorder:
+        with job(self.claim), self.recorder:  # status finished / failed (SIGTERM too) in the run folder
             original, original_info = self.refs.original()  # trained once per (data, model, recipe, seed)
             _, retrain_info = self.refs.retrain()  # the exact-unlearning reference, cached per split
             unlearned, seconds = self.unlearn(original)
@@ -178,6 +183,8 @@ class Workspace:
                         for k, v in self.refs.predictions(name, self.predict).items()},
                      **{f"unlearned_{k}": v for k, v in self.predict(unlearned, probs).items()}}
             self.recorder.finish(metrics, model=unlearned, predictions=preds)
+        if note := progress.regime_note(metrics, self.cfg.min_train_acc):
+            log.warning(note)
         return metrics
 
 
