@@ -113,6 +113,12 @@ def test_run_is_the_hydra_app_and_an_unknown_command_is_refused(monkeypatch, cap
     assert code == 2 and "unknown command 'colect'; allowed: run, collect, dashboard, table, figure" in err
 
 
+def test_the_help_page_names_every_sub_command(capsys):
+    _, out, _ = run_cli(["--help"], capsys)
+    usage = out.split("Usage\n", 1)[1].split("\n\n")[0]
+    assert f"unlearn {'|'.join(cli.SUBCOMMANDS)} ..." in usage
+
+
 # ---- a launcher or sweeper whose Hydra plugin is not installed -------------------------------------------------------
 
 @pytest.mark.parametrize("group, option, plugins", [

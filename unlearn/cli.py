@@ -1,7 +1,7 @@
 """The `unlearn` console command (and `run.py`): sub-commands, the help page, the Hydra app.
 
     unlearn [run] key=value ...     the Hydra app (unlearn.app); -m for a sweep
-    unlearn collect | dashboard | table | figure ...   the results tools, each with its own --help
+    unlearn collect | dashboard | table | figure | tune ...   the other tools, each with its own --help
 
 A rejected config is one line on stderr, exit status 2, no folder left. Imports stay light until a command
 runs, so `unlearn --help` and a missing launcher plugin answer without loading torch.
@@ -26,6 +26,7 @@ SUBCOMMANDS = {  # `unlearn <name> ARGS`: the module whose main(argv) runs it
     "dashboard": "unlearn.dashboard",  # one W&B Report per paper table
     "table": "unlearn.tables.__main__",  # run / print the paper's tables (make table1 ...)
     "figure": "unlearn.figures.__main__",  # run / draw the paper's figures (make fig1 ...)
+    "tune": "unlearn.tune",  # select a method's values for your data on a validation split (docs/own-data.md)
 }
 # Hydra plugins a launcher / sweeper preset needs: {config name prefix: (module, the extra that installs it)}
 PLUGINS = {"joblib": ("hydra_plugins.hydra_joblib_launcher", "launchers"),
