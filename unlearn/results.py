@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from unlearn.cache import atomic_write
 from unlearn.identity import axes, code_digest, compute, config_id, params
 from unlearn.metrics import HEADLINE
 from unlearn.references import cpu_capability
@@ -47,10 +48,10 @@ def package_version() -> str:
 
 
 def write_json(path: Path, obj, exclusive: bool = False) -> None:
-    """Write JSON; `exclusive` refuses to overwrite (two runs can never share one metrics.json)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("x" if exclusive else "w") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    """Write JSON atomically (temp file + rename: a full disk never leaves a torn file); `exclusive` refuses to
+    overwrite (two runs can never share one metrics.json)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    atomic_write(path, lambda f: f.write(text), exclusive=exclusive)
 
 
 PREDICTIONS_FILE = "predictions.npz"
@@ -60,9 +61,11 @@ def write_predictions(path: Path, arrays: dict[str, torch.Tensor]) -> None:
     """Per-sample arrays (metrics.predictions and prediction_labels, per model) as a compressed .npz, their
     dtypes kept (int16 classes, float16 probabilities, float32 losses); written atomically."""
     import numpy as np
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: v.cpu().numpy() for k, v in arrays.items()})
-    tmp.replace(path)
+    atomic_write(path, lambda f: np.savez_compressed(f, **{k: v.cpu().numpy() for k, v in arrays.items()}))
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def table(metrics: dict[str, float]) -> str:
@@ -80,8 +83,7 @@ def check_recording(cfg: DictConfig) -> None:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}={value!r}; allowed: true or false")
     tags = OmegaConf.select(cfg, "wandb.tags", throw_on_missing=False)
-    if tags is not None and not isinstance(tags, str) and not (
-            OmegaConf.is_list(tags) and all(isinstance(t, (str, int, float)) for t in tags)):
+    if OmegaConf.is_dict(tags) or OmegaConf.is_list(tags) and not all(isinstance(t, (str, int, float)) for t in tags):
         raise ConfigError(f"wandb.tags={tags!r}; allowed: null, one tag (wandb.tags=mine) or a list of tags "
                           f"(wandb.tags=[a,b])")
 
@@ -161,8 +163,8 @@ class Recorder:
         """curves.csv in the run dir, long format (`phase,epoch,step,metric,value`); none without curves
         (reference models loaded from the cache and a one-shot method log none)."""
         if self.curves:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(self.curves, columns=CURVE_COLUMNS).to_csv(self.out_dir / "curves.csv", index=False)
+            write_text(self.out_dir / "curves.csv",
+                       pd.DataFrame(self.curves, columns=CURVE_COLUMNS).to_csv(index=False))
 
     def finish(self, metrics: dict[str, float], model: torch.nn.Module | None = None,
                predictions: dict[str, torch.Tensor] | None = None) -> dict:
@@ -183,7 +185,7 @@ class Recorder:
         config = OmegaConf.to_container(self.cfg, resolve=True)
         write_json(self.out_dir / "metrics.json", {**ident, **extra, "metrics": metrics, "config": config},
                    exclusive=True)
-        OmegaConf.save(self.cfg, self.out_dir / "config.yaml", resolve=True)
+        write_text(self.out_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
         if self.cfg.results_csv is not None:  # null: metrics.json is the result (collect.py --from-runs)
             csv_path = Path(to_absolute_path(self.cfg.results_csv))
             check_results_csv(csv_path)  # another job may have replaced it since the start
