@@ -21,7 +21,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from unlearn.cache import atomic_write
+from unlearn.cache import DiskFullError, atomic_write
 from unlearn.validate import ConfigError
 
 log = logging.getLogger("unlearn")
@@ -60,7 +60,13 @@ def status(folder: str | Path) -> str | None:
 
 
 def _write(folder: Path, line: str) -> None:
-    atomic_write(folder / STATUS, lambda f: f.write((line.rstrip() + "\n").encode()))
+    data = (line.rstrip() + "\n").encode()
+    try:
+        atomic_write(folder / STATUS, lambda f: f.write(data))
+    except DiskFullError:  # no room for a new file: overwrite the old line in place (its block is allocated)
+        with open(folder / STATUS, "r+b") as f:
+            f.write(data)
+            f.truncate()
 
 
 class Claim:

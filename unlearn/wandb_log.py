@@ -48,7 +48,7 @@ def scale(cfg: DictConfig) -> str | None:
 def run_tags(cfg: DictConfig, ident: dict) -> list[str]:
     """table, data set, model, method and scale (`scale:cpu`), plus `wandb.tags`."""
     own = cfg.wandb.tags
-    own = [] if own is None else [own] if isinstance(own, str) else list(own)  # a string is one tag, not letters
+    own = [] if own is None else list(own) if OmegaConf.is_list(own) else [own]  # a string is one tag, not letters
     tags = [*map(str, own), *(str(ident[k]) for k in ("table", "dataset", "model", "method"))]
     if scale(cfg):
         tags.append(f"scale:{scale(cfg)}")
