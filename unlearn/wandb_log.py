@@ -1,4 +1,4 @@
-"""W&B for one run, and the runs frame rebuilt from W&B runs (`scripts/collect.py --from-wandb`).
+"""W&B for one run, and the runs frame rebuilt from W&B runs (`unlearn collect --from-wandb`).
 
 `wandb` is imported only when a run logs to it (`wandb.mode` not disabled) or a frame is pulled back.
 The W&B config of a run is its results-CSV identity (table, dataset, ..., `config_id`, `git_commit`, `run_dir`,
