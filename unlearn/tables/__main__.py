@@ -1,7 +1,10 @@
 """Run and print the paper's tables.
 
     python -m unlearn.tables run table1 --scale cpu --seeds 0,1,2 [-- extra overrides, e.g. device=cuda]
-    python -m unlearn.tables print table1 --scale cpu
+    python -m unlearn.tables print table1 --scale cpu [--paper arxiv]
+    python -m unlearn.tables reprint table1 [--paper arxiv]   the paper's values beside a written table, no runs
+    python -m unlearn.tables sentences [table1]    README sentences from results/tables/<table>_<scale>.csv
+    python -m unlearn.tables claims                the paper's main claims: hold / do not hold, with the numbers
     python -m unlearn.tables list
     python -m unlearn.tables estimate [table1]     GPU hours at the paper's scale, from the paper's own RTEs
 
@@ -46,9 +49,9 @@ def check_blocks(preset, jobs) -> dict[str, str]:
     return skipped
 
 
-def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str]) -> None:
+def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str], paper: str = "iclr") -> None:
     runs = _runs(results)
-    df = printer.frame(preset, jobs, runs)
+    df = printer.frame(preset, jobs, runs, version=paper)
     notes = {}
     for b in preset.blocks:
         parts = [b.note] if b.note else []
@@ -58,14 +61,15 @@ def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str]) -> Non
     df = df[~df["block"].isin(skipped)] if len(df) else df
     text = printer.markdown(df, preset, notes)
     print(text)
-    paths = printer.write(df, preset, notes, out)
+    kept = [j for j in jobs if j.block.name not in skipped]
+    paths = printer.write(df, preset, notes, out, printer.table_runs(preset, kept, runs))
     print(f"\nwritten: {', '.join(str(p) for p in paths.values())}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Hydra overrides for every job go after --, e.g. -- device=cuda hydra/launcher=joblib")
-    ap.add_argument("command", choices=("run", "print", "list", "estimate"))
+    ap.add_argument("command", choices=("run", "print", "reprint", "list", "estimate", "sentences", "claims"))
     ap.add_argument("table", nargs="?", help=f"one of {available()}")
     ap.add_argument("--scale", default="cpu", choices=SCALES)
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
@@ -74,6 +78,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/tables", help="folder of the printed tables")
     ap.add_argument("--rerun", action="store_true", help="run every job, even those already in the results CSV")
     ap.add_argument("--dry-run", action="store_true", help="list the jobs that would run, run nothing")
+    ap.add_argument("--paper", default="iclr", choices=("iclr", "arxiv"),
+                    help="the paper version printed beside ours, one per table (a table only one version has "
+                         "prints that one)")
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []  # Hydra overrides for every job
     args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -90,8 +97,22 @@ def main(argv=None) -> int:
         print(f"total: {est['gpu_hours'].sum():.0f} GPU hours (estimate from the paper's RTEs on A5000 GPUs, "
               f"{seeds} seeds, evaluation not included)")
         return 0
+    if args.command in ("sentences", "claims"):  # Markdown for the README, from the written table CSVs
+        from unlearn.tables import claims, sentences
+        tables = [args.table] if args.table else None
+        module = sentences if args.command == "sentences" else claims
+        print(module.render(Path(args.out), args.scale, tables, args.paper))
+        return 0
     if args.table is None:
         ap.error("give a table, e.g. table1")
+    if args.command == "reprint":  # the paper's values of one version beside a written table, without its runs
+        try:
+            paths = printer.reprint(load(args.table, args.scale), Path(args.out), args.paper)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print("written: " + ", ".join(str(p) for p in paths.values()))
+        return 0
     try:
         preset = load(args.table, args.scale, args.rows.split(",") if args.rows else None)
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -138,7 +159,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         if args.dry_run:
             return 0
-    show(preset, jobs, results, Path(args.out), skipped)
+    show(preset, jobs, results, Path(args.out), skipped, args.paper)
     return 0
 
 

@@ -5,60 +5,52 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from unlearn.report import latest_per_job
-from unlearn.tables.plan import Job
+from unlearn.report import ID_COLS, latest_per_job, metric_columns
+from unlearn.tables.paper import SWAPPED_RA_TA, paper_cell, paper_values, table_version, unmatched_bu  # noqa: F401
 from unlearn.tables.preset import Preset
 
-PAPER_VALUES = Path(__file__).parent / "paper_values.csv"
+if TYPE_CHECKING:  # the printer reads results; it needs no model code
+    from unlearn.tables.plan import Job
+
 LOWER_IS_BETTER = {"RTE", "avg_gap"}
 METRIC = {"RTE": "RTE_min", "additional_mia": "mia/forget_vs_test_acc"}  # table column -> results column (RTE
 # converted to the block's unit below; additional_mia: arXiv Table 5's attack as unlearn/mia.py forget_vs_test)
 HEADER = {"UA": "UA", "MIA": "MIA", "RA": "RA", "TA": "TA", "H": "H", "RTE": "RTE", "avg_gap": "Avg. Gap",
           "sum": "Sum", "additional_mia": "Add. MIA"}
-# arXiv Table 14 prints RA and TA in swapped columns: its "TA" holds ~100 and the text says GA at 10 epochs has
-# "TA less than 10%", which is the printed "RA" (see /unlearn/tables/README.md).
-SWAPPED_RA_TA = {"table14"}
+VERSION_NAME = {"iclr": "ICLR", "arxiv": "arXiv"}
 
 
-def paper_values(path: Path = PAPER_VALUES) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+def attach_paper(df: pd.DataFrame, preset: Preset, paper: pd.DataFrame | None = None,
+                 version: str = "iclr") -> pd.DataFrame:
+    """The paper's value, std, source and ours − paper beside each cell of `df`, all from one version of the paper
+    (`version`, or the other one for a table only it has): a row never mixes two versions' runs."""
+    paper = paper_values() if paper is None else paper
+    used = table_version(paper, preset.table, version)
+    blocks = {b.name: b.paper_block for b in preset.blocks}
+    rows = {r.id: r for r in preset.rows}
+    refs = []
+    for block, row, col in zip(df["block"], df["row"], df["column"]):
+        r = rows.get(row)
+        ref = None
+        if used is not None and r is not None and block in blocks:
+            ref = paper_cell(paper, preset.table, blocks[block], r.id, r.method, r.paper_row, col, used)
+        refs.append(ref or (math.nan, math.nan, ""))
+    out = df.copy()
+    out["paper"], out["paper_std"], out["paper_source"] = ([x[i] for x in refs] for i in range(3))
+    out["paper_version"] = used or ""
+    out["delta"] = np.where(out["n"] > 0, out["mean"] - out["paper"], math.nan) if len(out) else []
+    return out
 
 
-def paper_cell(paper: pd.DataFrame, table: str, block: str, row_id: str, method: str, paper_row: str | None,
-               column: str) -> tuple[float, float, str] | None:
-    """(value, std, source) of the paper for one cell: the ICLR version first, then arXiv; ICLR's BU row stands
-    in for BS where neither version has a BS row (it equals arXiv's BS in Table 8)."""
-    if table in SWAPPED_RA_TA and column in ("RA", "TA"):
-        column = {"RA": "TA", "TA": "RA"}[column]
-    suffix = ""
-    if block.endswith("]") and " [" in block:  # "CIFAR-10 [Random]": rows of block CIFAR-10 labelled "... [Random]"
-        block, suffix = block.split(" [", 1)
-        suffix = " [" + suffix
-    sel = paper[(paper["table"] == table) & (paper["block"] == block) & (paper["column"] == column)]
-    sel = sel[sel["row"].str.endswith(suffix)] if suffix else sel
-    if paper_row is not None:  # a named row, also an "(R)" one (selected toward Retrain)
-        sel = sel[sel["row"] == paper_row + suffix]
-    else:
-        sel = sel[sel["selection"].isna()]
-        sel = sel[sel["method"].isin([row_id])] if (sel["method"] == row_id).any() else sel[sel["method"] == method]
-        if sel.empty and method == "bs":
-            sel = paper[(paper["table"] == table) & (paper["block"] == block) & (paper["column"] == column)
-                        & (paper["method"] == "bu")]
-    for version in ("iclr", "arxiv"):
-        hit = sel[sel["version"] == version]
-        if len(hit):
-            r = hit.iloc[0]
-            std = float(r["std"]) if pd.notna(r["std"]) else math.nan
-            return float(r["value"]), std, f"{version} T{r['paper_table']} line {r['source_line']}"
-    return None
-
-
-def frame(preset: Preset, jobs: list[Job], runs: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (block, table row, column): ours (mean, std, n), the paper's value and the difference."""
+def frame(preset: Preset, jobs: list[Job], runs: pd.DataFrame, paper: pd.DataFrame | None = None,
+          version: str = "iclr") -> pd.DataFrame:
+    """One row per (block, table row, column): ours (mean, std, n), the paper's value (one version: `version`,
+    see attach_paper) and the difference."""
     paper = paper_values() if paper is None else paper
     runs = latest_per_job(runs) if len(runs) else runs
     index = {(c, s): i for i, (c, s) in enumerate(zip(runs.get("config_id", []), runs.get("seed", [])))}
@@ -72,16 +64,12 @@ def frame(preset: Preset, jobs: list[Job], runs: pd.DataFrame, paper: pd.DataFra
                 vals = found[key].dropna().astype(float) if key in found else pd.Series(dtype=float)
                 if col == "RTE" and block.rte_unit == "hr":
                     vals = vals / 60
-                ref = paper_cell(paper, preset.table, block.paper_block, row.id, row.method, row.paper_row, col)
                 mean = float(vals.mean()) if len(vals) else math.nan
                 out.append({"table": preset.table, "scale": preset.scale, "block": block.name, "row": row.id,
                             "label": row.label, "method": row.method, "column": col, "mean": mean,
                             "std": float(vals.std()) if len(vals) > 1 else math.nan, "n": len(vals),
-                            "expected": len(mine), "paper": ref[0] if ref else math.nan,
-                            "paper_std": ref[1] if ref else math.nan, "paper_source": ref[2] if ref else "",
-                            "delta": mean - ref[0] if ref and len(vals) else math.nan,
-                            "unit": block.rte_unit if col == "RTE" else ""})
-    df = pd.DataFrame(out)
+                            "expected": len(mine), "unit": block.rte_unit if col == "RTE" else ""})
+    df = attach_paper(pd.DataFrame(out), preset, paper, version)
     df["bold"] = False
     for (block, col), g in df[df["method"] != "retrain"].groupby(["block", "column"]):
         if g["mean"].notna().any():
@@ -127,10 +115,38 @@ def cell(r, latex: bool = False) -> str:
     return ours
 
 
+def paper_line(df: pd.DataFrame, preset: Preset) -> str:
+    """Which version of the paper the bracketed numbers come from (one per table)."""
+    used = df["paper_version"].iloc[0] if len(df) and "paper_version" in df else ""
+    if not used:
+        return "no version of the paper has this table"
+    tables = sorted({s.split()[1] for s in df["paper_source"] if isinstance(s, str) and s}, key=lambda t: int(t[1:]))
+    other = "arXiv" if used == "iclr" else "ICLR"
+    return (f"the paper's {VERSION_NAME[used]} version ({', '.join(tables) or 'no matching cells'}; Avg. Gap and "
+            f"Sum it does not print are computed from its own cells; the {other} version: --paper "
+            f"{other.lower()})")
+
+
+def block_notes(df: pd.DataFrame, preset: Preset, notes: dict[str, str],
+                paper: pd.DataFrame | None = None) -> dict[str, str]:
+    """The caller's notes per block plus what the paper's version leaves uncompared (ICLR's unnamed BU row)."""
+    used = df["paper_version"].iloc[0] if len(df) and "paper_version" in df else ""
+    if not used:
+        return dict(notes)
+    paper = paper_values() if paper is None else paper
+    out = {}
+    for b in preset.blocks:
+        extra = unmatched_bu(paper, preset.table, b.paper_block, used)
+        out[b.name] = "; ".join(x for x in (notes.get(b.name, ""), extra) if x)
+    return out
+
+
 def markdown(df: pd.DataFrame, preset: Preset, notes: dict[str, str]) -> str:
+    notes = block_notes(df, preset, notes)
     lines = [f"### {preset.table}: {preset.title} ({preset.scale} scale)", "",
-             "Ours: mean ± std over seeds; in brackets the paper's value and ours − paper. Bold: the best "
-             "unlearning method per column (highest; lowest for RTE and Avg. Gap).", ""]
+             "Ours: mean ± std over seeds; in brackets the paper's value and ours − paper, from "
+             f"{paper_line(df, preset)}. Bold: the best unlearning method per column (highest; lowest for RTE and "
+             "Avg. Gap).", ""]
     for block, g in df.groupby("block", sort=False):
         unit = g.loc[g["column"] == "RTE", "unit"].iloc[0] if (g["column"] == "RTE").any() else ""
         cols = [HEADER[c] + (f" ({unit})" if c == "RTE" else "") for c in preset.columns]
@@ -146,7 +162,7 @@ def markdown(df: pd.DataFrame, preset: Preset, notes: dict[str, str]) -> str:
 def latex(df: pd.DataFrame, preset: Preset) -> str:
     out = []
     for block, g in df.groupby("block", sort=False):
-        out += [rf"% {preset.table} ({preset.scale} scale), block {block}",
+        out += [rf"% {preset.table} ({preset.scale} scale), block {block}; in brackets: {paper_line(df, preset)}",
                 r"\begin{tabular}{l" + "c" * len(preset.columns) + "}", r"\toprule",
                 " & ".join(["Method"] + [HEADER[c] for c in preset.columns]) + r" \\", r"\midrule"]
         for row_id, rg in g.groupby("row", sort=False):
@@ -157,15 +173,68 @@ def latex(df: pd.DataFrame, preset: Preset) -> str:
     return "\n".join(out)
 
 
-def write(df: pd.DataFrame, preset: Preset, notes: dict[str, str], folder: Path) -> dict[str, Path]:
-    """results/tables/<table>_<scale>.{md,tex,csv}."""
+RUN_COLUMNS = ["overrides", "git_commit", "timestamp", "cpu_capability", "threads", "device", "torch"]
+
+
+def table_runs(preset: Preset, jobs: list[Job], runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the cells were computed from, one wide row each (the latest run of every job, as in `frame`):
+    the cell it feeds (block, row), the run's identity and every metric, so any cell can be traced and recomputed.
+    `ran_as` is the table label the run was recorded under (a figure or another table may have run the job)."""
+    if not len(runs):
+        return pd.DataFrame()
+    latest = latest_per_job(runs.assign(ran_as=runs["table"]))
+    by_job = {(c, s): i for i, (c, s) in enumerate(zip(latest["config_id"], latest["seed"]))}
+    mine = [(j, by_job[(j.config_id, j.seed)]) for j in jobs if (j.config_id, j.seed) in by_job]
+    if not mine:
+        return pd.DataFrame()
+    found = latest.iloc[[i for _, i in mine]].reset_index(drop=True)
+    cells = pd.DataFrame({"table": preset.table, "scale": preset.scale, "block": [j.block.name for j, _ in mine],
+                          "row": [j.row.id for j, _ in mine]})
+    ident = [c for c in ("ran_as", *ID_COLS, *RUN_COLUMNS) if c in found and c != "table"]
+    out = pd.concat([cells, found[ident], found[metric_columns(found.drop(columns=["ran_as"]))]], axis=1)
+    return out.sort_values(["block", "row", "seed"], kind="stable").reset_index(drop=True)
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write(df: pd.DataFrame, preset: Preset, notes: dict[str, str], folder: Path,
+          runs: pd.DataFrame | None = None) -> dict[str, Path]:
+    """results/tables/<table>_<scale>.{md,tex,csv}, and .runs.csv (the rows behind the cells) when `runs` is
+    given; each written to a temp file and renamed."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = folder / f"{preset.table}_{preset.scale}"
     paths = {"md": stem.with_suffix(".md"), "tex": stem.with_suffix(".tex"), "csv": stem.with_suffix(".csv")}
-    paths["md"].write_text(markdown(df, preset, notes))
-    paths["tex"].write_text(latex(df, preset))
-    df.to_csv(paths["csv"], index=False)
+    _atomic(paths["md"], markdown(df, preset, notes))
+    _atomic(paths["tex"], latex(df, preset))
+    _atomic(paths["csv"], df.to_csv(index=False))
+    if runs is not None:
+        paths["runs"] = folder / f"{preset.table}_{preset.scale}.runs.csv"
+        _atomic(paths["runs"], runs.to_csv(index=False))
     return paths
+
+
+def reprint(preset: Preset, folder: Path, version: str = "iclr") -> dict[str, Path]:
+    """Rewrite a written table with the paper's values of one version, from its own CSV (no runs needed): ours,
+    bold and the block notes are kept as written."""
+    stem = folder / f"{preset.table}_{preset.scale}"
+    if not stem.with_suffix(".csv").exists():
+        raise ValueError(f"{stem.with_suffix('.csv')} does not exist; print the table first "
+                         f"(python -m unlearn.tables print {preset.table} --scale {preset.scale})")
+    df = pd.read_csv(stem.with_suffix(".csv"), keep_default_na=False, na_values=[""])
+    df["paper_source"] = df["paper_source"].fillna("") if "paper_source" in df else ""
+    notes = {}
+    md = stem.with_suffix(".md")
+    for line in (md.read_text().splitlines() if md.exists() else []):
+        if line.startswith("**") and "**: " in line:
+            block, note = line[2:].split("**: ", 1)
+            kept = [part for part in note.split("; ") if not part.startswith("the paper's BU row (ICLR")]
+            notes[block] = "; ".join(kept)  # the BU note is the printer's own: written again if it still applies
+    df = attach_paper(df, preset, version=version)
+    return write(df, preset, notes, folder)
 
 
 def gpu_hours(preset: Preset, seeds: int, paper: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -181,7 +250,7 @@ def gpu_hours(preset: Preset, seeds: int, paper: pd.DataFrame | None = None) -> 
             continue
 
         def rte(table: str, row_id: str, method: str, paper_row: str | None) -> float:
-            ref = paper_cell(paper, table, block.paper_block, row_id, method, paper_row, "RTE")
+            ref = paper_cell(paper, table, block.paper_block, row_id, method, paper_row, "RTE", version=None)
             return math.nan if ref is None else ref[0] * (60 if block.rte_unit == "hr" else 1)
 
         minutes = {}
