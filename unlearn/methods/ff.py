@@ -36,10 +36,9 @@ def diagonal_fisher(model: nn.Module, x: Tensor | Iterable[Tensor], chunk: int =
     """
     total, n = None, 0
     for xb in (x.split(chunk) if isinstance(x, Tensor) else x):
-        part = class_weighted_sq_grads(model, xb, rows)
-        total = part if total is None else total + part
+        total = class_weighted_sq_grads(model, xb, rows, total)
         n += len(xb)
-    return total / n
+    return total.div_(n)
 
 
 def batch_mean_fisher(model: nn.Module, batches: Iterable[Tensor]) -> Tensor:
@@ -120,7 +119,7 @@ class FF(Method):
             g = torch.Generator().manual_seed(task.seed)
             retain = retain[torch.randperm(len(retain), generator=g)[:self.num_samples].to(retain.device)]
         if self.variant == "paper":  # D_r streams `chunk` samples at a time: never all of it in memory
-            rows = grad_rows_within(model, self.max_grad_mb, 2, "ff: max_grad_mb") // 2  # + their squares
+            rows = grad_rows_within(model, self.max_grad_mb, 3, "ff: max_grad_mb") - 2  # + the sum, a product
             return diagonal_fisher(model, (data.prepare(data.x_train[b]) for b in retain.split(self.chunk)),
                                    rows=rows)
         # the retain *training* set in a fixed order, with its augmentation (fisher.py:55,108-112)

@@ -60,11 +60,12 @@ def stream_grads(model: nn.Module, data, idx: Tensor, chunk: int) -> Iterator[Te
         yield from per_sample_grads(model, data.prepare(data.x_train[b]), data.y_train[b], chunk)
 
 
-def class_weighted_sq_grads(model: nn.Module, x: Tensor, rows: int) -> Tensor:
+def class_weighted_sq_grads(model: nn.Module, x: Tensor, rows: int, total: Tensor | None = None) -> Tensor:
     """Flat sum_i sum_c p(c | x_i) g_ic^2 over the samples x, g_ic the gradient of CE(x_i, c) (eval mode).
 
     One forward per sample serves all its classes (a vjp pulled back along each class's logit gradient);
-    (sample, class) pairs go through vmap `rows` at a time, so at most ~2 * rows gradients are alive.
+    (sample, class) pairs go through vmap `rows` at a time, and are squared and summed in place, so about
+    rows + 2 gradients are alive at once. Added in place to `total` when given.
     """
     params = {k: p.detach() for k, p in trainable(model).items()}
     buffers = dict(model.named_buffers())
@@ -73,21 +74,26 @@ def class_weighted_sq_grads(model: nn.Module, x: Tensor, rows: int) -> Tensor:
     def one(xi, classes):
         out, pull = vjp(lambda p: functional_call(model, (p, buffers), (xi.unsqueeze(0),)).squeeze(0), params)
         weight = F.softmax(out.detach().float(), -1)[classes]  # p(c | x_i), the expectation over the model's labels
-        g = vmap(pull)(ce(out.detach(), classes))[0]
-        return {k: torch.einsum("c,c...->...", weight.to(t.dtype), t.pow(2)) for k, t in g.items()}
+        return vmap(pull)(ce(out.detach(), classes))[0], weight
 
     num_classes = model(_unpadded(model, x[:1])).shape[1]
     k = min(num_classes, rows)
     s = max(1, rows // k)
-    total = None
+    if total is None:
+        total = torch.zeros(sum(p.numel() for p in params.values()), dtype=next(iter(params.values())).dtype,
+                            device=x.device)
     for lo in range(0, num_classes, k):
         classes = torch.arange(lo, min(lo + k, num_classes), device=x.device)
         for i in range(0, len(x), s):
-            xb = _unpadded(model, x[i:i + s])
             with fixed_shapes():
-                out = vmap(one, in_dims=(0, None))(xb, classes)
-            part = torch.cat([out.pop(n).sum(0).flatten() for n in params])
-            total = part if total is None else total + part
+                grads, weight = vmap(one, in_dims=(0, None))(_unpadded(model, x[i:i + s]), classes)
+            weight, pos = weight.flatten(), 0
+            for name in params:
+                g = grads.pop(name)  # [s, k, *shape]
+                n = g[0, 0].numel()
+                total[pos:pos + n] += weight.to(g.dtype) @ g.pow_(2).reshape(len(weight), n)  # a copy if strided
+                pos += n
+                del g
     return total
 
 
