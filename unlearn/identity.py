@@ -1,14 +1,20 @@
 """What a result is: the hyperparameters that actually ran, flattened, and a `config_id` hash of them.
 
-Two runs with the same `config_id` differ only by their seed (and the machine), so a report may average
-them; two with different ids never are. Top-level sweep axes (`smooth_rate`, `p`) enter only through the
-method's own keys, so a method that ignores them is not split (or labelled) by them.
+Two runs with the same `config_id` differ only by their seed (and the machine, whose number-changing facts are
+the `ENVIRONMENT` columns of every row), so a report may average them; two with different ids never are.
+Top-level sweep axes (`smooth_rate`, `p`) enter only through the method's own keys, so a method that ignores
+them is not split (or labelled) by them. The step mechanics (`precision`, `channels_last`, `compile`, `cudnn`)
+enter the id when they differ from the plain fp32 loop, so the plain loop keeps the ids it always had.
+`code_digest` says which code computed a result: the runners' "already done" test, never git's dirty flag.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import re
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,6 +23,12 @@ NOT_IDENTITY = {"dataset": {"cache_dir", "num_workers", "download"},  # where/ho
                 "model": {"num_classes", "input_shape"}, "method": {"_target_"}, "paradigm": {"_target_"},
                 "eval": {"every_epoch"}}  # per-epoch probes only add curves; they change no result
 META = ("name", "modality")  # labels in group configs that are not constructor arguments
+COMPUTE = {"precision": "fp32", "channels_last": False, "compile": False, "cudnn": "deterministic"}  # the plain loop
+ENVIRONMENT = ("device", "threads", "cpu_capability", "torch")  # row columns of the machine that change numbers
+
+PACKAGE = Path(__file__).parent
+# Never imported or composed by a job: launching, printing and searching. Their edits change no result.
+OUTSIDE_JOBS = ("tables/", "figures/", "report.py", "conf/hparams_search/", "conf/hydra/")
 
 
 def config_hash(obj) -> str:
@@ -43,10 +55,65 @@ def params(cfg: DictConfig) -> dict:
     return out
 
 
+def compute(cfg: DictConfig) -> dict:
+    """The step mechanics the run used (`precision`, `channels_last`, `compile`, `cudnn`): columns of every row."""
+    return {k: cfg.get(k, default) for k, default in COMPUTE.items()}
+
+
 def config_id(cfg: DictConfig) -> str:
-    """Hash of everything that determines a result except the seed: group choices plus `params(cfg)`."""
+    """Hash of everything that determines a result except the seed: group choices, `params(cfg)` and the step
+    mechanics that differ from the plain loop (bf16 and fp32 runs of one seed give other numbers)."""
     names = {s: cfg[s].get("name") for s in SECTIONS if s != "train" and s != "eval"}
-    return config_hash({"names": names, "params": params(cfg)})[:10]
+    ident = {"names": names, "params": params(cfg)}
+    changed = {k: v for k, v in compute(cfg).items() if v != COMPUTE[k]}
+    if changed:  # only then: the plain loop keeps its ids, and the committed results found by them
+        ident["compute"] = changed
+    return config_hash(ident)[:10]
+
+
+@functools.lru_cache(maxsize=None)
+def _sources(root: Path) -> tuple[tuple[str, str], ...]:
+    """(path under `root`, SHA-256) of every .py and .yaml file a job may import or compose, read once per process
+    (so a job's digest is the code it started with)."""
+    out = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.suffix in (".py", ".yaml") and "__pycache__" not in rel and not rel.startswith(OUTSIDE_JOBS):
+            out.append((rel, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return tuple(out)
+
+
+def _method_modules(root: Path, module: str) -> set[str]:
+    """Stems of methods/<stem>.py that `module` (a file of methods/) is or imports, transitively."""
+    seen, todo = set(), [module]
+    while todo:
+        stem = todo.pop()
+        path = root / "methods" / f"{stem}.py"
+        if stem in seen or not path.exists():
+            continue
+        seen.add(stem)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            todo += [n.split(".")[2] for n in names if n.startswith("unlearn.methods.") and n.count(".") >= 2]
+    return seen
+
+
+def code_digest(cfg: DictConfig, root: Path = PACKAGE) -> str:
+    """A hash of the package's code and configs that can change this job's result: every .py and .yaml file of
+    unlearn/ except the launching and printing layers and the files of other methods (methods/<m>.py,
+    conf/method/<m>.yaml, conf/tuned/*/<m>.yaml), so adding or editing one method reruns only its rows."""
+    target = str(cfg.method.get("_target_") or "")
+    module = target.split(".")[2] if target.startswith("unlearn.methods.") and target.count(".") >= 3 else ""
+    mine = _method_modules(root, module) | {cfg.method.get("name")}
+    others = {p.stem for p in (root / "conf" / "method").glob("*.yaml")} - mine
+
+    def other_method(rel: str) -> bool:
+        stem = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        return stem in others and (rel.startswith(("methods/", "conf/method/")) or
+                                   (rel.startswith("conf/tuned/") and rel.count("/") == 3))
+    files = [(rel, digest) for rel, digest in _sources(root) if not other_method(rel)]
+    return config_hash(files)
 
 
 def axes(cfg: DictConfig) -> dict:

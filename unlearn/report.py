@@ -2,37 +2,48 @@
 
 Rows are grouped by `config_id`, never by method name alone, so two configurations (two learning rates,
 two forget fractions, ...) are never averaged as if they were seeds; the hyperparameters that differ
-between configurations of a block are shown as columns, with `n_seeds`.
+between configurations of a block are shown as columns, with `n_seeds`. Nor are runs merged that differ in
+what changes numbers outside the config: the step mechanics and the machine (`SETUP`: precision,
+channels_last, compile, cudnn, device, threads, CPU instruction set, torch version) split rows as well.
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from unlearn.identity import COMPUTE, ENVIRONMENT
 from unlearn.metrics import HEADLINE
 
 ID_COLS = ["table", "dataset", "model", "paradigm", "method", "smooth_rate", "p", "seed", "config_id"]
 PARAM_PREFIXES = ("dataset.", "model.", "paradigm.", "train.", "method.", "eval.")
-NOT_METRICS = {"overrides", "torch", "device", "threads", "cpu_capability", "git_commit", "timestamp", "run_dir", "wandb_run"}
+SETUP = (*COMPUTE, *ENVIRONMENT)  # change numbers, are not hyperparameters: a row's identity beside config_id
+NOT_METRICS = {"overrides", "git_commit", "code_digest", "timestamp", "run_dir", "wandb_run", *SETUP}
 
 
 def param_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if c.startswith(PARAM_PREFIXES)]
 
 
-def dedup(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run identity (table, config_id, seed), the latest by timestamp: a job rerun after a crash
-    between its CSV row and its end must not count twice."""
+def setup_columns(runs: pd.DataFrame) -> list[str]:
+    """The `SETUP` columns this CSV has (older CSVs lack some)."""
+    return [c for c in SETUP if c in runs.columns]
+
+
+def dedup(runs: pd.DataFrame, keys: list[str] | None = None) -> pd.DataFrame:
+    """One row per run identity (table, config_id, seed and the setup columns), the latest by timestamp: a job
+    rerun after a crash between its CSV row and its end must not count twice, and an AVX2 run of a seed never
+    replaces its AVX-512 run."""
     runs = runs.assign(table=runs["table"].fillna("-"))
     if "timestamp" in runs:
         runs = runs.sort_values("timestamp", kind="stable")
-    return runs.drop_duplicates(["table", "config_id", "seed"], keep="last").reset_index(drop=True)
+    keys = keys or ["table", "config_id", "seed", *setup_columns(runs)]
+    return runs.drop_duplicates(keys, keep="last").reset_index(drop=True)
 
 
 def latest_per_job(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per job (config_id, seed), the latest by timestamp, whichever table or figure ran it: a paper
     table and a figure share jobs by config_id, and a job run under two labels must count once."""
-    return dedup(runs.assign(table="-")).assign(config_id=lambda d: d["config_id"].astype(str),
-                                                 seed=lambda d: d["seed"].astype(int))
+    latest = dedup(runs.assign(table="-"), ["config_id", "seed"])
+    return latest.assign(config_id=latest["config_id"].astype(str), seed=latest["seed"].astype(int))
 
 
 def check_identity(runs: pd.DataFrame) -> None:
@@ -51,7 +62,8 @@ def to_long(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, metric): `table,dataset,model,paradigm,method,smooth_rate,p,seed,config_id,metric,value`."""
     check_identity(runs)
     runs = dedup(runs)
-    long = runs.melt(id_vars=ID_COLS, value_vars=metric_columns(runs), var_name="metric", value_name="value")
+    long = runs.melt(id_vars=ID_COLS + setup_columns(runs), value_vars=metric_columns(runs), var_name="metric",
+                     value_name="value")
     return long.dropna(subset=["value"]).reset_index(drop=True)
 
 
@@ -60,8 +72,8 @@ def cell(mean: float, std: float, n: int) -> str:
 
 
 def varying(runs: pd.DataFrame, block: list[str]) -> list[str]:
-    """Hyperparameter columns that take more than one value among the configurations of some block."""
-    cols = ["smooth_rate", "p"] + param_columns(runs)
+    """Hyperparameter and setup columns that take more than one value among the configurations of some block."""
+    cols = ["smooth_rate", "p"] + param_columns(runs) + setup_columns(runs)
     out = []
     for c in cols:
         if c in runs and (runs.groupby(block, dropna=False)[c].nunique(dropna=False) > 1).any():
@@ -72,8 +84,9 @@ def varying(runs: pd.DataFrame, block: list[str]) -> list[str]:
 def summary(runs: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
     """Mean ± std over seeds, one row per configuration (`config_id`), one column per metric.
 
-    The block (table, dataset, model, paradigm) and method name lead; hyperparameters that vary within a
-    block follow, then `n_seeds`, then the metrics.
+    The block (table, dataset, model, paradigm) and method name lead; hyperparameters and setup columns that
+    vary within a block follow, then `n_seeds`, then the metrics. Runs of one configuration on two setups
+    (bf16 and fp32, AVX2 and AVX-512, ...) are two rows.
     """
     check_identity(runs)
     runs = dedup(runs)
@@ -81,7 +94,7 @@ def summary(runs: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFram
     block = ["table", "dataset", "model", "paradigm"]
     shown = varying(runs, block + ["method"])
     keys = block + ["method", "config_id"]
-    groups = runs.groupby(keys, dropna=False, sort=False)
+    groups = runs.groupby(keys + setup_columns(runs), dropna=False, sort=False)  # shown when they vary
     rows = []
     for key, g in groups:
         row = dict(zip(keys, key))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from unlearn.identity import config_id
 from unlearn.tables.preset import Block, Preset, Row
@@ -28,6 +28,16 @@ class Job:
     overrides: list[str]
     config_id: str
     cfg: DictConfig
+    threads: int | None = None  # torch threads the job's config or parallel launcher sets; None = torch's default
+
+
+def _threads(cfg: DictConfig) -> int | None:
+    """The torch threads a job will run with, as `unlearn.app.share_cores` sets them, where the config decides."""
+    from unlearn.app import cores, launcher_threads
+    if cfg.threads is not None:
+        return int(cfg.threads)
+    threads = launcher_threads(cfg.hydra.launcher, cores())
+    return None if threads is None else int(threads)
 
 
 def overrides(preset: Preset, block: Block, row: Row, extra: list[str]) -> list[str]:
@@ -47,11 +57,14 @@ def plan(preset: Preset, seeds: list[int], extra: list[str] = ()) -> list[Job]:
                 if row.id in block.skip_rows:
                     continue
                 ov = overrides(preset, block, row, list(extra))
-                base = compose("config", overrides=ov)  # composed once; the seed is a plain value (seed=<n>)
+                base = compose("config", overrides=ov, return_hydra_config=True)  # composed once; the seed is a
+                threads = _threads(base)  # plain value (seed=<n>); Hydra's part only says where the job runs
+                with open_dict(base):
+                    del base["hydra"]
                 for seed in seeds:
                     cfg = base.copy()
                     cfg.seed = seed
-                    jobs.append(Job(block, row, seed, ov, config_id(cfg), cfg))
+                    jobs.append(Job(block, row, seed, ov, config_id(cfg), cfg, threads))
     return jobs
 
 
