@@ -10,21 +10,27 @@
 
 `run` checks every block's data first (a block whose data is absent is reported with where to put it and
 how to get it; the table stops at once when no block has data), then launches one multirun per (block, row)
-for the seeds whose result is not yet in the results CSV from this very code (same git commit), and prints the
-table. Results land in the shared results CSV like any run; tables go to results/tables/.
+for the seeds whose result is not yet in the results CSV from this very code on this setup (the job's
+`config_id` and seed, the `code_digest` of the package's sources and configs, device, threads, CPU instruction
+set and torch version; see unlearn/tables/launch.py), and prints the table. A failing row is reported and the
+other rows run (exit status 1 at the end, with the list); SIGTERM / SIGINT reach the running job, and the
+runner says what finished. The printed table shows every seed the results hold; a run that holds fewer results
+than the table already written (`--seeds 0` after three seeds) writes beside it, in <out>/partial/. Results land
+in the shared results CSV like any run; tables go to results/tables/.
 """
 from __future__ import annotations
 
 import argparse
-import subprocess
+import signal
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from unlearn.results import git_commit
 from unlearn.results_csv import read_runs
+from unlearn.tables import launch
 from unlearn.tables import plan as planning
 from unlearn.tables import printer
 from unlearn.tables.preset import SCALES, available, load
@@ -51,6 +57,7 @@ def check_blocks(preset, jobs) -> dict[str, str]:
 
 def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str], paper: str = "iclr") -> None:
     runs = _runs(results)
+    jobs = launch.seeds_present(jobs, runs)  # every seed the results hold, not only those just run
     df = printer.frame(preset, jobs, runs, version=paper)
     notes = {}
     for b in preset.blocks:
@@ -58,12 +65,24 @@ def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str], paper:
         parts.append(f"skipped: {skipped[b.name].splitlines()[0]}" if b.name in skipped
                      else printer.regime(jobs, runs, b.name))
         notes[b.name] = "; ".join(parts)
-    df = df[~df["block"].isin(skipped)] if len(df) else df
+    out = beside(df, preset, out)  # skipped blocks stay, with the paper's values and why they did not run
     text = printer.markdown(df, preset, notes)
     print(text)
     kept = [j for j in jobs if j.block.name not in skipped]
     paths = printer.write(df, preset, notes, out, printer.table_runs(preset, kept, runs))
     print(f"\nwritten: {', '.join(str(p) for p in paths.values())}")
+
+
+def beside(df: pd.DataFrame, preset, out: Path) -> Path:
+    """`out`, or `out/partial` when the table already written there holds more runs in some cell than this one:
+    a partial run never overwrites a fuller (committed) table."""
+    written = out / f"{preset.table}_{preset.scale}.csv"
+    cells = launch.fuller(df, pd.read_csv(written)) if written.is_file() else []
+    if not cells:
+        return out
+    print(f"{written} holds more runs than this table in {len(cells)} cell(s) (e.g. {cells[0]}); it is kept, and "
+          f"this table is written beside it in {out / 'partial'}", file=sys.stderr)
+    return out / "partial"
 
 
 def main(argv=None) -> int:
@@ -131,36 +150,38 @@ def main(argv=None) -> int:
     if args.command == "run" and len(skipped) == len(preset.blocks):
         print(f"error: no block of {args.table} can run at {args.scale} scale (see above)", file=sys.stderr)
         return 2
+    failed: list[tuple[str, int]] = []
     if args.command == "run":
-        commit = git_commit(Path(__file__).parent)
-        runs = _runs(results)
-        done = set()
-        if len(runs) and not args.rerun:
-            same = runs[runs["git_commit"].astype(str) == commit] if "git_commit" in runs else runs.iloc[:0]
-            done = set(zip(same["config_id"].astype(str), same["seed"].astype(int)))
         runnable = [j for j in jobs if j.block.name not in skipped]
-        todo = [j for j in runnable if (j.config_id, j.seed) not in done]
-        print(f"{args.table} ({args.scale}): {len(runnable)} jobs in blocks that can run, {len(runnable) - len(todo)} "
-              f"already done by this code, {len(todo)} to run", file=sys.stderr)
-        groups: dict[tuple[str, str], list] = {}
+        todo = [j for j, ok in zip(runnable, launch.done(runnable, _runs(results))) if args.rerun or not ok]
+        launch.say(f"{args.table} ({args.scale}): {len(runnable)} jobs in blocks that can run, "
+                   f"{len(runnable) - len(todo)} already done by this code on this setup, {len(todo)} to run")
+        groups: dict[str, list] = {}
         for j in todo:
-            groups.setdefault((j.block.name, j.row.id), []).append(j)
-        start = time.time()
-        for (block, row), group in groups.items():
-            cmd = [sys.executable, "-m", "unlearn.app", "-m", *group[0].overrides,
-                   "seed=" + ",".join(str(j.seed) for j in group)]
-            print(f"[{time.time() - start:7.0f} s] {block} / {row}: {' '.join(cmd[3:])}", file=sys.stderr)
-            if args.dry_run:
-                continue
-            if subprocess.run(cmd).returncode != 0:
-                print(f"error: {block} / {row} failed; fix it and rerun (finished jobs are kept)", file=sys.stderr)
-                return 1
-        print(f"{args.table} ({args.scale}): ran {len(todo)} jobs in {(time.time() - start) / 60:.1f} min",
-              file=sys.stderr)
+            groups.setdefault(f"{j.block.name} / {j.row.id}", []).append(j)
+        commands = {label: [sys.executable, "-m", "unlearn.app", "-m", *group[0].overrides,
+                            "seed=" + ",".join(str(j.seed) for j in group)] for label, group in groups.items()}
         if args.dry_run:
+            for label, cmd in commands.items():
+                launch.say(f"{label}: {' '.join(cmd[3:])}")
             return 0
+        start, since = time.time(), datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        outcome = launch.launch(commands, launch.say)
+        runs = _runs(results)
+        new = runs[runs["timestamp"].astype(str) >= since] if "timestamp" in runs else runs.iloc[:0]
+        wrote = set(zip(new["config_id"].astype(str), new["seed"].astype(int))) if len(new) else set()
+        ran = [f"{j.block.name} / {j.row.id} seed {j.seed}" for j in todo if (j.config_id, j.seed) in wrote]
+        launch.say(f"{args.table} ({args.scale}): {len(ran)} of {len(todo)} jobs finished in "
+                   f"{(time.time() - start) / 60:.1f} min")
+        if outcome.signal is not None:
+            left = [label for label in commands if label not in outcome.finished]
+            launch.say(f"{args.table}: stopped by {signal.Signals(outcome.signal).name}, passed on to the running "
+                       f"job. Finished: {', '.join(ran) or 'no job'}. Not finished: rows {', '.join(left)}. The same "
+                       f"command runs what is left (finished jobs are kept)")
+            return 128 + outcome.signal
+        failed = outcome.failed
     show(preset, jobs, results, Path(args.out), skipped, args.paper)
-    return 0
+    return launch.failures(args.table, failed)
 
 
 if __name__ == "__main__":
