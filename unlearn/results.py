@@ -101,7 +101,6 @@ class Recorder:
         self.drawn = drawn or {}  # what the seed drew when the config left it to chance (Split.info)
         self.overrides = job_overrides()
         self.code_digest = code_digest(cfg)  # the code the job started with: the table runners' "already done" test
-        self.code_digest = code_digest(cfg)  # the code the job started with: the table runners' "already done" test
         self.curves: list[dict] = []  # long format: phase, epoch, step, metric, value
         self.wandb = None
         self.ident: dict | None = None  # the row as written by `finish`
