@@ -87,8 +87,12 @@ dashboard: $(STAMP)  ## make dashboard TABLE=table2 ENTITY=<W&B user or team> [P
 REFS_ARGS ?= paradigm=classwise,random seed=$(SEEDS)
 LAUNCHER ?= local
 .PHONY: help references constraints bench
-references: $(STAMP)  ## make references [REFS_ARGS="experiment=cifar10_classwise seed=0,1,2"] [LAUNCHER=local|slurm]
+references: $(STAMP)  ## make references TABLE=table1 [SCALE=paper] [SEEDS=0,1,2] [ARGS=...]: a table's references; or REFS_ARGS="..."
+ifeq ($(origin TABLE),command line)
+	$(PY) -m unlearn.tables.references $(TABLE) --scale $(SCALE) --seeds $(SEEDS) -- hydra/launcher=$(LAUNCHER) $(ARGS)
+else
 	$(PY) run.py -m stage=references hydra/launcher=$(LAUNCHER) $(REFS_ARGS)
+endif
 
 constraints:  ## rewrite constraints.txt from the installed dev environment (after changing dependencies)
 	$(PY) scripts/constraints.py > constraints.txt.new && mv constraints.txt.new constraints.txt
@@ -136,10 +140,14 @@ table5: $(STAMP)  ## arXiv Table 5 (additional MIA, CIFAR-10 class-wise + random
 TRIALS ?= 12
 STORAGE ?= sqlite:///$(CURDIR)/results/optuna.db
 R_METHODS ?= ft ga iu rl be bs l1_sparse ugradsl ugradsl_plus
-tune: $(STAMP)  ## make tune METHOD=ga TABLE=table13 [BLOCKS=CIFAR-10] [TRIALS=12] [STORAGE=sqlite:///...]
-	@test -n "$(METHOD)" -a -n "$(TABLE)" || { echo "set METHOD=<method> TABLE=<table>, e.g. make tune METHOD=ga TABLE=table13"; exit 2; }
+tune: $(STAMP)  ## make tune METHOD=ga TABLE=table13 [BLOCKS=..]: an (R) row; without TABLE, your data: ARGS="dataset=..."
+	@test -n "$(METHOD)" || { echo "set METHOD=<method> [TABLE=<table>], e.g. make tune METHOD=ga TABLE=table13, or make tune METHOD=ugradsl ARGS='dataset=imagefolder dataset.root=/data/x'"; exit 2; }
+ifeq ($(origin TABLE),command line)
 	$(PY) -m unlearn.tables.select $(METHOD) $(TABLE) --scale $(SCALE) --trials $(TRIALS) --storage $(STORAGE) \
 		$(if $(BLOCKS),--blocks "$(BLOCKS)") -- $(ARGS)
+else
+	$(PY) -m unlearn.tune method=$(METHOD) $(ARGS) --trials $(TRIALS) --storage $(STORAGE) $(if $(MINUTES),--minutes $(MINUTES))
+endif
 SELECT13 := $(addprefix select13-,$(R_METHODS))
 .PHONY: $(SELECT13)
 $(SELECT13): select13-%: $(STAMP)

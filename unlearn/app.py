@@ -9,6 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from unlearn import gpus
 from unlearn.cli import rejecting_bad_config
 from unlearn.metrics import HEADLINE
 from unlearn.mia import FEATURES
@@ -41,7 +42,10 @@ def main(cfg: DictConfig) -> float | None:
     the reference models."""
     check_run_keys(cfg)
     use_tuned(cfg)
-    share_cores(cfg, HydraConfig.get().launcher if HydraConfig.initialized() else None)
+    launcher = HydraConfig.get().launcher if HydraConfig.initialized() else None
+    share_cores(cfg, launcher)
+    if gpus.local_launcher(launcher):  # hydra/launcher=local on a multi-GPU node: one GPU per job
+        gpus.claim(cfg.device)
     if cfg.stage == "references":
         warm_references(cfg)
         return None

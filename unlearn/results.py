@@ -195,7 +195,8 @@ class Recorder:
             self.wandb.config.update(wandb_config({k: v for k, v in ident.items() if k != "wandb_run"}),
                                      allow_val_change=True)
             self.wandb.summary.update(metrics)
-        print(table(metrics))
+        print(f"{ident['method']} on {ident['dataset']}, {ident['paradigm']} (overrides: {ident['overrides'] or 'none'}):")
+        print(table(metrics))  # labelled above: the tables of parallel jobs interleave in one log
         print(f"({ident['device']}, {ident['threads']} torch threads, {ident['cpu_capability']}, seed {ident['seed']}, "
               f"config_id {ident['config_id']}; CPU results are bit-identical for a fixed seed, thread count and CPU "
               f"instruction set)")
