@@ -16,10 +16,12 @@ from tests.test_text import BERT_OVERRIDES, bydate, text_model, tokens  # noqa: 
 from unlearn.data.base import Data
 from unlearn.methods.base import Task
 from unlearn.methods.ff import diagonal_fisher
-from unlearn.methods.grads import MIB, mean_grad, per_sample_grads
+from unlearn.methods.grads import mean_grad, per_sample_grads
 from unlearn.methods.iu import public_recursion, woodfisher_solve
 from unlearn.paradigms import Split
 from unlearn.workspace import run_experiment
+
+MIB = 2 ** 20
 
 
 class LiveBytes(TorchDispatchMode):
