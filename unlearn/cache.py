@@ -177,8 +177,11 @@ def locked(path: Path, timeout: float | None = None, what: str = ""):
                                    f"that ends). Wait for it, or raise lock_timeout to wait longer") from None
             log.info("waiting %.0f s for %s (%s), held by %s", waited, path.name, what, holder)
     try:
-        owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
-                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        try:
+            owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        except OSError:  # only says who holds the lock: a full disk must not fail the job here
+            owner.unlink(missing_ok=True)
         yield
     finally:
         owner.unlink(missing_ok=True)
