@@ -134,6 +134,7 @@ def rejecting_bad_config(main):
     @functools.wraps(main)
     def wrapper(cfg):
         from unlearn.data.store import MissingDataError
+        from unlearn.progress import Diverged
         from unlearn.validate import ConfigError
         try:
             return main(cfg)
@@ -143,5 +144,8 @@ def rejecting_bad_config(main):
             if isinstance(e, ConfigError):  # one line; a missing-data message may list files line by line
                 text = " ".join(text.split())
             print(f"error: {text}", file=sys.stderr)
+            sys.exit(2)
+        except Diverged as e:  # found during training: the run folder keeps its log and curves
+            print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
     return wrapper

@@ -2,6 +2,7 @@
 and the per-sample predictions a run saves for its figures (predictions.npz)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from unlearn.mia import FEATURES, THRESHOLD_SCORES, entropy, forget_vs_test, mia_efficacy, per_sample_loss, \
     threshold_attack
+from unlearn.progress import Progress
 
 HEADLINE = ("UA", "MIA", "RA", "TA", "H", "RTE_min", "avg_gap", "sum")
 GAP_KEYS = ("UA", "MIA", "RA", "TA")
@@ -22,10 +24,15 @@ ATTACK_KEYS = tuple(f"mia/{s}_{m}" for s in THRESHOLD_SCORES for m in ("auc", "t
 
 
 @torch.no_grad()
-def predict_probs(model: nn.Module, data, x: Tensor, batch_size: int = 1024) -> Tensor:
-    """Softmax outputs in eval mode, without augmentation."""
+def predict_probs(model: nn.Module, data, x: Tensor, batch_size: int = 1024,
+                  progress: Progress | None = None) -> Tensor:
+    """Softmax outputs in eval mode, without augmentation (`progress`: counts one unit per batch)."""
     model.eval()
-    out = [F.softmax(model(data.prepare(x[i:i + batch_size])).float(), -1) for i in range(0, len(x), batch_size)]
+    out = []
+    for i in range(0, len(x), batch_size):
+        out.append(F.softmax(model(data.prepare(x[i:i + batch_size])).float(), -1))
+        if progress is not None:
+            progress.done()
     return torch.cat(out) if out else torch.empty(0, 0)
 
 
@@ -49,8 +56,11 @@ class Outputs:
 
 
 def outputs(model: nn.Module, data, split, batch_size: int = 1024) -> Outputs:
-    return Outputs(*(predict_probs(model, data, x, batch_size) for x in
-                     (data.x_train[split.forget], data.x_train[split.retain], data.x_test[split.test])))
+    """One pass over D_f, D_r and the evaluation set; a bar in a terminal, log lines only when it runs long."""
+    sets = (data.x_train[split.forget], data.x_train[split.retain], data.x_test[split.test])
+    total = sum(math.ceil(len(x) / batch_size) for x in sets)
+    with Progress("evaluate", total, unit="batch", quiet=True) as progress:
+        return Outputs(*(predict_probs(model, data, x, batch_size, progress) for x in sets))
 
 
 def evaluate(model: nn.Module, data, split, seed: int, batch_size: int = 1024,
@@ -110,6 +120,16 @@ def prediction_labels(data, split) -> dict[str, Tensor]:
             "test_true": data.y_test[split.test].to(torch.int16).cpu(),
             "test_index": split.test.to(torch.int32).cpu(),
             "num_classes": torch.tensor(int(data.num_classes), dtype=torch.int16)}
+
+
+def original_train_accuracy(m: dict[str, float]) -> float | None:
+    """Accuracy (%) of the original model on its whole training set D_f + D_r, from a run's metrics (`original/UA`,
+    `original/RA` and the split sizes); None when they are absent."""
+    keys = ("original/UA", "original/RA", "forget/size", "retain/size")
+    if not all(k in m for k in keys):
+        return None
+    f, r = m["forget/size"], m["retain/size"]
+    return ((100.0 - m["original/UA"]) * f + m["original/RA"] * r) / (f + r)
 
 
 def summarize(m: dict[str, float], retrain: dict[str, float]) -> dict[str, float]:

@@ -27,6 +27,7 @@ from unlearn.cache import cached, weights_digest
 from unlearn.checks import integer
 from unlearn.identity import NOT_IDENTITY, config_hash
 from unlearn.metrics import METRICS_VERSION
+from unlearn.progress import Diverged, nonfinite
 from unlearn.train import Checkpoints, Compute, Recipe, fit
 
 log = logging.getLogger("unlearn")
@@ -86,6 +87,18 @@ class References:
                               "compile": self.compute.compile}
         return env
 
+    def cache_path(self, name: str) -> Path | None:
+        """The cache file of reference model `name` (original or retrain); None without a cache."""
+        if self.cache_dir is None:
+            return None
+        key = self.original_key() if name == "original" else self.retrain_key()
+        return Path(to_absolute_path(str(self.cache_dir))) / f"{name}-{config_hash(key)}.pt"
+
+    def is_cached(self, name: str) -> bool:
+        """Whether `name` has a cache file (not checked: the cost estimate's guess that it need not train)."""
+        path = self.cache_path(name)
+        return path is not None and path.is_file()
+
     def resume_path(self, name: str, key: dict) -> Path | None:
         """Where training of `name` keeps its resume state: next to its cache file."""
         return None if self.cache_dir is None else Path(self.cache_dir) / f"{name}-{config_hash(key)}.resume.pt"
@@ -104,11 +117,20 @@ class References:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                if bad := nonfinite(state):  # fit stops at a non-finite loss; this catches the rest
+                    raise Diverged(f"{name}: training ended with non-finite weights ({', '.join(bad[:3])}); "
+                                   f"lower train.lr={self.recipe.lr:g}. Nothing was cached")
                 info = {"train_seconds": time.perf_counter() - start, "digest": weights_digest(state),
                         "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
                 return {"state_dict": state, "info": info}
 
             stored = cached(name, key, self.cache_dir, train)
+            if bad := nonfinite(stored["state_dict"]):  # cached by an older version: never reused
+                path = self.cache_path(name)
+                log.warning("cached %s model %s has non-finite weights (%s); moved it aside and training again",
+                            name, path, ", ".join(bad[:3]))
+                path.replace(path.with_name(path.name + f".{time.strftime('%Y%m%d-%H%M%S')}.nonfinite"))
+                stored = cached(name, key, self.cache_dir, train)
             if checkpoints is not None:
                 checkpoints.clear()  # the finished model is cached: its resume state is obsolete
             model = self.build_model()
@@ -168,6 +190,9 @@ class External:
             raise ValueError(f"original.checkpoint={self.spec!r} cannot be read as a state dict: "
                              f"{type(e).__name__}: {str(e)[:200]}") from None
         self.state = _as_state_dict(raw, self.spec)
+        if bad := nonfinite(self.state):
+            raise ValueError(f"original.checkpoint={self.spec!r} holds non-finite weights ({', '.join(bad[:3])}); "
+                             f"allowed: a state dict of finite tensors")
         try:
             build_model().load_state_dict(self.state)
         except RuntimeError as e:

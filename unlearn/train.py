@@ -15,9 +15,9 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from unlearn.checks import finite, integer, require
+from unlearn.progress import Progress
 
 log_ = logging.getLogger("unlearn")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -237,13 +237,14 @@ def _kill_drill(epoch: int) -> None:
 
 
 def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: str = "train",
-        log=None, compute: Compute = PLAIN, checkpoints: Checkpoints | None = None) -> nn.Module:
+        log=None, compute: Compute = PLAIN, checkpoints: Checkpoints | None = None,
+        lr_key: str = "train.lr") -> nn.Module:
     """Train `model` with cross-entropy on training samples `idx` of `data` (original model, Retrain).
 
     `log(metrics, step)`, when given, receives `<desc>/loss` and `<desc>/acc` (running means over the epoch's
     augmented batches, in train mode) after every epoch. With `checkpoints`, the run resumes from the last
     saved epoch (weights, optimiser, schedule, random states, curve) and ends with the weights of an
-    uninterrupted run.
+    uninterrupted run. A non-finite loss stops training with `progress.Diverged` naming `lr_key`.
     """
     if len(idx) == 0:
         raise ValueError(f"{desc}: no training samples")
@@ -269,31 +270,36 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
         for point, at in history:  # the curve of the epochs before the interruption
             if log is not None:
                 log(point, at)
-    for epoch in tqdm(range(first, recipe.epochs), desc=desc, disable=None, leave=False):
-        loss_sum = torch.zeros((), device=idx.device)
-        correct = torch.zeros((), device=idx.device)
-        for b in prefetched(batches(idx, recipe.batch_size, g), data.x_train):
-            x, y = data.prepare(data.x_train[b], train=True, generator=g), data.y_train[b]
-            with stepper.autocast():
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y)
-            stepper(loss)
-            if sched is not None:
-                sched.step()
-            step += 1
-            loss_sum += loss.detach() * len(b)  # on the device: no host sync per step
-            correct += (logits.detach().argmax(1) == y).sum()
-        point = {f"{desc}/loss": loss_sum.item() / len(idx), f"{desc}/acc": 100.0 * correct.item() / len(idx),
-                 f"{desc}/epoch": epoch + 1}
-        history.append((point, step))
-        if log is not None:
-            log(point, step)
-        if checkpoints is not None and checkpoints.due(epoch + 1, recipe.epochs):
-            checkpoints.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                              "scheduler": sched.state_dict() if sched is not None else {},
-                              "scaler": stepper.state_dict(), "generator": g.get_state(),
-                              "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
-                              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                              "history": history})
-        _kill_drill(epoch + 1)
+    progress = Progress(desc, recipe.epochs, first=first, steps_per_epoch=math.ceil(len(idx) / recipe.batch_size),
+                        opt=opt, lr_key=f"{lr_key}={recipe.lr:g}")
+    with progress:
+        for epoch in progress.epochs():
+            loss_sum = torch.zeros((), device=idx.device)
+            correct = torch.zeros((), device=idx.device)
+            for b in prefetched(batches(idx, recipe.batch_size, g), data.x_train):
+                x, y = data.prepare(data.x_train[b], train=True, generator=g), data.y_train[b]
+                with stepper.autocast():
+                    logits = model(x)
+                    loss = nn.functional.cross_entropy(logits, y)
+                progress.check(loss)  # before the step: a diverged loss never reaches the weights
+                stepper(loss)
+                if sched is not None:
+                    sched.step()
+                step += 1
+                loss_sum += loss.detach() * len(b)  # on the device: no host sync per step
+                correct += (logits.detach().argmax(1) == y).sum()
+            point = {f"{desc}/loss": loss_sum.item() / len(idx), f"{desc}/acc": 100.0 * correct.item() / len(idx),
+                     f"{desc}/epoch": epoch + 1}
+            history.append((point, step))
+            progress.done(loss=point[f"{desc}/loss"], acc=point[f"{desc}/acc"])
+            if log is not None:
+                log(point, step)
+            if checkpoints is not None and checkpoints.due(epoch + 1, recipe.epochs):
+                checkpoints.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                  "scheduler": sched.state_dict() if sched is not None else {},
+                                  "scaler": stepper.state_dict(), "generator": g.get_state(),
+                                  "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
+                                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                                  "history": history})
+            _kill_drill(epoch + 1)
     return model.eval()

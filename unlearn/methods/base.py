@@ -9,10 +9,10 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from unlearn.data import Data
 from unlearn.paradigms import Split
+from unlearn.progress import Diverged, Progress, nonfinite
 from unlearn.train import PLAIN, Compute, Cycler, Recipe, batches, prefetched
 
 
@@ -63,7 +63,11 @@ class Method:
 
     def __call__(self, model: nn.Module, task: Task) -> nn.Module:
         torch.manual_seed(task.seed)
-        return self.unlearn(copy.deepcopy(model).to(task.device), task)
+        out = self.unlearn(copy.deepcopy(model).to(task.device), task)
+        if bad := nonfinite(out.state_dict()):  # one-shot updates have no loss to watch
+            raise Diverged(f"{type(self).__name__}: the unlearned model has non-finite weights ({', '.join(bad[:3])}"
+                           f"{', ...' if len(bad) > 3 else ''}): the update diverged; lower its step size")
+        return out
 
     def unlearn(self, model: nn.Module, task: Task) -> nn.Module:
         raise NotImplementedError
@@ -75,6 +79,11 @@ class Method:
         """The RTE to report for a call that took `seconds` (Retrain reports its reference's training time)."""
         return seconds
 
+    def workload(self, task: Task) -> tuple[int, int] | None:
+        """(images per epoch, epochs) of the training steps `unlearn` takes, for the cost estimate before the run;
+        None for a one-shot update."""
+        return None
+
 
 class RecipeMethod(Method):
     """A method optimised with an SGD-style recipe: `epochs`, `lr`, `batch_size`, ... (conf/optim/sgd.yaml)."""
@@ -83,6 +92,10 @@ class RecipeMethod(Method):
                  weight_decay: float, scheduler: str):
         self.recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
                              weight_decay=weight_decay, scheduler=scheduler)
+
+    def workload(self, task: Task) -> tuple[int, int] | None:
+        """A pass over D_f and D_r per epoch (methods that drive one split override it)."""
+        return len(task.split.forget) + len(task.split.retain), self.recipe.epochs
 
 
 @dataclass
@@ -147,32 +160,44 @@ class LossMethod(RecipeMethod):
 
         self.setup(run)
         model.train()
-        for epoch in tqdm(range(r.epochs), desc=type(self).__name__, disable=None, leave=False):
-            run.epoch, run.sums = epoch, {}
-            self.start_epoch(run)
-            lr = opt.param_groups[0]["lr"]
-            epoch_batches = (prefetched(batches(main, r.batch_size, g), data.x_train)
-                             if self.drive != "forget_then_retain" else
-                             itertools.chain(prefetched(batches(split.forget, r.batch_size, g), data.x_train),
-                                             prefetched(batches(split.retain, r.batch_size, g), data.x_train)))
-            for b in epoch_batches:
-                if both:
-                    forget, retain = fetch(b[in_forget[b]]), fetch(b[~in_forget[b]])
-                else:
-                    here, mate = fetch(b), fetch(cycler.take(len(b))) if cycler is not None else None
-                    forget, retain = (here, mate) if self.drive == "forget" else (mate, here)
-                with stepper.autocast():
-                    loss = self.loss(run, forget, retain)
-                run.record(loss=loss.detach())
-                stepper(loss, lambda: self.before_step(run))  # zero_grad, backward, before_step, opt.step
-                self.after_step(run)
-                if sched is not None:
-                    sched.step()
-                run.step += 1
-            logged = {f"unlearn/{k}": total / n for k, (total, n) in run.sums.items()}
-            logged |= {"unlearn/lr": lr, "unlearn/epoch": epoch + 1} | probe(task, model)
-            task.log(logged, run.step)
+        progress = Progress(f"unlearn {type(self).__name__}", r.epochs, steps_per_epoch=per_epoch, opt=opt,
+                            lr_key=f"method.lr={r.lr:g}")
+        with progress:
+            for epoch in progress.epochs():
+                run.epoch, run.sums = epoch, {}
+                self.start_epoch(run)
+                lr = opt.param_groups[0]["lr"]
+                epoch_batches = (prefetched(batches(main, r.batch_size, g), data.x_train)
+                                 if self.drive != "forget_then_retain" else
+                                 itertools.chain(prefetched(batches(split.forget, r.batch_size, g), data.x_train),
+                                                 prefetched(batches(split.retain, r.batch_size, g), data.x_train)))
+                for b in epoch_batches:
+                    if both:
+                        forget, retain = fetch(b[in_forget[b]]), fetch(b[~in_forget[b]])
+                    else:
+                        here, mate = fetch(b), fetch(cycler.take(len(b))) if cycler is not None else None
+                        forget, retain = (here, mate) if self.drive == "forget" else (mate, here)
+                    with stepper.autocast():
+                        loss = self.loss(run, forget, retain)
+                    progress.check(loss)  # before the step: a diverged loss never reaches the weights
+                    run.record(loss=loss.detach())
+                    stepper(loss, lambda: self.before_step(run))  # zero_grad, backward, before_step, opt.step
+                    self.after_step(run)
+                    if sched is not None:
+                        sched.step()
+                    run.step += 1
+                logged = {f"unlearn/{k}": total / n for k, (total, n) in run.sums.items()}
+                logged |= {"unlearn/lr": lr, "unlearn/epoch": epoch + 1} | probe(task, model)
+                progress.done(**{k.removeprefix("unlearn/"): v for k, v in logged.items()
+                                 if k not in ("unlearn/epoch", "unlearn/lr")})
+                task.log(logged, run.step)
         return model.eval()
+
+    def workload(self, task: Task) -> tuple[int, int] | None:
+        """Images per epoch of the driving split(s), doubled when each batch is paired with one of the other."""
+        n = {"forget": len(task.split.forget), "retain": len(task.split.retain)}.get(
+            self.drive, len(task.split.forget) + len(task.split.retain))
+        return n * (2 if self.pair and self.drive in ("forget", "retain") else 1), self.recipe.epochs
 
     def targets(self, run: Run, idx: Tensor) -> Tensor:
         """Labels of training samples `idx` as the loss sees them (relabelling methods override)."""

@@ -1,0 +1,307 @@
+"""What a run says while it works: one progress line per epoch in the log (a tqdm bar in a terminal), the
+non-finite-loss guard of every training loop, the cost estimate before training, and the warnings about
+oversubscribed threads and an original model outside the paper's regime.
+
+Log lines go through `logging` (Hydra's job log, SLURM's output); a bar is drawn only when stderr is a
+terminal, and then log lines print above it.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import sys
+import time
+
+import torch
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+log = logging.getLogger("unlearn")
+LOG_EVERY = 10.0  # seconds between two progress lines of one phase (config key progress.log_every)
+ACCELERATOR_CHECK_EVERY = 50  # steps between two finiteness checks of the loss off the CPU (one host sync each)
+
+
+class Diverged(ValueError):
+    """The optimisation diverged: a loss (or the weights) became non-finite. The message names the phase, the
+    epoch, the step and the learning rate, and says that nothing was cached."""
+
+
+def duration(seconds: float) -> str:
+    """h:mm:ss (days prefixed when longer)."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    days, s = divmod(s, 86400)
+    text = f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{days}d {text}" if days else text
+
+
+def terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+class Progress:
+    """Progress of one phase over `total` units (epochs, or batches for evaluation), counted from `first`
+    (a resumed run). `check(loss)` before each optimiser step stops at a non-finite loss; `done(**values)`
+    after each unit logs `phase: epoch 3/30  loss 0.41  elapsed 0:00:12  ETA 0:01:48` when LOG_EVERY seconds
+    have passed since the last line (the first and last epoch always; `quiet` phases such as evaluation only
+    when they run longer than that)."""
+
+    def __init__(self, phase: str, total: int, *, unit: str = "epoch", first: int = 0, quiet: bool = False,
+                 steps_per_epoch: int | None = None, opt: torch.optim.Optimizer | None = None,
+                 lr_key: str | None = None, check_every: int | None = None):
+        self.phase, self.total, self.unit, self.first, self.quiet = phase, total, unit, first, quiet
+        self.steps_per_epoch, self.opt, self.lr_key = steps_per_epoch, opt, lr_key
+        self.check_every = check_every  # steps between finiteness checks; None: 1 on the CPU, else ACCELERATOR_...
+        self.epoch, self.batch, self.step, self.units = first, 0, 0, 0
+        self._pending, self._pending_from = None, 1  # all losses since the last check finite? (on the device)
+        self.bar, self._redirect = None, contextlib.ExitStack()
+
+    def __enter__(self) -> "Progress":
+        self.start = self.last_line = time.perf_counter()
+        if terminal():
+            self._redirect.enter_context(logging_redirect_tqdm())  # log lines print above the bar
+            steps = self.steps_per_epoch
+            self.bar = tqdm(total=(self.total - self.first) * steps if steps else self.total - self.first,
+                            desc=self.phase, unit="step" if steps else self.unit, leave=False, file=sys.stderr)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self.bar is not None:
+            self.bar.close()
+        self._redirect.close()
+        return False
+
+    def epochs(self):
+        """The unit indices first..total-1, tracking the current one for messages."""
+        for epoch in range(self.first, self.total):
+            self.epoch, self.batch = epoch, 0
+            yield epoch
+
+    def check(self, loss: torch.Tensor) -> None:
+        """Stop at a non-finite loss: at once on the CPU (one sync per step, cheap there); off the CPU, where a
+        sync stalls the device, on the sum of the losses every ACCELERATOR_CHECK_EVERY steps and at the end of
+        each epoch."""
+        self.batch += 1
+        self.step += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        value = loss.detach().float().sum()
+        if self._every(value) == 1:
+            if not bool(torch.isfinite(value)):
+                self._fail(float(value), f"batch {self.batch}{self._of_epoch()}")
+            return
+        finite = torch.isfinite(value)  # stays on the device; a sum of huge finite losses could overflow
+        self._pending = finite if self._pending is None else self._pending & finite
+        if self.step % self._every(value) == 0:
+            self._flush()
+
+    def _every(self, value: torch.Tensor) -> int:
+        if self.check_every is not None:
+            return self.check_every
+        return 1 if value.device.type == "cpu" else ACCELERATOR_CHECK_EVERY
+
+    def _flush(self) -> None:
+        if self._pending is not None and not bool(self._pending):
+            self._fail("not finite", f"between steps {self._pending_from} and {self.step} of this phase "
+                                     f"(checked every {self._every(self._pending)} steps)")
+        self._pending, self._pending_from = None, self.step + 1
+
+    def _of_epoch(self) -> str:
+        return f"/{self.steps_per_epoch}" if self.steps_per_epoch else ""
+
+    def _fail(self, value: float | str, where: str) -> None:
+        lr = f", lr {self.opt.param_groups[0]['lr']:g}" if self.opt is not None else ""
+        hint = f"; lower {self.lr_key}" if self.lr_key else ""
+        raise Diverged(f"{self.phase}: the loss is {value} at epoch {self.epoch + 1}/{self.total}, {where}{lr}: "
+                       f"the optimisation diverged{hint}. Nothing of this phase was cached or recorded")
+
+    def done(self, **values: float) -> None:
+        """One unit finished; `values` (loss, acc, ...) go into its line."""
+        if self.steps_per_epoch is None and self.bar is not None:
+            self.bar.update(1)
+        self._flush()
+        self.units += 1
+        index = self.first + self.units
+        now = time.perf_counter()
+        edge = index == self.total or (not self.quiet and index == self.first + 1)
+        if self.quiet and self.last_line == self.start and index == self.total:
+            edge = False  # a short evaluation says nothing
+        if self.bar is not None and values:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+        if not (edge or now - self.last_line >= LOG_EVERY):
+            return
+        self.last_line = now
+        done = index - self.first
+        eta = (now - self.start) / done * (self.total - index) if done else math.inf
+        shown = "".join(f"  {k} {v:.4g}" for k, v in values.items())
+        log.info("%s: %s %d/%d%s  elapsed %s  ETA %s", self.phase, self.unit, index, self.total, shown,
+                 duration(now - self.start), duration(eta))
+
+
+def nonfinite(state: dict) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an infinity."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
+
+
+# ----------------------------------------------------------------------------------------------- run setup
+
+
+def configure(cfg) -> None:
+    """Apply the `progress` keys and warn when torch's threads exceed the cores this process may use."""
+    p = cfg.progress
+    checks = [("progress.log_every", p.log_every, isinstance(p.log_every, (int, float)) and p.log_every >= 0
+               and math.isfinite(p.log_every), "a number of seconds >= 0 (0 = every epoch)"),
+              ("progress.probe_batches", p.probe_batches, isinstance(p.probe_batches, int)
+               and not isinstance(p.probe_batches, bool) and p.probe_batches >= 0, "an integer >= 0 (0 = no estimate)"),
+              ("progress.warn_hours", p.warn_hours, isinstance(p.warn_hours, (int, float)) and p.warn_hours > 0,
+               "a number of hours > 0"),
+              ("min_train_acc", cfg.min_train_acc, isinstance(cfg.min_train_acc, (int, float))
+               and 0 <= cfg.min_train_acc <= 100, "a percentage in [0, 100]")]
+    for key, value, ok, allowed in checks:
+        if not ok or isinstance(value, bool):
+            raise ValueError(f"{key}={value!r} is invalid; allowed: {allowed}")
+    global LOG_EVERY
+    LOG_EVERY = float(p.log_every)
+    warn_oversubscription(cfg.threads)
+
+
+def warn_oversubscription(threads: int | None) -> str | None:
+    """One warning when torch runs more threads than this process has cores: spin-waiting threads then make
+    every step several times slower. Returns the line (None when there is nothing to say)."""
+    from unlearn.app import cores
+    n, have = torch.get_num_threads(), cores()
+    if n <= have:
+        return None
+    what = f"threads={threads}" if threads is not None else f"torch's default of {n} threads (OMP_NUM_THREADS)"
+    line = (f"{what} on {have} CPU core{'s' if have != 1 else ''}: oversubscribed threads spin-wait and make every "
+            f"step several times slower; use threads={have} or fewer (threads=null takes torch's default)")
+    log.warning(line)
+    return line
+
+
+# ------------------------------------------------------------------------------------------ cost estimate
+
+
+@dataclasses.dataclass
+class Phase:
+    """One line of the cost block: `images` per epoch, `epochs`, and whether it is cached (costs nothing)."""
+    name: str
+    images: int
+    epochs: int
+    cached: bool = False
+    inference: bool = False  # forward passes only (evaluation)
+    note: str = ""
+
+
+def speed(model: torch.nn.Module, data, idx: torch.Tensor, recipe, compute, batches: int,
+          eval_batch: int) -> tuple[float, float]:
+    """Seconds per image of a training step and of an inference pass, timed on a throwaway `model` over
+    `batches` batches of `idx` after one warm-up step. Global random states are restored, so results do not
+    change."""
+    device = idx.device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        model.train()
+        opt = recipe.optimizer_for(model.parameters())
+        stepper = dataclasses.replace(compute, compile=False).stepper(model, opt)
+        g = torch.Generator().manual_seed(0)
+        bs = max(1, min(recipe.batch_size, len(idx)))
+
+        def step():
+            b = idx[torch.randint(len(idx), (bs,), generator=g).to(device)]
+            x, y = data.prepare(data.x_train[b], train=True, generator=g), data.y_train[b]
+            with stepper.autocast():
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            stepper(loss)
+
+        step()
+        sync()
+        start = time.perf_counter()
+        for _ in range(batches):
+            step()
+        sync()
+        train = (time.perf_counter() - start) / (batches * bs)
+        model.eval()
+        n = max(1, min(eval_batch, len(idx)))
+        x = data.prepare(data.x_train[idx[:n]])
+        start = time.perf_counter()
+        with torch.no_grad(), stepper.autocast():
+            model(x)
+        sync()
+        infer = (time.perf_counter() - start) / n
+    return train, infer
+
+
+def minutes(seconds: float) -> str:
+    m = seconds / 60
+    return "<1 min" if m < 1 else f"~{m:.0f} min" + (f" ({m / 60:.1f} h)" if m >= 120 else "")
+
+
+def cost_block(phases: list[Phase], train_s: float, infer_s: float, how: str) -> tuple[str, float]:
+    """The printed cost block and the total estimated seconds."""
+    lines, total = [f"cost estimate ({how}; {train_s * 1e3:.3g} ms/image training, {infer_s * 1e3:.3g} ms/image "
+                    f"inference):"], 0.0
+    for p in phases:
+        size = f"{p.images:>9,} images x {p.epochs:>4,} {'passes' if p.inference else 'epochs'}"
+        if p.cached:
+            lines.append(f"  {p.name:<11}{size}  cached")
+            continue
+        seconds = p.images * p.epochs * (infer_s if p.inference else train_s)
+        total += seconds
+        lines.append(f"  {p.name:<11}{size}  {minutes(seconds)}" + (f"  {p.note}" if p.note else ""))
+    lines.append(f"  {'total':<11}{'':>30}  {minutes(total)}")
+    return "\n".join(lines), total
+
+
+def announce(ws) -> tuple[str, float] | None:
+    """Before any training: log what the workspace's run will cost per phase, from a timed probe; warn when it
+    is longer than progress.warn_hours. Returns the block and its seconds (None with progress.probe_batches=0)."""
+    cfg, refs, task, method = ws.cfg, ws.refs, ws.task, ws.method
+    if cfg.progress.probe_batches == 0:
+        return None
+    split, epochs = task.split, refs.recipe.epochs
+    n_train = len(split.forget) + len(split.retain)
+    cached = {name: refs.is_cached(name) for name in ("original", "retrain")}
+    phases = [Phase("original", n_train, epochs, cached["original"] or refs.external is not None),
+              Phase("retrain", len(split.retain), epochs, cached["retrain"])]
+    if cfg.stage != "references":
+        work = method.workload(task)
+        phases.append(Phase("unlearning", *work, note=type(method).__name__) if work is not None else
+                      Phase("unlearning", 0, 0, cached=True, note="one-shot"))
+    passes = 1 if cfg.stage != "references" else 0
+    passes += 2 * sum(not c for c in cached.values())  # metrics and predictions of a reference trained now
+    phases.append(Phase("evaluation", n_train + len(split.test), passes, cached=passes == 0, inference=True))
+    if all(p.cached or p.images * p.epochs == 0 for p in phases):
+        log.info("cost estimate: nothing to train (the reference models are cached)")
+        return None
+    train_s, infer_s = speed(ws.new_model().to(ws.device), task.data, split.retain, refs.recipe, refs.compute,
+                             cfg.progress.probe_batches, cfg.eval.batch_size)
+    how = f"{cfg.progress.probe_batches} timed steps on {ws.device.type}, {torch.get_num_threads()} threads"
+    block, seconds = cost_block(phases, train_s, infer_s, how)
+    log.info(block)
+    if seconds > cfg.progress.warn_hours * 3600:
+        big = max((p for p in phases if not p.cached), key=lambda p: p.images * p.epochs *
+                  (infer_s if p.inference else train_s))
+        log.warning("this run is estimated to take %s, longer than progress.warn_hours=%g, mostly %s (%d images x "
+                    "%d epochs); stop it now if that was not meant", minutes(seconds), cfg.progress.warn_hours,
+                    big.name, big.images, big.epochs)
+    return block, seconds
+
+
+# ------------------------------------------------------------------------------------------------ regime
+
+
+def regime_note(metrics: dict[str, float], threshold: float) -> str | None:
+    """One line when the original model does not fit its training set (train accuracy below `threshold` %):
+    the paper's effect needs one that does, so the run's numbers are outside its regime."""
+    from unlearn.metrics import original_train_accuracy
+    acc = original_train_accuracy(metrics)
+    if acc is None or acc >= threshold:
+        return None
+    return (f"outside the paper's regime: the original model fits only {acc:.1f}% of its training set (below "
+            f"min_train_acc={threshold:g}); unlearning numbers here do not measure what the paper's tables do")
