@@ -7,11 +7,14 @@ data is split, whether the split is large enough for the evaluation (`check_spli
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
 import os
 from pathlib import Path
 
 import torch
-from hydra.utils import to_absolute_path
+from hydra.utils import get_object, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn.checks import finite, integer, require
@@ -42,8 +45,51 @@ def _value(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, throw_on_missing=False)
 
 
+CONF = Path(__file__).parent / "conf"
+PLAIN_GROUPS = ("eval", "wandb", "original")  # groups of conf/config.yaml that no constructor checks
+BUILT_GROUPS = ("dataset", "model", "paradigm", "method")  # `_target_` groups: their keys are its arguments
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "name", "modality"}
+
+
+def accepted(target: str) -> set[str] | None:
+    """Keyword arguments a `_target_` accepts, following `**kwargs` up a class's bases; None when it takes any."""
+    obj = get_object(target)
+    inits = [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__] if inspect.isclass(obj) else [obj]
+    names: set[str] = set()
+    for fn in inits:
+        params = inspect.signature(fn).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """No unknown key under a known group (`+eval.mia_shadow_sise=5` would be silently ignored, yet enter the
+    results CSV and the config_id): refused, naming the nearest known key."""
+    base = OmegaConf.load(CONF / "config.yaml")
+    known = {g: set(base[g]) for g in PLAIN_GROUPS}
+    known["train"] = {f.name for f in dataclasses.fields(Recipe)}
+    for group in BUILT_GROUPS:
+        try:
+            args = accepted(str(cfg[group].get("_target_")))
+        except (ImportError, ValueError, TypeError, AttributeError):
+            continue  # a bad _target_ is reported by instantiate, with its own message
+        if args is not None:
+            known[group] = args | HYDRA_KEYS
+    for group, keys in known.items():
+        node = OmegaConf.select(cfg, group, throw_on_missing=False)
+        for key in (node.keys() if isinstance(node, DictConfig) else ()):
+            if key not in keys:
+                close = difflib.get_close_matches(str(key), sorted(keys - HYDRA_KEYS), n=1)
+                hint = f"did you mean {group}.{close[0]}? " if close else ""
+                raise ConfigError(f"{group}.{key} is not a key of {group} ({hint}known: "
+                                  f"{', '.join(sorted(keys - HYDRA_KEYS))})")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Fail on any invalid top-level, `eval` or `train` value, naming the key and what is allowed."""
+    check_keys(cfg)
     v = {k: _value(cfg, k) for k in ("smooth_rate", "p", "seed", "device", "threads", "wandb.mode", "lock_timeout",
                                       "checkpoint_every", "eval.batch_size", "eval.mia_shadow_size", "eval.split",
                                       "eval.validation_fraction")}
