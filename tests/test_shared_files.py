@@ -125,17 +125,12 @@ def test_a_whole_last_row_without_its_line_end_is_kept(tmp_path):
     append_row(path, row(2))
     runs, problems = read_runs(path)
     assert not problems and runs["seed"].tolist() == [0, 1, 2] and not (tmp_path / "runs.csv.torn").exists()
-
-
-def test_a_row_cut_inside_a_quoted_field_is_still_torn(tmp_path):
-    path = tmp_path / "runs.csv"
-    append_row(path, row(0))
-    append_row(path, row(1, note="a, b"))  # widened: a quoted last field
+    append_row(path, row(3, note="a, b"))  # widened: a quoted last field
     path.write_bytes(path.read_bytes()[:-5])  # cut inside the quotes: the field count alone would look whole
-    append_row(path, row(2, note="c"))
+    append_row(path, row(4, note="c"))
     runs, problems = read_runs(path)
-    assert not problems and runs["seed"].tolist() == [0, 2]
-    assert (tmp_path / "runs.csv.torn").read_bytes().startswith(b"-,synthetic,cnn,random,ga,,,1,")
+    assert not problems and runs["seed"].tolist() == [0, 1, 2, 4]
+    assert (tmp_path / "runs.csv.torn").read_bytes().startswith(b"-,synthetic,cnn,random,ga,,,3,")
 
 
 def test_a_fifo_as_results_csv_is_refused_without_being_opened(tmp_path, tiny_cfg):
@@ -182,6 +177,8 @@ def test_new_result_and_cache_files_honour_the_umask(tmp_path):
     files = [*(tmp_path / "cache").glob("thing-*.pt"), tmp_path / "run" / "metrics.json",
              tmp_path / "run" / "predictions.npz", tmp_path / "runs.csv"]
     assert len(files) == 4 and {f.name: mode(f) for f in files} == {f.name: 0o664 for f in files}
+    locks = [*(tmp_path / "cache").glob("thing-*.pt.lock"), tmp_path / "runs.csv.lock"]
+    assert [mode(f) for f in locks] == [0o666, 0o666]  # no data in them; every user sharing the file must lock it
     with umask(0o077):  # a private setup stays private
         cache.cached("thing", {"k": 2}, tmp_path / "private", lambda: {"v": 1})
     assert [mode(f) for f in (tmp_path / "private").glob("thing-*.pt")] == [0o600]

@@ -162,7 +162,8 @@ def locked(path: Path, timeout: float | None = None, what: str = ""):
     """Hold `<path>.lock`; while another process holds it, log who and since when every 30 s; give up
     with a clear error after `timeout` seconds (default LOCK_TIMEOUT)."""
     timeout = LOCK_TIMEOUT if timeout is None else timeout
-    lock, owner = FileLock(str(path) + ".lock"), Path(str(path) + ".lock.owner")
+    # mode 0666 (no umask): a lock file holds no data, and every user sharing the cache or CSV must open it to lock
+    lock, owner = FileLock(str(path) + ".lock", mode=0o666), Path(str(path) + ".lock.owner")
     start = time.monotonic()
     while True:
         try:
