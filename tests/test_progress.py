@@ -84,16 +84,19 @@ def test_cost_block_arithmetic():
     assert re.search(r"retrain .* cached$", block, re.M) and "total" in block
 
 
-@pytest.mark.parametrize("override, phase, lr", [("train.lr=1e5", "original", "train.lr=100000"),
-                                                 ("method.lr=1e6", "unlearn GA", "method.lr=1e+06")])
-def test_a_diverged_loss_stops_at_its_step_naming_phase_and_lr_and_caches_nothing(tiny_cfg, tmp_path, override,
-                                                                                   phase, lr):
-    cfg = tiny_cfg("method=ga", "method.epochs=20", override)
+@pytest.mark.parametrize("method, override, phase, lr", [
+    ("ga", "train.lr=1e5", "original", "train.lr=100000"),
+    ("ga", "method.lr=1e6", "unlearn GA", "method.lr=1e+06"),
+    ("scrub", "method.lr=1e6", "unlearn SCRUB", "method.lr=1e+06"),  # a method with a loop of its own
+])
+def test_a_diverged_loss_stops_at_its_step_naming_phase_and_lr_and_caches_nothing(tiny_cfg, tmp_path, method,
+                                                                                   override, phase, lr):
+    cfg = tiny_cfg(f"method={method}", "method.epochs=20", override)
     with pytest.raises(Diverged) as e:
         run_experiment(cfg)
     message = str(e.value)
     assert message.startswith(f"{phase}: the loss is ") and lr in message, message
-    assert re.search(r"at epoch \d+/\d+, batch \d+/\d+, lr ", message), message
+    assert re.search(r"at epoch \d+/\d+, batch \d+(/\d+)?, lr [\d.e+-]+: ", message), message
     cached = {p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.pt")}
     assert cached == (set() if phase == "original" else {"original", "retrain"}), cached
     assert not (tmp_path / "runs.csv").exists()

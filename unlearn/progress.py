@@ -249,7 +249,7 @@ def cost_block(phases: list[Phase], train_s: float, infer_s: float, how: str) ->
     for p in phases:
         size = f"{p.images:>9,} images x {p.epochs:>4,} {'passes' if p.inference else 'epochs'}"
         if p.cached:
-            lines.append(f"  {p.name:<11}{size}  cached")
+            lines.append(f"  {p.name:<11}{size}  cached" + (f"  {p.note}" if p.note else ""))
             continue
         seconds = p.images * p.epochs * (infer_s if p.inference else train_s)
         total += seconds
@@ -272,7 +272,7 @@ def announce(ws) -> tuple[str, float] | None:
     if cfg.stage != "references":
         work = method.workload(task)
         phases.append(Phase("unlearning", *work, note=type(method).__name__) if work is not None else
-                      Phase("unlearning", 0, 0, cached=True, note="one-shot"))
+                      Phase("unlearning", 0, 0, cached=True, note=f"{type(method).__name__}: no training steps"))
     passes = 1 if cfg.stage != "references" else 0
     passes += 2 * sum(not c for c in cached.values())  # metrics and predictions of a reference trained now
     phases.append(Phase("evaluation", n_train + len(split.test), passes, cached=passes == 0, inference=True))

@@ -20,7 +20,10 @@ class Retrain(RecipeMethod):
             raise ValueError("retrain needs task.build_model to create a freshly initialised model")
         fresh = task.build_model().to(task.device)
         return fit(fresh, task.data, task.split.retain, self.recipe, task.seed, desc="retrain", log=task.log,
-                   compute=task.compute)
+                   compute=task.compute, lr_key="method.lr")
+
+    def workload(self, task):
+        return None if self.reuses_reference(task) else (len(task.split.retain), self.recipe.epochs)
 
     def runtime(self, seconds, task):
         return task.retrain()[1]["train_seconds"] if self.reuses_reference(task) else seconds

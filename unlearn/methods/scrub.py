@@ -7,10 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from unlearn.checks import finite, integer, require
 from unlearn.methods.base import RecipeMethod, Task, probe
+from unlearn.progress import Progress
 from unlearn.train import batches, prefetched
 
 
@@ -55,18 +55,27 @@ class SCRUB(RecipeMethod):
                  + r.epochs * math.ceil(len(task.split.retain) / r.batch_size))
         sched = r.scheduler_for(opt, steps)
         step = 0
-        for epoch in tqdm(range(r.epochs), desc="SCRUB", disable=None, leave=False):
-            logged = {"unlearn/lr": opt.param_groups[0]["lr"], "unlearn/epoch": epoch + 1}
-            if epoch < self.max_steps:
-                logged["unlearn/forget_kl"] = -self.max_pass(model, teacher, task, opt, g, sched)
-                step += math.ceil(len(task.split.forget) / self.forget_batch_size)
-            logged["unlearn/retain_loss"] = self.min_pass(model, teacher, task, opt, g, sched)
-            step += math.ceil(len(task.split.retain) / r.batch_size)
-            task.log(logged | probe(task, model), step)
+        with Progress("unlearn SCRUB", r.epochs, opt=opt, lr_key=f"method.lr={r.lr:g}") as progress:
+            for epoch in progress.epochs():
+                logged = {"unlearn/lr": opt.param_groups[0]["lr"], "unlearn/epoch": epoch + 1}
+                if epoch < self.max_steps:
+                    logged["unlearn/forget_kl"] = -self.max_pass(model, teacher, task, opt, g, sched, progress)
+                    step += math.ceil(len(task.split.forget) / self.forget_batch_size)
+                logged["unlearn/retain_loss"] = self.min_pass(model, teacher, task, opt, g, sched, progress)
+                step += math.ceil(len(task.split.retain) / r.batch_size)
+                logged |= probe(task, model)
+                progress.done(**{k.removeprefix("unlearn/"): v for k, v in logged.items()
+                                 if k not in ("unlearn/epoch", "unlearn/lr")})
+                task.log(logged, step)
         return model.eval()
 
-    def _pass(self, model, teacher, task, idx, batch_size, opt, g, sched, loss_fn) -> float:
-        """One optimisation pass over `idx`; returns the mean loss of its steps."""
+    def workload(self, task: Task) -> tuple[int, int] | None:
+        """D_r every epoch, D_f in the first max_steps: as images per epoch on average."""
+        forget = len(task.split.forget) * min(self.max_steps, self.recipe.epochs)
+        return len(task.split.retain) + math.ceil(forget / self.recipe.epochs), self.recipe.epochs
+
+    def _pass(self, model, teacher, task, idx, batch_size, opt, g, sched, loss_fn, progress=None) -> float:
+        """One optimisation pass over `idx`; returns the mean loss of its steps (`progress` checks each loss)."""
         data = task.data
         model.train()  # student in train mode, teacher in eval mode (as the authors)
         total, n = 0.0, 0
@@ -77,6 +86,8 @@ class SCRUB(RecipeMethod):
                 with torch.no_grad():
                     t_logits = teacher(x)
                 loss = loss_fn(model(x), t_logits, y)
+            if progress is not None:
+                progress.check(loss)  # before the step: a diverged loss never reaches the weights
             stepper(loss)
             if sched is not None:
                 sched.step()
@@ -92,12 +103,12 @@ class SCRUB(RecipeMethod):
         return (self.ce_weight * F.cross_entropy(student_logits, y)
                 + self.kl_weight * distill_kl(student_logits, teacher_logits, self.temperature))
 
-    def max_pass(self, model, teacher, task, opt, g, sched=None) -> float:
+    def max_pass(self, model, teacher, task, opt, g, sched=None, progress=None) -> float:
         """One pass over D_f maximising the KL between student and teacher; returns the mean loss (-KL)."""
         return self._pass(model, teacher, task, task.split.forget, self.forget_batch_size, opt, g, sched,
-                          self.max_loss)
+                          self.max_loss, progress)
 
-    def min_pass(self, model, teacher, task, opt, g, sched=None) -> float:
+    def min_pass(self, model, teacher, task, opt, g, sched=None, progress=None) -> float:
         """One pass over D_r: stay close to the teacher and keep the true labels right; returns the mean loss."""
         return self._pass(model, teacher, task, task.split.retain, self.recipe.batch_size, opt, g, sched,
-                          self.min_loss)
+                          self.min_loss, progress)
