@@ -118,3 +118,48 @@ def test_reference_metrics_are_computed_once_per_split(tiny_cfg, monkeypatch):
     third = run_experiment(tiny_cfg("method=ga", "paradigm=random", "paradigm.forget_fraction=0.25"))
     assert len(calls) == 7  # another split: the references are evaluated on it
     assert third["original/UA"] != first["original/UA"] or third["forget/size"] != first["forget/size"]
+
+
+# --- the table runner's launches (unlearn/tables/launch.py) ----------------------------------------------------
+
+def test_a_failing_row_does_not_stop_the_others(tmp_path):
+    from unlearn.tables.launch import launch
+    marker = tmp_path / "second-ran"
+    groups = {"block / bad": [sys.executable, "-c", "import sys; sys.exit(3)"],
+              "block / good": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]}
+    out = launch(groups, log=lambda line: None)
+    assert out.failed == [("block / bad", 3)] and out.finished == ["block / good"] and out.signal is None
+    assert marker.exists()
+
+
+STOPPED = """
+import sys
+from unlearn.tables.launch import launch
+pid, marker = sys.argv[1], sys.argv[2]
+sleeper = "import os, time; open(%r, 'w').write(str(os.getpid())); time.sleep(600)" % pid
+out = launch({"a": [sys.executable, "-c", sleeper], "b": [sys.executable, "-c", "open(%r, 'w')" % marker]},
+             log=lambda line: None)
+print(out.signal, out.finished, out.failed)
+"""
+
+
+def test_sigterm_reaches_the_running_job_and_nothing_more_starts(tmp_path):
+    """SIGTERM to the runner goes to its running job (which once kept running after the runner had gone), no
+    further job starts, and the runner says what happened."""
+    import signal
+    import time
+    pid_file, marker = tmp_path / "pid", tmp_path / "second-ran"
+    runner = subprocess.Popen([sys.executable, "-c", STOPPED, str(pid_file), str(marker)], cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(HANG_GUARD * 10):  # until the job has started
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    job = int(pid_file.read_text())
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=HANG_GUARD)
+    assert runner.returncode == 0, err[-2000:]
+    assert out.split("\n")[0] == f"{int(signal.SIGTERM)} [] []"  # stopped by SIGTERM, nothing finished or failed
+    with pytest.raises(ProcessLookupError):
+        os.kill(job, 0)  # the job is gone (and reaped), not left running
+    assert not marker.exists()

@@ -171,3 +171,115 @@ def test_tables_of_the_same_experiment_share_their_references():
         jobs = [j for j in planning.plan(load(table, "cpu", ["retrain"]), [0, 1]) if j.block.name == block]
         ids[table] = [j.config_id for j in jobs]
     assert len({tuple(v) for v in ids.values()}) == 1, ids
+
+
+# --- "already done" is a fact about inputs; partial runs never overwrite fuller tables ---------------------------
+
+def _package_copy(tmp_path):
+    import shutil
+    from unlearn import identity
+    root = tmp_path / "unlearn"
+    shutil.copytree(identity.PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def _digests(cfgs, root):
+    from unlearn import identity
+    identity._sources.cache_clear()  # the files changed since the last call
+    return [identity.code_digest(c, root) for c in cfgs]
+
+
+def test_code_digest_changes_with_what_a_job_runs_and_nothing_else(tmp_path):
+    """Written tables, launching code and other methods' files leave a job's digest alone (the git dirty flag
+    once made a second `make table7` rerun 7 of 12 jobs); its own method, shared code and configs change it."""
+    from tests.conftest import TINY, compose_cfg
+    root = _package_copy(tmp_path)
+    ga, ugradsl, plus = (compose_cfg([*TINY, f"method={m}"], tmp_path) for m in ("ga", "ugradsl", "ugradsl_plus"))
+    before = _digests([ga, ugradsl, plus], root)
+    assert len(set(before)) == 3
+    (root / "tables" / "printed.md").write_text("a table the runner wrote")
+    (root / "tables" / "plan.py").write_text((root / "tables" / "plan.py").read_text() + "\n# launch only\n")
+    (root / "methods" / "newmethod.py").write_text("class NewMethod: ...\n")  # a method being added
+    (root / "conf" / "method" / "newmethod.yaml").write_text("_target_: unlearn.methods.newmethod.NewMethod\n")
+    assert _digests([ga, ugradsl, plus], root) == before
+    (root / "methods" / "ga.py").write_text((root / "methods" / "ga.py").read_text() + "\n# edited\n")
+    after = _digests([ga, ugradsl, plus], root)
+    assert after[0] != before[0] and after[1:] == before[1:]
+    (root / "methods" / "ugradsl.py").write_text((root / "methods" / "ugradsl.py").read_text() + "\n# edited\n")
+    after = _digests([ga, ugradsl, plus], root)
+    assert after[1] != before[1] and after[2] != before[2]  # UGradSL+ builds on UGradSL's module
+    (root / "train.py").write_text((root / "train.py").read_text() + "\n# edited\n")
+    last = _digests([ga, ugradsl, plus], root)
+    assert all(a != b for a, b in zip(last, after))
+
+
+def test_done_needs_the_same_config_seed_code_and_setup(tmp_path, monkeypatch):
+    from unlearn.tables import launch
+    preset = load("table10", "cpu", ["ga"])
+    job = planning.plan(preset, [0], SHRINK)[0]
+    _shrink(job, tmp_path, 0)
+    run_experiment(job.cfg)
+    runs, _ = read_runs(tmp_path / "runs.csv")
+    assert launch.done([job], runs) == [True]
+    assert launch.done([job], runs.assign(git_commit="abc-dirty")) == [True]  # the working tree plays no part
+    assert launch.done([job], runs.assign(code_digest="0" * 16)) == [False]  # other code
+    assert launch.done([job], runs.assign(seed=1)) == [False]
+    assert launch.done([job], runs.drop(columns="code_digest")) == [False]  # a row from before code digests
+    monkeypatch.setattr(launch, "cpu_capability", lambda: "AVX2" if runs["cpu_capability"][0] != "AVX2" else "X")
+    assert launch.done([job], runs) == [False]  # another CPU instruction set gives other numbers
+
+
+def _fake_runs(jobs, seeds):
+    return pd.DataFrame([{"config_id": j.config_id, "seed": s, "table": "table10", "timestamp": f"t{s}", "UA": 1.0}
+                         for j in jobs for s in seeds])
+
+
+def test_the_printed_table_holds_every_seed_present():
+    from unlearn.tables import launch
+    jobs = planning.plan(load("table10", "cpu", ["ga", "ft"]), [0], SHRINK)
+    shown = launch.seeds_present(jobs, _fake_runs([j for j in jobs if j.row.id == "ga"], [0, 1, 2]))
+    assert sorted((j.row.id, j.seed) for j in shown) == [("ft", 0), ("ga", 0), ("ga", 1), ("ga", 2)]
+    assert all(j.cfg.seed == j.seed for j in shown)
+
+
+def test_a_partial_run_writes_beside_a_fuller_table_and_keeps_skipped_blocks(tmp_path, capsys):
+    """`make table7 SEEDS=0` once replaced the committed 3-seed table by a 1-seed one and dropped the CIFAR-100
+    block (data absent) with its paper values."""
+    from unlearn.tables.__main__ import show
+    preset = load("table7", "cpu", ["ga"])
+    jobs = planning.plan(preset, [0, 1, 2])  # composed only: the two blocks' configs differ
+    out = tmp_path / "tables"
+    out.mkdir()
+    full = printer.frame(preset, jobs, _fake_runs(jobs, [0, 1, 2]))
+    assert (full.loc[full["column"] == "UA", "n"] == 3).all()  # the fake runs hold UA only
+    full.to_csv(out / "table7_cpu.csv", index=False)
+    committed = (out / "table7_cpu.csv").read_text()
+    svhn = [j for j in jobs if j.block.name == "SVHN" and j.seed == 0]
+    (tmp_path / "runs.csv").write_text(_fake_runs(svhn, [0]).to_csv(index=False))  # seed 0 only, rerun
+    skipped = {"CIFAR-100": "no data"}
+    show(preset, [j for j in jobs if j.seed == 0], tmp_path / "runs.csv", out, skipped)
+    assert (out / "table7_cpu.csv").read_text() == committed
+    assert "holds more runs than this table" in capsys.readouterr().err
+    partial = (out / "partial" / "table7_cpu.md").read_text()
+    assert "**CIFAR-100**: skipped: no data" in partial and "not run (65.26)" in partial  # paper's GA UA
+    frame = pd.read_csv(out / "partial" / "table7_cpu.csv")
+    assert set(frame["block"]) == {"CIFAR-100", "SVHN"}
+    show(preset, jobs, tmp_path / "runs.csv", tmp_path / "fresh", {})  # nothing written there yet: written in place
+    assert (tmp_path / "fresh" / "table7_cpu.csv").exists() and not (tmp_path / "fresh" / "partial").exists()
+
+
+def test_the_runner_reports_failed_rows_after_the_others(tmp_path, monkeypatch, capsys):
+    from unlearn.tables import launch
+    from unlearn.tables.__main__ import main
+    ran = {}
+
+    def fake(commands, log):
+        ran.update(commands)
+        return launch.Outcome(finished=["CIFAR-10 / ga"], failed=[("CIFAR-10 / retrain", 1)])
+    monkeypatch.setattr(launch, "launch", fake)
+    code = main(["run", "table10", "--rows", "retrain,ga", "--seeds", "0", "--results", str(tmp_path / "runs.csv"),
+                 "--out", str(tmp_path / "tables"), "--", *SHRINK])
+    err = capsys.readouterr().err
+    assert code == 1 and list(ran) == ["CIFAR-10 / retrain", "CIFAR-10 / ga"]  # every row was launched
+    assert "1 row(s) failed: CIFAR-10 / retrain (exit status 1)" in err
+    assert (tmp_path / "tables" / "table10_cpu.md").exists()  # the table is still printed

@@ -62,6 +62,14 @@ BAD = [  # (overrides; "{tmp}" is the test's folder, what the one-line message m
     (["eval.validation_fraction=1.5"], "eval.validation_fraction=1.5 is invalid; allowed: a number in (0, 1)"),
     (["eval.validation_fraction=nan"], "eval.validation_fraction=nan is invalid"),
     (["eval.every_epoch=ture"], "eval.every_epoch='ture'; allowed: true or false"),
+    # unknown keys under known groups (Hydra's own hint for a typo is to add it with +): refused, nearest named
+    (["+eval.mia_shadow_sise=5"], "eval.mia_shadow_sise is not a key of eval (did you mean eval.mia_shadow_size?"),
+    (["+wandb.projct=x"], "wandb.projct is not a key of wandb (did you mean wandb.project?"),
+    (["+original.checkpont=x"], "original.checkpont is not a key of original (did you mean original.checkpoint?"),
+    (["+train.lrr=0.1"], "train.lrr is not a key of train (did you mean train.lr?"),
+    (["+method.lrr=0.1"], "method.lrr is not a key of method (did you mean method.lr?"),
+    (["+model.widht=4"], "model.widht is not a key of model (did you mean model.width?"),
+    (["+paradigm.forget_clas=1"], "paradigm.forget_clas is not a key of paradigm (did you mean paradigm.forget_class?"),
     # the split
     (["paradigm=classwise", "paradigm.forget_class=7"], "forget_class=7 is invalid; allowed: an integer in [0, 4)"),
     (["paradigm=random", "paradigm.forget_fraction=1.0"], "forget_fraction=1.0 is invalid; allowed: a number in (0, 1)"),
