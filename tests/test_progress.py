@@ -52,12 +52,17 @@ def test_lines_are_spaced_by_log_every_with_the_first_and_last_always(monkeypatc
     assert not lines(caplog, "^evaluate")
 
 
-def test_a_bar_is_drawn_only_in_a_terminal(monkeypatch):
+def test_a_bar_is_drawn_only_in_a_terminal_counting_steps_or_epochs(monkeypatch):
     with Progress("original", 2, steps_per_epoch=3) as p:
         assert p.bar is None
     monkeypatch.setattr(progress, "terminal", lambda: True)
-    with Progress("original", 2, steps_per_epoch=3) as p:
-        assert p.bar is not None and p.bar.total == 6
+    for steps_per_epoch, total in ((3, 6), (None, 2)):  # a loop that does not know its steps counts epochs
+        with Progress("original", 2, steps_per_epoch=steps_per_epoch) as p:
+            for _ in p.epochs():
+                for _ in range(3):
+                    p.check(torch.tensor(1.0))
+                p.done(loss=1.0)
+            assert p.bar.total == total and p.bar.n == total
 
 
 def test_the_cost_is_logged_per_phase_before_training(tiny_cfg, caplog):

@@ -82,18 +82,18 @@ class Progress:
 
     def check(self, loss: torch.Tensor) -> None:
         """Stop at a non-finite loss: at once on the CPU (one sync per step, cheap there); off the CPU, where a
-        sync stalls the device, on the sum of the losses every ACCELERATOR_CHECK_EVERY steps and at the end of
-        each epoch."""
+        sync stalls the device, from an all-finite flag kept on the device and read every
+        ACCELERATOR_CHECK_EVERY steps and at the end of each epoch."""
         self.batch += 1
         self.step += 1
-        if self.bar is not None:
+        if self.bar is not None and self.steps_per_epoch:
             self.bar.update(1)
         value = loss.detach().float().sum()
         if self._every(value) == 1:
             if not bool(torch.isfinite(value)):
                 self._fail(float(value), f"batch {self.batch}{self._of_epoch()}")
             return
-        finite = torch.isfinite(value)  # stays on the device; a sum of huge finite losses could overflow
+        finite = torch.isfinite(value)  # a flag, not a sum: a sum of huge finite losses could overflow
         self._pending = finite if self._pending is None else self._pending & finite
         if self.step % self._every(value) == 0:
             self._flush()
