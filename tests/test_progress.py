@@ -168,3 +168,23 @@ def test_cli_a_diverged_run_is_one_line_and_exit_status_2(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith("error: original: the loss is nan at epoch"), proc.stderr
     assert not list((tmp_path / "c").glob("*.pt"))
+
+
+@pytest.mark.parametrize("mode", ["RUN", "MULTIRUN"])
+def test_a_diverged_job_exits_2_alone_and_fails_as_a_job_in_a_sweep(monkeypatch, capsys, mode):
+    """In a sweep the sweeper sees a failed job (an Optuna search records a failed trial and goes on); a
+    SystemExit there would end the whole search."""
+    from hydra.types import RunMode
+    from unlearn import cli
+    monkeypatch.setattr(cli.HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(cli.HydraConfig, "get", staticmethod(lambda: SimpleNamespace(mode=RunMode[mode])))
+
+    def job(cfg):
+        raise Diverged("original: the loss is nan at epoch 2/4")
+    if mode == "MULTIRUN":
+        with pytest.raises(Diverged):
+            cli.rejecting_bad_config(job)(None)
+        return
+    with pytest.raises(SystemExit) as e:
+        cli.rejecting_bad_config(job)(None)
+    assert e.value.code == 2 and capsys.readouterr().err == "error: original: the loss is nan at epoch 2/4\n"

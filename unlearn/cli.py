@@ -146,6 +146,8 @@ def rejecting_bad_config(main):
             print(f"error: {text}", file=sys.stderr)
             sys.exit(2)
         except Diverged as e:  # found during training: the run folder keeps its log and curves
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise  # a failed job to the sweeper (Optuna records a failed trial and goes on), not an exit
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
     return wrapper
