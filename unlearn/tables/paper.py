@@ -85,25 +85,36 @@ def paper_cell(paper: pd.DataFrame, table: str, block: str, row_id: str, method:
             if (hit := paper_cell(paper, table, block, row_id, method, paper_row, column, v)) is not None:
                 return hit
         return None
-    if table in SWAPPED_RA_TA and column in ("RA", "TA"):
-        column = {"RA": "TA", "TA": "RA"}[column]
+    return paper_row_cells(paper, table, block, row_id, method, paper_row, [column], version)[column]
+
+
+def paper_row_cells(paper: pd.DataFrame, table: str, block: str, row_id: str, method: str, paper_row: str | None,
+                    columns: list[str], version: str) -> dict[str, tuple[float, float, str] | None]:
+    """paper_cell for several columns of one row (the row is looked up once)."""
     rows, suffix = _block_rows(paper, table, block)
     rows = rows[rows["version"] == version]
     if version == "iclr" and method in ("be", "bs") and paper_row is None:
         if bu_stands_for(paper, table, block) != method:
-            return None
+            return dict.fromkeys(columns)
         row_id = method = "bu"
-    sel = _select(rows, suffix, row_id, method, paper_row)
-    hit = sel[sel["column"] == column]
-    if len(hit):
-        r = hit.iloc[0]
-        std = float(r["std"]) if pd.notna(r["std"]) else math.nan
-        return float(r["value"]), std, f"{version} T{r['paper_table']} line {r['source_line']}"
-    if column not in ("avg_gap", "sum") or sel.empty:
-        return None
-    mine = sel.drop_duplicates("column").set_index("column")
-    if not set(GAP_COLUMNS) <= set(mine.index):
-        return None
+    sel = _select(rows, suffix, row_id, method, paper_row).drop_duplicates("column").set_index("column")
+    out = {}
+    for column in columns:
+        printed = {"RA": "TA", "TA": "RA"}.get(column, column) if table in SWAPPED_RA_TA else column
+        if printed in sel.index:
+            r = sel.loc[printed]
+            std = float(r["std"]) if pd.notna(r["std"]) else math.nan
+            out[column] = float(r["value"]), std, f"{version} T{r['paper_table']} line {r['source_line']}"
+        elif column in ("avg_gap", "sum") and set(GAP_COLUMNS) <= set(sel.index):
+            out[column] = _computed(sel, rows, suffix, column, version)
+        else:
+            out[column] = None
+    return out
+
+
+def _computed(mine: pd.DataFrame, rows: pd.DataFrame, suffix: str, column: str,
+              version: str) -> tuple[float, float, str] | None:
+    """Avg. Gap or Sum of a row from its own UA, MIA, RA, TA (the gap against the same version's Retrain row)."""
     lines = f"{version} T{mine['paper_table'].iloc[0]} line {mine['source_line'].iloc[0]}"
     if column == "sum":
         return float(sum(mine.loc[c, "value"] for c in GAP_COLUMNS)), math.nan, f"{lines}, computed"

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from unlearn.report import ID_COLS, latest_per_job, metric_columns
-from unlearn.tables.paper import SWAPPED_RA_TA, paper_cell, paper_values, table_version, unmatched_bu  # noqa: F401
+from unlearn.tables.paper import (SWAPPED_RA_TA, paper_cell, paper_row_cells, paper_values,  # noqa: F401
+                                  table_version, unmatched_bu)
 from unlearn.tables.preset import Preset
 
 if TYPE_CHECKING:  # the printer reads results; it needs no model code
@@ -30,16 +31,18 @@ def attach_paper(df: pd.DataFrame, preset: Preset, paper: pd.DataFrame | None = 
     """The paper's value, std, source and ours − paper beside each cell of `df`, all from one version of the paper
     (`version`, or the other one for a table only it has): a row never mixes two versions' runs."""
     paper = paper_values() if paper is None else paper
+    paper = paper[paper["table"] == preset.table]  # one table's rows: the lookups below run per cell
     used = table_version(paper, preset.table, version)
     blocks = {b.name: b.paper_block for b in preset.blocks}
     rows = {r.id: r for r in preset.rows}
-    refs = []
-    for block, row, col in zip(df["block"], df["row"], df["column"]):
+    found = {}
+    for (block, row), g in df.groupby(["block", "row"], sort=False) if len(df) else []:
         r = rows.get(row)
-        ref = None
         if used is not None and r is not None and block in blocks:
-            ref = paper_cell(paper, preset.table, blocks[block], r.id, r.method, r.paper_row, col, used)
-        refs.append(ref or (math.nan, math.nan, ""))
+            cols = paper_row_cells(paper, preset.table, blocks[block], r.id, r.method, r.paper_row,
+                                   list(dict.fromkeys(g["column"])), used)
+            found.update({(block, row, c): v for c, v in cols.items()})
+    refs = [found.get(k) or (math.nan, math.nan, "") for k in zip(df["block"], df["row"], df["column"])]
     out = df.copy()
     out["paper"], out["paper_std"], out["paper_source"] = ([x[i] for x in refs] for i in range(3))
     out["paper_version"] = used or ""
