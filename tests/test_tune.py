@@ -47,6 +47,8 @@ def test_untuned_defaults_on_user_data_are_named_with_the_command(tmp_path):
     assert warning and "unlearn tune method=ugradsl dataset=synthetic" in warning and "seed=3" not in warning
     assert f"lr {cfg.method.lr}" in warning
     assert tune.untuned_warning(cfg, {"train": "synthetic", "tuned": "synthetic/ugradsl"}, line) is None  # a regime
+    # Hydra names the optional tuned choice even when the file is absent: that is no tuning
+    assert tune.untuned_warning(cfg, {"train": "default", "tuned": "default/ugradsl"}, line)
     assert tune.untuned_warning(cfg, {"train": "default"}, [*line, "method.lr=0.1"]) is None  # the user chose
     tune.write(tune.tuned_file(cfg), {"method.lr": 0.01}, {}, cfg, "unlearn tune")
     assert tune.untuned_warning(cfg, {"train": "default"}, line) is None  # tuned for this setting

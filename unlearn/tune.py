@@ -75,7 +75,9 @@ def apply_tuned(cfg: DictConfig, command_line: list[str]) -> Path | None:
 def untuned_warning(cfg: DictConfig, choices: dict, command_line: list[str]) -> str | None:
     """A one-line warning when a method runs its paper-scale defaults on a user's data (the `default` training
     recipe, which the project's own regimes never use) and no tuned file covers it."""
-    if choices.get("train") != "default" or cfg.method.name == "retrain" or choices.get("tuned"):
+    tuned = choices.get("tuned")  # Hydra records the optional choice (default/<method>) even when no file exists
+    if choices.get("train") != "default" or cfg.method.name == "retrain" or (
+            tuned and (CONF / "tuned" / f"{tuned}.yaml").is_file()):
         return None
     if any(_key(o) == "hparams_search" for o in command_line):
         return None
