@@ -3,7 +3,8 @@
     python -m unlearn.tables run table1 --scale cpu --seeds 0,1,2 [-- extra overrides, e.g. device=cuda]
     python -m unlearn.tables print table1 --scale cpu [--paper arxiv]
     python -m unlearn.tables reprint table1 [--paper arxiv]   the paper's values beside a written table, no runs
-    python -m unlearn.tables sentences [table1]    README sentences from results/tables/<table>_<scale>.csv
+    python -m unlearn.tables sentences [table1]    README sentences from results/tables/<table>_<scale>.csv (all: also
+                                                   written to results/tables/sentences_<scale>.md; claims alike)
     python -m unlearn.tables claims                the paper's main claims: hold / do not hold, with the numbers
     python -m unlearn.tables list
     python -m unlearn.tables estimate [table1]     GPU hours at the paper's scale, from the paper's own RTEs
@@ -120,7 +121,12 @@ def main(argv=None) -> int:
         from unlearn.tables import claims, sentences
         tables = [args.table] if args.table else None
         module = sentences if args.command == "sentences" else claims
-        print(module.render(Path(args.out), args.scale, tables, args.paper))
+        text = module.render(Path(args.out), args.scale, tables, args.paper)
+        print(text)
+        if tables is None:  # the whole set: kept beside the tables it was generated from
+            path = Path(args.out) / f"{args.command}_{args.scale}.md"
+            printer._atomic(path, text + "\n")
+            print(f"written: {path}", file=sys.stderr)
         return 0
     if args.table is None:
         ap.error("give a table, e.g. table1")
