@@ -55,7 +55,8 @@ def check_regular(path: Path) -> None:
         kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
                 "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                 else "not a regular file")
-        raise ForeignCSVError(f"results_csv={str(path)!r} is {kind}; allowed: a regular file (or a new path)")
+        raise ForeignCSVError(f"results_csv={str(path)!r} is not a readable and writable file: it is {kind}; "
+                              f"allowed: a regular file (or a new path)")
 
 
 def tail_state(data: bytes, header: list[str] | None) -> str:
