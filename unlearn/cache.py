@@ -114,7 +114,12 @@ def atomic_write(path: str | Path, write: Callable, exclusive: bool = False) -> 
     FileExistsError, to replace an existing file (hard-link then unlink: atomic, too)."""
     path = Path(os.path.realpath(path))  # through a symlink to the shared file it points at
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    except OSError as e:  # no room even for an empty file (inodes, quota)
+        if e.errno in DISK_FULL:
+            raise disk_full(path, e) from None
+        raise
     os.close(fd)
     try:
         guard = None
