@@ -19,8 +19,8 @@ import pandas as pd
 import yaml
 
 from unlearn.report import latest_per_job
-from unlearn.results import git_commit
 from unlearn.results_csv import read_runs
+from unlearn.tables import launch
 from unlearn.tables import plan as planning
 from unlearn.tables.preset import load
 from unlearn.tables.select import LABELS
@@ -102,7 +102,7 @@ def jobs(spec: Spec, scale: str, seeds: list[int], extra: list[str] = ()) -> pd.
             label = orig.label if orig.label != orig.id else NAMES.get(orig.method, orig.label)
             out.append({"sweep": n, "table": sweep.table, "block": job.block.name, "row": orig.id,
                         "method": orig.method, "label": label, "job_row": job.row.id, "seed": job.seed,
-                        "config_id": job.config_id, "overrides": job.overrides, "cfg": job.cfg,
+                        "config_id": job.config_id, "overrides": job.overrides, "cfg": job.cfg, "threads": job.threads,
                         "scale": scale, **point})
     return pd.DataFrame(out)
 
@@ -119,13 +119,11 @@ def read(results: Path) -> pd.DataFrame:
 def run(plan: pd.DataFrame, results: Path, rerun: bool = False, dry_run: bool = False) -> int:
     """Launch the figure's missing jobs: one multirun per (table label, block, job row), seeds together."""
     runs = read(results)
-    done = set()
-    if len(runs) and not rerun:
-        commit = git_commit(Path(__file__).parent)
-        same = runs[runs["git_commit"].astype(str) == commit] if "git_commit" in runs else runs.iloc[:0]
-        done = set(zip(same["config_id"].astype(str), same["seed"].astype(int)))
     plan = plan.drop_duplicates(["config_id", "seed"])
-    todo = plan[[(c, int(s)) not in done for c, s in zip(plan["config_id"], plan["seed"])]]
+    jobs = [planning.Job(None, None, int(r.seed), r.overrides, r.config_id, r.cfg, r.threads)
+            for r in plan.itertuples(index=False)]
+    finished = [False] * len(jobs) if rerun else launch.done(jobs, runs)  # same config, seed, code and setup
+    todo = plan[[not f for f in finished]]
     print(f"{len(plan)} jobs, {len(plan) - len(todo)} already done by this code, {len(todo)} to run",
           file=sys.stderr)
     start = time.time()
