@@ -168,3 +168,12 @@ def test_claims_are_judged_from_the_tables(tmp_path):
     table = claims.render(tmp_path)
     assert "T8 CIFAR-10: UA 70.0 vs 0.00, RTE ×9.0 ✗ RTE" in table
     assert "T8 CIFAR-10: closest RL 8.00 (ranks: UGradSL 2 of 3) ✗" in table
+
+
+def test_the_sentences_command_writes_the_markdown_beside_the_tables(tmp_path, capsys):
+    _table(tmp_path, "table10", {"retrain": {"avg_gap": 0.0}, "ft": {"avg_gap": 3.0}, "bs": {"avg_gap": 2.0}})
+    assert main(["sentences", "--out", str(tmp_path)]) == 0
+    written = (tmp_path / "sentences_cpu.md").read_text()
+    assert written == capsys.readouterr().out
+    assert "- **Table 10**, CIFAR-10: closest to Retrain (smallest Avg. Gap): BS 2.00, FT 3.00" in written
+    assert "Not written at cpu scale: table1, table2" in written
