@@ -63,6 +63,12 @@ def closest(df: pd.DataFrame, block: str) -> str:
     return (f"closest to Retrain (smallest Avg. Gap): {_list(gap.head(3))}; farthest: {_list(gap.tail(1))}")
 
 
+def _who(c: pd.DataFrame, value: float) -> str:
+    """The rows at `value` (ties within rounding): two named, the rest counted."""
+    names = list(c.loc[(c["value"] - value).abs() < 5e-3, "name"])
+    return ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+
+
 def ranges(df: pd.DataFrame, block: str, columns=("UA", "TA")) -> str:
     parts = []
     for col in columns:
@@ -70,9 +76,9 @@ def ranges(df: pd.DataFrame, block: str, columns=("UA", "TA")) -> str:
         retrain, rest = c[c["method"] == "retrain"], c[c["method"] != "retrain"]
         if rest.empty:
             continue
-        lo, hi = rest.loc[rest["value"].idxmin()], rest.loc[rest["value"].idxmax()]
+        lo, hi = rest["value"].min(), rest["value"].max()
         ref = f" against Retrain's {_fmt(retrain['value'].iloc[0])}" if len(retrain) else ""
-        parts.append(f"{col} {_fmt(lo['value'])} ({lo['name']}) to {_fmt(hi['value'])} ({hi['name']}){ref}")
+        parts.append(f"{col} {_fmt(lo)} ({_who(rest, lo)}) to {_fmt(hi)} ({_who(rest, hi)}){ref}")
     return ("unlearning rows span " + "; ".join(parts)) if parts else ""
 
 
