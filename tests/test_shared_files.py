@@ -351,3 +351,25 @@ def test_a_string_of_wandb_tags_is_one_tag(tiny_cfg):
     cfg.wandb.tags = {"a": 1}  # a mapping, from a YAML file
     with pytest.raises(ConfigError, match=r"wandb.tags=.*allowed: null, one tag"):
         check_recording(cfg)
+
+
+SETUP_STOP = """
+import os, signal, sys
+from pathlib import Path
+from tests.conftest import TINY, compose_cfg
+from unlearn import cache, workspace
+
+def stopped_in_a_cached_step(*args):  # SIGTERM while setup holds a cache lock (decoding a data set, say)
+    with cache.locked(Path(sys.argv[1]) / "images.pt"):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+workspace.check_split = stopped_in_a_cached_step
+workspace.Workspace(compose_cfg(TINY, Path(sys.argv[1])))
+"""
+
+
+def test_sigterm_while_the_job_sets_up_releases_its_cache_lock(tmp_path):
+    out = subprocess.run([sys.executable, "-c", SETUP_STOP, str(tmp_path)], cwd=ROOT, env=ENV, capture_output=True,
+                         text=True, timeout=HANG_GUARD)
+    assert out.returncode == 143, out.stderr[-3000:]
+    assert (tmp_path / "images.pt.lock").exists() and not (tmp_path / "images.pt.lock.owner").exists()

@@ -19,7 +19,7 @@ from unlearn.methods.base import Task
 from unlearn.metrics import accuracy, evaluate, outputs, predict_probs, prediction_labels, predictions, score
 from unlearn.references import References
 from unlearn.results import Recorder, check_recording
-from unlearn.rundir import Claim, job
+from unlearn.rundir import Claim, job, stopping_on_signals
 from unlearn.train import Recipe
 from unlearn.validate import ConfigError, check_config, check_outputs, check_split
 
@@ -60,7 +60,8 @@ class Workspace:
 
     def __init__(self, cfg: DictConfig):
         try:
-            self._setup(cfg)
+            with stopping_on_signals():  # SIGTERM while data decodes into the cache: its lock is released
+                self._setup(cfg)
         except ConfigError:
             raise
         except ValueError as e:  # a constructor or loader rejected a value
