@@ -228,3 +228,42 @@ def test_iu_and_ff_unlearn_a_bert_style_model(bydate, tmp_path, method, keys):  
                        "train.batch_size=16", f"method={method}", *keys, *BERT_OVERRIDES], tmp_path)
     m = run_experiment(cfg)
     assert all(math.isfinite(m[k]) for k in ("UA", "MIA", "RA", "TA"))
+
+
+# --- host syncs in the data pipeline -------------------------------------------------------------------------------
+
+def _old_crop_flip(x, generator, pad=4):
+    """The pre-change crop_flip (CPU draws moved one by one): the reference for identical augmentation."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows, cols = dy.view(n, 1) + torch.arange(h).view(1, h), dx.view(n, 1) + torch.arange(w).view(1, w)
+    cols = torch.where((torch.rand(n, generator=generator) < 0.5).view(n, 1), cols.flip(1), cols)
+    out = padded.permute(0, 2, 3, 1)[torch.arange(n).view(n, 1, 1), rows.view(n, h, 1), cols.view(n, 1, w)]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def test_crop_flip_draws_the_same_augmentation_for_a_seed():
+    from unlearn.data.base import crop_flip
+    x = torch.rand(64, 3, 8, 8)
+    for seed in (0, 1):
+        a = crop_flip(x, torch.Generator().manual_seed(seed))
+        assert torch.equal(a, _old_crop_flip(x, torch.Generator().manual_seed(seed)))
+
+
+def test_prepare_makes_its_normalisation_constants_once(monkeypatch):
+    from unlearn.data import base
+    x = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8)
+    data = Data("img", x, torch.zeros(6, dtype=torch.long), x, torch.zeros(6, dtype=torch.long), num_classes=2,
+                mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    expected = (x.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    made, tensor = [], torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(a) or tensor(*a, **k))
+    base._on_device.cache_clear()
+    outs = [data.prepare(x[:3]), data.prepare(x[3:]), data.prepare(x)]
+    assert len(made) == 2  # mean and std, once: not a host-to-device copy per batch
+    monkeypatch.undo()
+    torch.testing.assert_close(outs[2], expected)
+    assert torch.equal(torch.cat(outs[:2]), outs[2])

@@ -1,6 +1,7 @@
 """The in-memory data set every method works on: train/test tensors plus label metadata."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -108,8 +109,7 @@ class Data:
         if x.dtype == torch.uint8:
             x = x.float().div_(255)
             if self.mean is not None:
-                mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-                std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+                mean, std = _on_device(tuple(self.mean), tuple(self.std), x.device)
                 x = (x - mean) / std
         if train and self.augment:
             x = crop_flip(x, generator)
@@ -126,16 +126,38 @@ def _per_class(y: Tensor, n: int | None, rng: np.random.Generator) -> Tensor:
     return torch.as_tensor(np.sort(np.concatenate(keep)))
 
 
+@functools.lru_cache(maxsize=16)
+def _on_device(mean: tuple, std: tuple, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Normalisation constants [1, C, 1, 1] made once per device: a fresh host-to-device copy every batch would
+    wait for the GPU's queue to drain (a sync per step)."""
+    return (torch.tensor(mean, device=device).view(1, -1, 1, 1), torch.tensor(std, device=device).view(1, -1, 1, 1))
+
+
+def _to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on `device` without a sync: a copy from pinned memory is queued, not waited for (a copy
+    from pageable memory drains the stream first)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def crop_flip(x: Tensor, generator: torch.Generator | None = None, pad: int = 4) -> Tensor:
-    """Random crop with zero padding and horizontal flip, done batch-wise on the device."""
+    """Random crop with zero padding and horizontal flip, done batch-wise on the device.
+
+    The offsets and flips are drawn on the CPU from `generator` (the same numbers on every device, so a seed
+    means the same augmentation on CPU and GPU) and sent in one asynchronous copy.
+    """
     n, _, h, w = x.shape
     dev = x.device
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu").to(dev)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu")
+    coin = torch.rand(n, generator=generator, device="cpu")
+    dx, dy, coin = _to_device(torch.stack([dx.float(), dy.float(), coin]), dev)  # offsets <= 2 pad: exact in fp32
+    dx, dy = dx.long(), dy.long()
     rows = (dy.view(n, 1) + torch.arange(h, device=dev).view(1, h))  # [n, h]
     cols = (dx.view(n, 1) + torch.arange(w, device=dev).view(1, w))  # [n, w]
-    flip = torch.rand(n, generator=generator, device="cpu").to(dev) < 0.5
+    flip = coin < 0.5
     cols = torch.where(flip.view(n, 1), cols.flip(1), cols)
     idx_n = torch.arange(n, device=dev).view(n, 1, 1)
     out = padded.permute(0, 2, 3, 1)[idx_n, rows.view(n, h, 1), cols.view(n, 1, w)]
