@@ -1,5 +1,5 @@
 """The `unlearn --help` page: conf/hydra/help/unlearn.yaml, whose lists of groups, options and keys are read
-from the config folder when the page is printed (resolvers `${unlearn.help_groups:}`, `${unlearn.help_keys:}`).
+from the config folder and the command's sub-commands when the page is printed (`${unlearn.help_groups:}`, ...).
 
 Light on purpose (no torch): the console command prints the page without composing the config.
 """
@@ -73,11 +73,18 @@ def help_keys(conf: Path = CONF) -> str:
     return "\n".join(lines)
 
 
+def help_commands() -> str:
+    """The sub-commands of the console command (unlearn.cli.SUBCOMMANDS), comma-separated."""
+    from unlearn.cli import SUBCOMMANDS  # here, not at the top: unlearn.cli imports this module
+    return ", ".join(SUBCOMMANDS)
+
+
 def page() -> str:
     """The help text exactly as Hydra prints it from the template (its `$` placeholders are not used)."""
     return str(OmegaConf.load(TEMPLATE).template)
 
 
-for _name, _fn in (("unlearn.help_groups", help_groups), ("unlearn.help_keys", help_keys)):
+for _name, _fn in (("unlearn.help_groups", help_groups), ("unlearn.help_keys", help_keys),
+                   ("unlearn.help_commands", help_commands)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, lambda _fn=_fn: _fn())
