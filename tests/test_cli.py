@@ -215,3 +215,27 @@ def test_committed_figure_csvs_hold_no_absolute_path():
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         absolute = [(c, v) for c in frame.columns for v in frame[c] if os.path.isabs(v)]
         assert not absolute, (path.name, absolute[:2])
+
+
+BLOCK_JOBLIB = """
+import importlib.abc, runpy, sys
+class Absent(importlib.abc.MetaPathFinder):  # as if hydra-joblib-launcher were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("hydra_plugins.hydra_joblib_launcher"):
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, Absent())
+"""
+
+
+@pytest.mark.parametrize("entry", ["from unlearn.cli import main; main()",
+                                   "runpy.run_module('unlearn.app', run_name='__main__')"], ids=["unlearn", "app"])
+def test_without_the_joblib_plugin_the_local_launcher_names_its_extra(entry, tmp_path):
+    """The issue's case end to end: Hydra alone would answer "Could not load 'hydra/launcher/joblib'"."""
+    argv = ["unlearn", "-m", "hydra/launcher=local", *TINY, f"cache_dir={tmp_path}/cache"]
+    out = subprocess.run([sys.executable, "-c", f"{BLOCK_JOBLIB}sys.argv = {argv!r}\n{entry}"], cwd=tmp_path, env=ENV,
+                         capture_output=True, text=True, timeout=HANG_GUARD)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip() == ("error: hydra/launcher=local needs Hydra's joblib plugin "
+                                  "(hydra_plugins.hydra_joblib_launcher), which is not installed: "
+                                  "pip install 'unlearn[launchers]'")
+    assert not (tmp_path / "results").exists()  # refused before Hydra made a sweep folder
