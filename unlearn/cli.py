@@ -1,7 +1,7 @@
 """The `unlearn` console command (and `run.py`): sub-commands, the help page, the Hydra app.
 
     unlearn [run] key=value ...     the Hydra app (unlearn.app); -m for a sweep
-    unlearn collect | dashboard | table | figure | tune ...   the other tools, each with its own --help
+    unlearn TOOL ...                the other tools (SUBCOMMANDS below), each with its own --help
 
 A rejected config is one line on stderr, exit status 2, no folder left. Imports stay light until a command
 runs, so `unlearn --help` and a missing launcher plugin answer without loading torch.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None):
         refuse(f"unknown command {argv[0]!r}; allowed: run, {', '.join(SUBCOMMANDS)}, or key=value overrides "
                f"of a run (unlearn --help)")
     if {"-h", "--help"} & set(argv) and "--hydra-help" not in argv:
-        print(page())  # what Hydra prints from conf/hydra/help/unlearn.yaml, without composing the config
+        try:
+            print(page(), flush=True)  # Hydra's page from conf/hydra/help/unlearn.yaml, without composing the config
+        except BrokenPipeError:  # `unlearn --help | head`: the reader left; nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return None
     check_plugins(argv)
     sys.argv = [sys.argv[0], *argv]
