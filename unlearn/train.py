@@ -38,6 +38,7 @@ class Recipe:
     momentum: float
     weight_decay: float
     scheduler: str
+    clean_epochs: int = 0  # last epochs of `fit` without augmentation (memorise D_tr); 0 = augment throughout
 
     def __post_init__(self):
         checks = [
@@ -48,11 +49,16 @@ class Recipe:
             ("momentum", finite(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1)"),
             ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("scheduler", self.scheduler in SCHEDULERS, f"one of {SCHEDULERS}"),
+            ("clean_epochs", integer(self.clean_epochs, 0) and self.clean_epochs <= self.epochs,
+             "an integer in [0, epochs]"),
         ]
         require(checks, vars(self))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.clean_epochs:
+            del out["clean_epochs"]  # recipes without it keep the cache keys they always had
+        return out
 
     def optimizer_for(self, params) -> torch.optim.Optimizer:
         params = [p for p in params if p.requires_grad]
@@ -277,7 +283,8 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
             loss_sum = torch.zeros((), device=idx.device)
             correct = torch.zeros((), device=idx.device)
             for b in prefetched(batches(idx, recipe.batch_size, g), data.x_train):
-                x, y = data.prepare(data.x_train[b], train=True, generator=g), data.y_train[b]
+                augmented = epoch < recipe.epochs - recipe.clean_epochs
+                x, y = data.prepare(data.x_train[b], train=augmented, generator=g), data.y_train[b]
                 with stepper.autocast():
                     logits = model(x)
                     loss = nn.functional.cross_entropy(logits, y)

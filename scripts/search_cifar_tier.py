@@ -1,0 +1,101 @@
+"""Search the CIFAR-10 CPU tier (issue 19): train each candidate's original model and Retrain (random 10% D_f,
+seed 0) through the real pipeline and record what they reach and cost.
+
+    .venv/bin/python scripts/search_cifar_tier.py [--only NAME ...] [--out results/tier/cifar10_tier_search.csv]
+
+Each candidate is a list of Hydra overrides of experiment=cifar10_random_fast_cpu. A row per candidate: images,
+epochs, threads, minutes per training (original and Retrain, one torch thread), train / test accuracy of the
+original, Retrain's UA on D_f, the original's MIA-efficacy on D_f, and the machine's load average (1 min)
+around the training, since the machine is shared. Rows already in the CSV are kept; a candidate is rerun only
+when named with --only. Trained models go to the run cache (cache_dir), so a rerun of the same candidate is
+free and `run.py experiment=cifar10_random_fast_cpu` reuses the chosen tier's models.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from unlearn.workspace import Workspace
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "unlearn" / "conf"
+BASE = ["experiment=cifar10_random_fast_cpu", "method=retrain", "seed=0", "threads=1", "device=cpu",
+        "wandb.mode=disabled"]
+# name -> overrides of BASE; the chosen tier is the experiment's defaults ("fastcnn_tier")
+S1 = ["model.widths=[32,64,128]", "model.stem_width=24", "model.stem_stride=1"]  # airbench's 31x31 layout, narrow
+CANDIDATES = {
+    "fastcnn_tier": [],
+    "fastcnn_s1_10k_24ep": [*S1, "dataset.per_class_train=1000", "train.epochs=24", "train.clean_epochs=6"],
+}
+COLUMNS = ["candidate", "model", "images", "epochs", "clean_epochs", "precision", "threads", "original_minutes",
+           "retrain_minutes", "original_cpu_minutes", "retrain_cpu_minutes", "train_acc", "test_acc", "original_UA", "retrain_UA", "retrain_TA", "original_MIA",
+           "load_before", "load_after", "overrides"]
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def run(name: str, overrides: list[str], cache_dir: str) -> dict:
+    """Train (or load from the cache) one candidate's original and Retrain models and evaluate both."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*BASE, f"cache_dir={cache_dir}", "results_csv=null",
+                                           f"run_dir={tempfile.mkdtemp(prefix=f'tier-{name}-')}", *overrides])
+    before = load()
+    ws = Workspace(cfg)
+    cpu = time.process_time()
+    original, o_info = ws.refs.original()
+    cpu_original = time.process_time() - cpu
+    retrain, r_info = ws.refs.retrain()
+    cpu_retrain = time.process_time() - cpu - cpu_original
+    after = load()
+    m, r = ws.evaluate(original), ws.evaluate(retrain)
+    n_f, n_r = m["forget/size"], m["retain/size"]
+    train_acc = ((100.0 - m["UA"]) * n_f + m["RA"] * n_r) / (n_f + n_r)
+    return {"candidate": name, "model": cfg.model.name, "images": int(n_f + n_r), "epochs": cfg.train.epochs,
+            "clean_epochs": cfg.train.get("clean_epochs", 0), "precision": cfg.precision,
+            "threads": torch.get_num_threads(), "original_minutes": f"{o_info['train_seconds'] / 60:.2f}",
+            "retrain_minutes": f"{r_info['train_seconds'] / 60:.2f}",
+            "original_cpu_minutes": f"{cpu_original / 60:.2f}", "retrain_cpu_minutes": f"{cpu_retrain / 60:.2f}", "train_acc": f"{train_acc:.2f}",
+            "test_acc": f"{m['TA']:.2f}", "original_UA": f"{m['UA']:.2f}", "retrain_UA": f"{r['UA']:.2f}",
+            "retrain_TA": f"{r['TA']:.2f}", "original_MIA": f"{m['MIA']:.2f}", "load_before": before,
+            "load_after": after, "overrides": " ".join(overrides)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=None, help="candidates to (re)run; default: those not in the CSV")
+    ap.add_argument("--out", default=str(ROOT / "results" / "tier" / "cifar10_tier_search.csv"))
+    ap.add_argument("--cache-dir", default=str(ROOT / "results" / "cache"))
+    args = ap.parse_args()
+    unknown = sorted(set(args.only or []) - set(CANDIDATES))
+    if unknown:
+        raise SystemExit(f"unknown candidates {unknown}; allowed: {sorted(CANDIDATES)}")
+    out = Path(args.out)
+    rows = {}
+    if out.exists():
+        with out.open() as f:
+            rows = {r["candidate"]: r for r in csv.DictReader(f)}
+    todo = args.only if args.only is not None else [c for c in CANDIDATES if c not in rows]
+    for name in todo:
+        print(f"{name}: {' '.join(CANDIDATES[name]) or '(tier defaults)'} ...", flush=True)
+        rows[name] = run(name, CANDIDATES[name], args.cache_dir)
+        print({k: rows[name][k] for k in COLUMNS[:-1]}, flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(rows[c] for c in CANDIDATES if c in rows)
+        tmp.replace(out)
+
+
+if __name__ == "__main__":
+    main()

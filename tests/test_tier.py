@@ -1,0 +1,97 @@
+"""The fast CIFAR-10 CPU tier (issue 19): the FastCNN network through the real configs, the recipe's clean
+final epochs (augmentation off), and the tier search script on the real data when it is present."""
+import dataclasses
+import math
+import runpy
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, SHARED_DATA, compose_cfg, yaml_model
+from unlearn.data.synthetic import load_synthetic
+from unlearn.train import Compute, Recipe, fit
+from unlearn.workspace import build
+
+EXPERIMENT = "experiment=cifar10_random_fast_cpu"
+
+
+def _data():
+    """Synthetic 3x32x32 blobs with augmentation on, the shape of CIFAR-10."""
+    return dataclasses.replace(load_synthetic(num_classes=4, per_class=24, test_per_class=4, channels=3, size=32),
+                               augment=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
+def test_fastcnn_contract_and_backward(shape):
+    model = yaml_model("fastcnn", 7, shape, widths=[4, 8, 8], stem_width=6, stem_stride=1)
+    x = torch.randn(3, *shape)
+    out = model(x)
+    assert out.shape == (3, 7) and model.features(x).shape == (3, 8)
+    torch.testing.assert_close(model.fc(model.features(x)), out)  # methods edit the head through `fc`
+    out.logsumexp(1).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("bad", [{"widths": []}, {"widths": [8, 0]}, {"stem_width": 0}, {"stem_stride": 3}])
+def test_fastcnn_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError, match="model."):
+        yaml_model("fastcnn", 10, (3, 32, 32), **{"widths": [4, 8], "stem_width": 6, "stem_stride": 1, **bad})
+
+
+def test_tier_experiment_composes_and_its_recipe_trains_fastcnn(tmp_path):
+    """The real experiment config: its model, recipe and step mechanics train on synthetic 32x32 data."""
+    cfg = compose_cfg([EXPERIMENT], tmp_path)
+    assert cfg.model.name == "fastcnn" and cfg.dataset.name == "cifar10_fast_cpu" and cfg.paradigm.name == "random"
+    assert cfg.train.clean_epochs >= 1 and cfg.dataset.augment
+    data = _data()
+    torch.manual_seed(0)
+    model = build(cfg.model, num_classes=data.num_classes, input_shape=list(data.input_shape))
+    # one augmented epoch: crops and flips scramble the blobs' white-noise prototypes, so the fit is in the clean ones
+    recipe = Recipe(**{**cfg.train, "epochs": 6, "clean_epochs": 5, "batch_size": 16})
+    compute = Compute(precision=cfg.precision, channels_last=cfg.channels_last, compile=False, cudnn=cfg.cudnn)
+    curve = []
+    fit(model, data, torch.arange(len(data.y_train)), recipe, seed=0, log=lambda m, s: curve.append(m),
+        compute=compute)
+    assert len(curve) == 6 and all(math.isfinite(p["train/loss"]) for p in curve)
+    assert curve[-1]["train/loss"] < curve[0]["train/loss"]  # it learns the blobs
+
+
+def _prepare_calls(clean_epochs: int, epochs: int = 3) -> list[bool]:
+    data, calls = _data(), []
+    prepare = data.prepare
+
+    def spy(x, train=False, generator=None):
+        calls.append(train)
+        return prepare(x, train=train, generator=generator)
+
+    object.__setattr__(data, "prepare", spy)
+    recipe = Recipe(epochs=epochs, lr=0.01, batch_size=48, optimizer="sgd", momentum=0.9, weight_decay=0.0,
+                    scheduler="cosine", clean_epochs=clean_epochs)
+    fit(yaml_model("fastcnn", 4, (3, 32, 32), widths=[4], stem_width=4, stem_stride=2), data, torch.arange(96), recipe, seed=0)
+    return calls
+
+
+def test_clean_epochs_turn_augmentation_off_at_the_end():
+    assert _prepare_calls(0) == [True] * 6  # 2 batches per epoch, augmented throughout
+    assert _prepare_calls(1) == [True] * 4 + [False] * 2  # the last epoch sees the images as stored
+    assert _prepare_calls(3) == [False] * 6
+
+
+def test_clean_epochs_checked_and_keyed_only_when_used():
+    base = dict(epochs=4, lr=0.1, batch_size=8, optimizer="sgd", momentum=0.9, weight_decay=0.0, scheduler="cosine")
+    assert "clean_epochs" not in Recipe(**base).to_dict()  # recipes without it keep their cache keys
+    assert Recipe(**base, clean_epochs=2).to_dict()["clean_epochs"] == 2
+    for bad in (5, -1, 1.5, True):
+        with pytest.raises(ValueError, match="clean_epochs"):
+            Recipe(**base, clean_epochs=bad)
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow  # decodes a few hundred JPEGs and trains two tiny models: ~30 s on a loaded machine
+def test_search_script_runs_a_candidate_on_real_cifar10(tmp_path):
+    script = runpy.run_path(str(ROOT / "scripts" / "search_cifar_tier.py"), run_name="tier")
+    row = script["run"]("tiny", [f"dataset.root={SHARED_DATA}/cifar10-jpg", "dataset.per_class_train=20",
+                                 "dataset.per_class_test=10", "train.epochs=2", "train.clean_epochs=1",
+                                 "model.widths=[8,8,8]", "model.stem_width=6", "model.stem_stride=2"], str(tmp_path / "cache"))
+    assert set(script["COLUMNS"]) <= set(row) and row["images"] == 200 and row["threads"] == 1
+    assert all(0 <= float(row[k]) <= 100 for k in ("train_acc", "test_acc", "retrain_UA", "original_MIA"))
