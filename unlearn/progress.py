@@ -21,6 +21,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 log = logging.getLogger("unlearn")
 LOG_EVERY = 10.0  # seconds between two progress lines of one phase (config key progress.log_every)
 ACCELERATOR_CHECK_EVERY = 50  # steps between two finiteness checks of the loss off the CPU (one host sync each)
+PROBE_MIN_SECONDS, PROBE_MAX_STEPS = 0.5, 50  # the cost probe times at least this long, unless it took that many steps
 
 
 class Diverged(ValueError):
@@ -198,10 +199,10 @@ class Phase:
 
 
 def speed(model: torch.nn.Module, data, idx: torch.Tensor, recipe, compute, batches: int,
-          eval_batch: int) -> tuple[float, float]:
-    """Seconds per image of a training step and of an inference pass, timed on a throwaway `model` over
-    `batches` batches of `idx` after one warm-up step. Global random states are restored, so results do not
-    change."""
+          eval_batch: int) -> tuple[float, float, int]:
+    """Seconds per image of a training step and of an inference pass, and the steps timed: on a throwaway
+    `model`, `batches` batches of `idx` (more, up to PROBE_MAX_STEPS, until PROBE_MIN_SECONDS have passed)
+    after one warm-up step. Global random states are restored, so results do not change."""
     device = idx.device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     devices = [device] if device.type == "cuda" else []
@@ -221,20 +222,21 @@ def speed(model: torch.nn.Module, data, idx: torch.Tensor, recipe, compute, batc
 
         step()
         sync()
-        start = time.perf_counter()
-        for _ in range(batches):
-            step()
-        sync()
-        train = (time.perf_counter() - start) / (batches * bs)
+        start, n = time.perf_counter(), 0
+        while n < batches or (n < PROBE_MAX_STEPS and time.perf_counter() - start < PROBE_MIN_SECONDS):
+            step()  # tiny models: more steps, or timer noise and start-up costs dominate
+            n += 1
+            sync()
+        train = (time.perf_counter() - start) / (n * bs)
         model.eval()
-        n = max(1, min(eval_batch, len(idx)))
-        x = data.prepare(data.x_train[idx[:n]])
+        n_eval = max(1, min(eval_batch, len(idx)))
+        x = data.prepare(data.x_train[idx[:n_eval]])
         start = time.perf_counter()
         with torch.no_grad(), stepper.autocast():
             model(x)
         sync()
-        infer = (time.perf_counter() - start) / n
-    return train, infer
+        infer = (time.perf_counter() - start) / n_eval
+    return train, infer, n
 
 
 def minutes(seconds: float) -> str:
@@ -279,9 +281,9 @@ def announce(ws) -> tuple[str, float] | None:
     if all(p.cached or p.images * p.epochs == 0 for p in phases):
         log.info("cost estimate: nothing to train (the reference models are cached)")
         return None
-    train_s, infer_s = speed(ws.new_model().to(ws.device), task.data, split.retain, refs.recipe, refs.compute,
+    train_s, infer_s, steps = speed(ws.new_model().to(ws.device), task.data, split.retain, refs.recipe, refs.compute,
                              cfg.progress.probe_batches, cfg.eval.batch_size)
-    how = f"{cfg.progress.probe_batches} timed steps on {ws.device.type}, {torch.get_num_threads()} threads"
+    how = f"{steps} timed steps on {ws.device.type}, {torch.get_num_threads()} threads"
     block, seconds = cost_block(phases, train_s, infer_s, how)
     log.info(block)
     if seconds > cfg.progress.warn_hours * 3600:
