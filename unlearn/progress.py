@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 import time
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -21,7 +22,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 log = logging.getLogger("unlearn")
 LOG_EVERY = 10.0  # seconds between two progress lines of one phase (config key progress.log_every)
 ACCELERATOR_CHECK_EVERY = 50  # steps between two finiteness checks of the loss off the CPU (one host sync each)
-PROBE_MIN_SECONDS, PROBE_MAX_STEPS = 0.5, 50  # the cost probe times at least this long, unless it took that many steps
+PROBE_MIN_SECONDS, PROBE_MAX_STEPS = 0.5, 50  # a long run's probe times at least this long (or this many steps)
+REFINE_ABOVE = 600.0  # seconds: a run estimated longer gets the longer probe; a short one (tests) keeps 2 steps
 
 
 class Diverged(ValueError):
@@ -198,11 +200,12 @@ class Phase:
     note: str = ""
 
 
-def speed(model: torch.nn.Module, data, idx: torch.Tensor, recipe, compute, batches: int,
-          eval_batch: int) -> tuple[float, float, int]:
+def speed(model: torch.nn.Module, data, idx: torch.Tensor, recipe, compute, batches: int, eval_batch: int,
+          refine: Callable[[float], bool] = lambda seconds_per_image: True) -> tuple[float, float, int]:
     """Seconds per image of a training step and of an inference pass, and the steps timed: on a throwaway
-    `model`, `batches` batches of `idx` (more, up to PROBE_MAX_STEPS, until PROBE_MIN_SECONDS have passed)
-    after one warm-up step. Global random states are restored, so results do not change."""
+    `model`, `batches` batches of `idx` after one warm-up step, then more (up to PROBE_MAX_STEPS, until
+    PROBE_MIN_SECONDS have passed) while `refine(seconds per image so far)` says the estimate is worth it.
+    Global random states are restored, so results do not change."""
     device = idx.device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     devices = [device] if device.type == "cuda" else []
@@ -223,8 +226,9 @@ def speed(model: torch.nn.Module, data, idx: torch.Tensor, recipe, compute, batc
         step()
         sync()
         start, n = time.perf_counter(), 0
-        while n < batches or (n < PROBE_MAX_STEPS and time.perf_counter() - start < PROBE_MIN_SECONDS):
-            step()  # tiny models: more steps, or timer noise and start-up costs dominate
+        while n < batches or (n < PROBE_MAX_STEPS and time.perf_counter() - start < PROBE_MIN_SECONDS
+                              and refine((time.perf_counter() - start) / (n * bs))):
+            step()  # a long run of a tiny model: more steps, or timer noise and start-up costs dominate
             n += 1
             sync()
         train = (time.perf_counter() - start) / (n * bs)
@@ -281,8 +285,10 @@ def announce(ws) -> tuple[str, float] | None:
     if all(p.cached or p.images * p.epochs == 0 for p in phases):
         log.info("cost estimate: nothing to train (the reference models are cached)")
         return None
+    work = sum(p.images * p.epochs for p in phases if not p.cached and not p.inference)
     train_s, infer_s, steps = speed(ws.new_model().to(ws.device), task.data, split.retain, refs.recipe, refs.compute,
-                             cfg.progress.probe_batches, cfg.eval.batch_size)
+                                    cfg.progress.probe_batches, cfg.eval.batch_size,
+                                    refine=lambda s: work * s > REFINE_ABOVE)
     how = f"{steps} timed steps on {ws.device.type}, {torch.get_num_threads()} threads"
     block, seconds = cost_block(phases, train_s, infer_s, how)
     log.info(block)
