@@ -283,3 +283,16 @@ def test_the_runner_reports_failed_rows_after_the_others(tmp_path, monkeypatch, 
     assert code == 1 and list(ran) == ["CIFAR-10 / retrain", "CIFAR-10 / ga"]  # every row was launched
     assert "1 row(s) failed: CIFAR-10 / retrain (exit status 1)" in err
     assert (tmp_path / "tables" / "table10_cpu.md").exists()  # the table is still printed
+
+
+def test_a_job_expects_the_threads_its_launcher_gives_it():
+    """The done check compares the row's torch threads with what the job will get: its `threads`, else its share
+    of the cores under a parallel launcher (as unlearn.app.share_cores sets it), else torch's default."""
+    from unlearn.app import cores
+    from unlearn.tables import launch
+    preset = load("table10", "cpu", ["ga"])
+    assert planning.plan(preset, [0], SHRINK)[0].threads is None
+    assert planning.plan(preset, [0], [*SHRINK, "threads=3"])[0].threads == 3
+    local = planning.plan(preset, [0], [*SHRINK, "hydra/launcher=local"])[0]  # joblib, n_jobs: 2
+    assert local.threads == max(1, cores() // 2) and "hydra" not in local.cfg
+    assert launch.environment(local)["threads"] == local.threads
