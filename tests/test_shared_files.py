@@ -373,3 +373,13 @@ def test_sigterm_while_the_job_sets_up_releases_its_cache_lock(tmp_path):
                          text=True, timeout=HANG_GUARD)
     assert out.returncode == 143, out.stderr[-3000:]
     assert (tmp_path / "images.pt.lock").exists() and not (tmp_path / "images.pt.lock.owner").exists()
+
+
+def test_a_full_disk_while_appending_a_row_names_the_csv_and_leaves_no_partial_row(tmp_path, full_disk):
+    path = tmp_path / "runs.csv"
+    append_row(path, row(0))
+    before = path.read_bytes()
+    full_disk(tmp_path)
+    with pytest.raises(cache.DiskFullError, match=rf"disk full while writing {path} "):
+        append_row(path, row(1))
+    assert path.read_bytes() == before

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from unlearn.cache import atomic_write, fault, locked
+from unlearn.cache import DISK_FULL, atomic_write, disk_full, fault, locked
 
 log = logging.getLogger("unlearn")
 IDENTITY = ("table", "dataset", "model", "paradigm", "method", "seed", "config_id")  # what names a run's row
@@ -147,20 +147,35 @@ def append_row(path: str | Path, row: dict) -> None:
         if path.exists():
             data = path.read_bytes()
             _set_aside_torn_tail(path, data, header_of(data))
-        if not path.exists() or path.stat().st_size == 0:
-            with path.open("w", newline="") as f:  # created as open() creates files: the umask's mode
-                f.write(_line(list(row)) + _line(list(row.values())))
+        if not path.exists() or path.stat().st_size == 0:  # created as open() creates files: the umask's mode
+            _append(path, _line(list(row)) + _line(list(row.values())))
             fault("csv")
             return
         with path.open(newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f), [])
         if set(row) <= set(header):
-            with path.open("a", newline="") as f:
-                f.write(_line([row.get(k, "") for k in header]))
+            _append(path, _line([row.get(k, "") for k in header]))
             fault("csv")
             return
         _widen(path, header, row)
         fault("csv")
+
+
+def _append(path: Path, text: str) -> None:
+    """Append whole lines; a write that fails (a full disk) is cut back off, and a full disk is named."""
+    size = path.stat().st_size if path.exists() else 0
+    try:
+        with path.open("a", newline="", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        try:
+            with path.open("r+b") as f:  # no partial row left behind (the next append would set it aside)
+                f.truncate(size)
+        except OSError:
+            pass
+        if e.errno in DISK_FULL:
+            raise disk_full(path, e) from None
+        raise
 
 
 def _widen(path: Path, header: list[str], row: dict) -> None:
@@ -169,7 +184,6 @@ def _widen(path: Path, header: list[str], row: dict) -> None:
     fields = header + [k for k in row if k not in header]
     with path.open(newline="", encoding="utf-8-sig") as f:
         old = list(csv.reader(f))[1:]
-
     text = io.StringIO()
     w = csv.writer(text)
     w.writerow(fields)
