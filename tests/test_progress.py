@@ -36,7 +36,6 @@ def test_every_phase_logs_one_line_per_epoch_outside_a_terminal(tiny_cfg, caplog
         got = lines(caplog, rf"^{phase}: epoch \d+/{total} ")
         assert [int(re.search(r"epoch (\d+)/", s).group(1)) for s in got] == list(range(1, total + 1)), got
         assert all(re.search(r"loss -?[\d.e+-]+ .*elapsed \d+:\d\d:\d\d  ETA \d+:\d\d:\d\d$", s) for s in got), got
-    assert lines(caplog, r"^evaluate: batch \d+/\d+ ")  # evaluation speaks too (here: every batch)
 
 
 def test_lines_are_spaced_by_log_every_with_the_first_and_last_always(monkeypatch, caplog):
@@ -50,6 +49,11 @@ def test_lines_are_spaced_by_log_every_with_the_first_and_last_always(monkeypatc
     with Progress("evaluate", 2, unit="batch", quiet=True) as p:  # a short evaluation says nothing
         p.done(); p.done()
     assert not lines(caplog, "^evaluate")
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.0)  # every epoch; a long evaluation still every 10 s
+    with Progress("evaluate", 8, unit="batch", quiet=True) as p:
+        for _ in range(8):
+            p.done()
+    assert [re.search(r"batch (\d+)/8", s).group(1) for s in lines(caplog, "^evaluate")] == ["4", "8"]
 
 
 def test_a_bar_is_drawn_only_in_a_terminal_counting_steps_or_epochs(monkeypatch):

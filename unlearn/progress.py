@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger("unlearn")
-LOG_EVERY = 10.0  # seconds between two progress lines of one phase (config key progress.log_every)
+LOG_EVERY = 0.0  # seconds between two progress lines of one phase: progress.log_every, set by `configure` (until
+# then, e.g. in a notebook that calls `fit` directly, every epoch)
+QUIET_EVERY = 10.0  # seconds: the least spacing of the lines of a quiet phase (evaluation), whatever LOG_EVERY
 ACCELERATOR_CHECK_EVERY = 50  # steps between two finiteness checks of the loss off the CPU (one host sync each)
 PROBE_MIN_SECONDS, PROBE_MAX_STEPS = 0.5, 50  # a long run's probe times at least this long (or this many steps)
 REFINE_ABOVE = 600.0  # seconds: a run estimated longer gets the longer probe; a short one (tests) keeps 2 steps
@@ -50,7 +52,7 @@ class Progress:
     (a resumed run). `check(loss)` before each optimiser step stops at a non-finite loss; `done(**values)`
     after each unit logs `phase: epoch 3/30  loss 0.41  elapsed 0:00:12  ETA 0:01:48` when LOG_EVERY seconds
     have passed since the last line (the first and last epoch always; `quiet` phases such as evaluation only
-    when they run longer than that)."""
+    when they run longer than that, and at most every QUIET_EVERY seconds)."""
 
     def __init__(self, phase: str, total: int, *, unit: str = "epoch", first: int = 0, quiet: bool = False,
                  steps_per_epoch: int | None = None, opt: torch.optim.Optimizer | None = None,
@@ -134,7 +136,8 @@ class Progress:
             edge = False  # a short evaluation says nothing
         if self.bar is not None and values:
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
-        if not (edge or now - self.last_line >= LOG_EVERY):
+        every = max(LOG_EVERY, QUIET_EVERY) if self.quiet else LOG_EVERY
+        if not (edge or now - self.last_line >= every):
             return
         self.last_line = now
         done = index - self.first
