@@ -125,6 +125,8 @@ def test_cli_runs_only_missing_jobs_and_writes_the_table(tmp_path):
     assert "| retrain |" in md and "| ga |" in md and "original model: train accuracy" in md
     frame = pd.read_csv(tmp_path / "tables" / "table10_cpu.csv")
     assert set(frame["row"]) == {"retrain", "ga"} and (frame["n"] == 1).all()
+    behind = pd.read_csv(tmp_path / "tables" / "table10_cpu.runs.csv")  # the runs each cell was computed from
+    assert sorted(behind["row"]) == ["ga", "retrain"] and behind["UA"].notna().all()
     again = _cli("run", "table10", "--rows", "retrain,ga", "--seeds", "0", *extra, tmp_path=tmp_path)
     assert again.returncode == 0 and "0 to run" in again.stderr
 

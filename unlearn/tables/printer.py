@@ -185,7 +185,9 @@ def table_runs(preset: Preset, jobs: list[Job], runs: pd.DataFrame) -> pd.DataFr
     `ran_as` is the table label the run was recorded under (a figure or another table may have run the job)."""
     if not len(runs):
         return pd.DataFrame()
-    latest = latest_per_job(runs.assign(ran_as=runs["table"]))
+    runs = runs.copy()  # consolidated: the results CSV reader leaves a frame of one block per column
+    runs["ran_as"] = runs["table"]
+    latest = latest_per_job(runs)
     by_job = {(c, s): i for i, (c, s) in enumerate(zip(latest["config_id"], latest["seed"]))}
     mine = [(j, by_job[(j.config_id, j.seed)]) for j in jobs if (j.config_id, j.seed) in by_job]
     if not mine:
