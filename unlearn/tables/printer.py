@@ -118,16 +118,19 @@ def cell(r, latex: bool = False) -> str:
     return ours
 
 
-def paper_line(df: pd.DataFrame, preset: Preset) -> str:
-    """Which version of the paper the bracketed numbers come from (one per table)."""
+def paper_line(df: pd.DataFrame, preset: Preset, paper: pd.DataFrame | None = None) -> str:
+    """Which version of the paper the bracketed numbers come from (one per table), and how to get the other."""
     used = df["paper_version"].iloc[0] if len(df) and "paper_version" in df else ""
     if not used:
         return "no version of the paper has this table"
     tables = sorted({s.split()[1] for s in df["paper_source"] if isinstance(s, str) and s}, key=lambda t: int(t[1:]))
-    other = "arXiv" if used == "iclr" else "ICLR"
+    other = "arxiv" if used == "iclr" else "iclr"
+    paper = paper_values() if paper is None else paper
+    has_other = table_version(paper, preset.table, other) == other
     return (f"the paper's {VERSION_NAME[used]} version ({', '.join(tables) or 'no matching cells'}; Avg. Gap and "
-            f"Sum it does not print are computed from its own cells; the {other} version: --paper "
-            f"{other.lower()})")
+            f"Sum it does not print are computed from its own cells; "
+            + (f"the {VERSION_NAME[other]} version: --paper {other})" if has_other
+               else f"the {VERSION_NAME[other]} version has no such table)"))
 
 
 def block_notes(df: pd.DataFrame, preset: Preset, notes: dict[str, str],
