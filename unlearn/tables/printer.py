@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from unlearn.report import ID_COLS, latest_per_job, metric_columns
+from unlearn.report import ID_COLS, NOT_METRICS, latest_per_job, metric_columns
 from unlearn.tables.paper import (SWAPPED_RA_TA, paper_cell, paper_row_cells, paper_values,  # noqa: F401
                                   table_version, unmatched_bu)
 from unlearn.tables.preset import Preset
@@ -179,7 +179,7 @@ def latex(df: pd.DataFrame, preset: Preset) -> str:
     return "\n".join(out)
 
 
-RUN_COLUMNS = ["overrides", "git_commit", "timestamp", "cpu_capability", "threads", "device", "torch"]
+LOCAL = {"run_dir", "wandb_run"}  # paths and ids that mean nothing on another machine
 
 
 def table_runs(preset: Preset, jobs: list[Job], runs: pd.DataFrame) -> pd.DataFrame:
@@ -198,7 +198,8 @@ def table_runs(preset: Preset, jobs: list[Job], runs: pd.DataFrame) -> pd.DataFr
     found = latest.iloc[[i for _, i in mine]].reset_index(drop=True)
     cells = pd.DataFrame({"table": preset.table, "scale": preset.scale, "block": [j.block.name for j, _ in mine],
                           "row": [j.row.id for j, _ in mine]})
-    ident = [c for c in ("ran_as", *ID_COLS, *RUN_COLUMNS) if c in found and c != "table"]
+    setup = [c for c in found.columns if c in NOT_METRICS and c not in LOCAL]  # commit, code digest, device, ...
+    ident = [c for c in dict.fromkeys(("ran_as", *ID_COLS, *setup)) if c in found and c != "table"]
     out = pd.concat([cells, found[ident], found[metric_columns(found.drop(columns=["ran_as"]))]], axis=1)
     return out.sort_values(["block", "row", "seed"], kind="stable").reset_index(drop=True)
 
