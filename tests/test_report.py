@@ -85,8 +85,9 @@ def test_bf16_and_fp32_runs_of_one_seed_are_two_configurations(tmp_path):
     names = {s: plain[s].get("name") for s in ("dataset", "model", "paradigm", "method")}
     assert config_id(plain) == config_hash({"names": names, "params": params(plain)})[:10]  # as before
     ids = {config_id(compose_cfg([*TINY, "seed=12", *o], tmp_path)) for o in
-           ([], ["precision=bf16"], ["precision=fp16"], ["compile=true"], ["cudnn=benchmark"])}
-    assert len(ids) == 5
+           ([], ["precision=bf16"], ["precision=fp16"], ["compile=true"], ["cudnn=benchmark"],
+            ["original.checkpoint=torchvision:ResNet18_Weights.IMAGENET1K_V1"])}
+    assert len(ids) == 6
 
 
 def _setups():

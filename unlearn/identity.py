@@ -61,13 +61,17 @@ def compute(cfg: DictConfig) -> dict:
 
 
 def config_id(cfg: DictConfig) -> str:
-    """Hash of everything that determines a result except the seed: group choices, `params(cfg)` and the step
-    mechanics that differ from the plain loop (bf16 and fp32 runs of one seed give other numbers)."""
+    """Hash of everything that determines a result except the seed: group choices, `params(cfg)`, the step
+    mechanics that differ from the plain loop (bf16 and fp32 runs of one seed give other numbers) and an
+    original model given from outside (`original.checkpoint`)."""
     names = {s: cfg[s].get("name") for s in SECTIONS if s != "train" and s != "eval"}
     ident = {"names": names, "params": params(cfg)}
     changed = {k: v for k, v in compute(cfg).items() if v != COMPUTE[k]}
     if changed:  # only then: the plain loop keeps its ids, and the committed results found by them
         ident["compute"] = changed
+    checkpoint = OmegaConf.select(cfg, "original.checkpoint", default=None)
+    if checkpoint is not None:  # an original model from outside (a file or torchvision:<weights>), not trained
+        ident["original"] = str(checkpoint)
     return config_hash(ident)[:10]
 
 
