@@ -177,3 +177,16 @@ def test_the_sentences_command_writes_the_markdown_beside_the_tables(tmp_path, c
     assert written == capsys.readouterr().out
     assert "- **Table 10**, CIFAR-10: closest to Retrain (smallest Avg. Gap): BS 2.00, FT 3.00" in written
     assert "Not written at cpu scale: table1, table2" in written
+
+
+def test_print_takes_the_paper_version_from_the_command_line(tmp_path):
+    out = tmp_path / "tables"
+    args = ["print", "table8", "--rows", "retrain,ugradsl", "--results", str(tmp_path / "none.csv"), "--out", str(out)]
+    assert main([*args, "--paper", "arxiv"]) == 0
+    df = pd.read_csv(out / "table8_cpu.csv", keep_default_na=False, na_values=[""])
+    assert {s.split()[0] for s in df["paper_source"].dropna()} == {"arxiv"}
+    gap = df[(df["block"] == "CIFAR-10") & (df["row"] == "ugradsl") & (df["column"] == "avg_gap")]["paper"]
+    assert gap.iloc[0] == paper_cell(PAPER, "table8", "CIFAR-10", "ugradsl", "ugradsl", None, "avg_gap", "arxiv")[0]
+    assert pd.read_csv(out / "table8_cpu.runs.csv").empty  # no runs yet: a header only
+    assert main(args) == 0  # the default: ICLR
+    assert "the paper's ICLR version (T8;" in (out / "table8_cpu.md").read_text()

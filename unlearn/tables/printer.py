@@ -179,6 +179,7 @@ def latex(df: pd.DataFrame, preset: Preset) -> str:
     return "\n".join(out)
 
 
+NO_RUNS = ["table", "scale", "block", "row", "config_id", "seed"]  # the header of a table with no runs yet
 LOCAL = {"run_dir", "wandb_run"}  # paths and ids that mean nothing on another machine
 
 
@@ -187,14 +188,14 @@ def table_runs(preset: Preset, jobs: list[Job], runs: pd.DataFrame) -> pd.DataFr
     the cell it feeds (block, row), the run's identity and every metric, so any cell can be traced and recomputed.
     `ran_as` is the table label the run was recorded under (a figure or another table may have run the job)."""
     if not len(runs):
-        return pd.DataFrame()
+        return pd.DataFrame(columns=NO_RUNS)
     runs = runs.copy()  # consolidated: the results CSV reader leaves a frame of one block per column
     runs["ran_as"] = runs["table"]
     latest = latest_per_job(runs)
     by_job = {(c, s): i for i, (c, s) in enumerate(zip(latest["config_id"], latest["seed"]))}
     mine = [(j, by_job[(j.config_id, j.seed)]) for j in jobs if (j.config_id, j.seed) in by_job]
     if not mine:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=NO_RUNS)
     found = latest.iloc[[i for _, i in mine]].reset_index(drop=True)
     cells = pd.DataFrame({"table": preset.table, "scale": preset.scale, "block": [j.block.name for j, _ in mine],
                           "row": [j.row.id for j, _ in mine]})
