@@ -290,7 +290,9 @@ def _shadow(n, k, member_conf, other_conf, seed):
 @pytest.mark.parametrize("member_conf,other_conf", [((20, 1), (8, 1)), ((8, 1), (6, 2)), ((3, 3), (3, 3.3))])
 @pytest.mark.parametrize("seed", [0, 2])
 def test_binned_mia_agrees_with_the_reference_svc_within_half_a_point(member_conf, other_conf, seed):
-    """Up to 0.2 points apart on these cases and seeds 0-4 (0.13 on average); 256 bins reached 1.0 once."""
+    """Measured over these cases x seeds 0-4 (45 fits): mean 0.07 points apart, all within 0.5 but one (0.87, the
+    closest pair at seed 4, an attack near chance whose SVC threshold is ill-determined at 1,500 per side; at
+    10,000 per side it is 0.04). Pinned here: seeds 0 and 2."""
     import numpy as np
     from unlearn.mia import BINS, features, fit_attack
     member, nonmember, target = _shadow(1500, 10, member_conf, other_conf, seed)
