@@ -19,7 +19,8 @@ from unlearn.cache import cached
 
 log = logging.getLogger("unlearn")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-FORMAT = 1  # bump when decoding changes, so caches written by older code are not reused
+FORMAT = 2  # bump when decoding changes, so caches written by older code are not reused (2: 16-bit
+# grey scaled by range)
 
 
 class MissingDataError(FileNotFoundError):
@@ -70,8 +71,22 @@ def load_image(path: str | Path | Image.Image, size: int | None = None) -> Tenso
                                    f"replace or remove it") from None
 
 
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """8-bit RGB; 16-bit grey (PNG `I;16`, `I` holding 0..65535) scaled by range, 65535 -> 255: PIL's own
+    convert clips it to 0 and 255. Float images are refused (their range is not known)."""
+    if im.mode.startswith("I"):
+        a = np.asarray(im).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"{im.mode} image with values in [{a.min()}, {a.max()}]; allowed: 8-bit images or 16-bit "
+                             f"grey (0..65535)")
+        im = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8))
+    elif im.mode == "F":
+        raise ValueError("32-bit float image (mode F); allowed: 8-bit images or 16-bit grey (0..65535)")
+    return im.convert("RGB")
+
+
 def _to_tensor(im: Image.Image, size: int | None) -> Tensor:
-    im = im.convert("RGB")
+    im = _to_8bit(im)
     if size is not None and im.size != (size, size):
         w, h = im.size
         scale = size / min(w, h)
