@@ -29,3 +29,12 @@ def test_readme_links_exist():
 def test_readme_is_short():
     """The README is what a newcomer needs first; the rest lives in docs/."""
     assert len(README.splitlines()) <= 250
+
+
+def test_own_data_page_quotes_the_logs_it_names():
+    """Every result row the own-data page shows is a line of the logs in results/own_data/."""
+    page = (ROOT / "docs" / "own-data.md").read_text(encoding="utf-8")
+    logs = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "results" / "own_data").glob("*.log")).splitlines()
+    rows = [line for line in page.splitlines() if re.match(r"(original|retrain|unlearned) +\d", line)]
+    assert len(rows) >= 6
+    assert [r for r in rows if r not in logs] == []
