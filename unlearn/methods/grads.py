@@ -76,7 +76,8 @@ def class_weighted_sq_grads(model: nn.Module, x: Tensor, rows: int, total: Tenso
         weight = F.softmax(out.detach().float(), -1)[classes]  # p(c | x_i), the expectation over the model's labels
         return vmap(pull)(ce(out.detach(), classes))[0], weight
 
-    num_classes = model(_unpadded(model, x[:1])).shape[1]
+    with torch.no_grad():
+        num_classes = model(_unpadded(model, x[:1])).shape[1]
     k = min(num_classes, rows)
     s = max(1, rows // k)
     if total is None:
