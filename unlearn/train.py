@@ -49,7 +49,8 @@ class Recipe:
             ("momentum", finite(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1)"),
             ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("scheduler", self.scheduler in SCHEDULERS, f"one of {SCHEDULERS}"),
-            ("clean_epochs", integer(self.clean_epochs, 0) and self.clean_epochs <= self.epochs,
+            ("clean_epochs", integer(self.clean_epochs, 0) and integer(self.epochs, 1)  # epochs checked first
+             and self.clean_epochs <= self.epochs,
              "an integer in [0, epochs]"),
         ]
         require(checks, vars(self))
