@@ -199,7 +199,9 @@ def test_every_method_has_a_search_preset_that_composes():
             assert default is not None, (name, key)  # searches a key that exists
             if isinstance(default, int) and not isinstance(default, bool):  # integer keys get integer proposals
                 dist = distribution(OverridesParser.create().parse_override(f"{key}={space}"))
-                assert type(dist).__name__.startswith("Int"), (name, key, dist)
+                integers = type(dist).__name__.startswith("Int") or (  # or a choice among integers
+                    type(dist).__name__ == "CategoricalDistribution" and all(type(c) is int for c in dist.choices))
+                assert integers, (name, key, dist)
 
 
 @pytest.mark.slow  # three sequential trials in a subprocess; test_selection's tiny study runs by default
