@@ -41,7 +41,7 @@ def _verdict(results: list[bool]) -> str:
     return "holds" if k == len(results) else "does not hold" if k == 0 else f"holds in {k} of {len(results)}"
 
 
-def forgets_more_than_ga(tables: dict[str, pd.DataFrame]) -> tuple[str, list[str]]:
+def forgets_more_than_ga(tables: dict[str, pd.DataFrame], presets: dict) -> tuple[str, list[str]]:
     results, numbers = [], []
     for table, df in tables.items():
         if table not in STANDARD:
@@ -63,7 +63,7 @@ def forgets_more_than_ga(tables: dict[str, pd.DataFrame]) -> tuple[str, list[str
     return _verdict(results), numbers
 
 
-def nls_beats_pls(tables: dict[str, pd.DataFrame]) -> tuple[str, list[str]]:
+def nls_beats_pls(tables: dict[str, pd.DataFrame], presets: dict) -> tuple[str, list[str]]:
     df = tables.get("table6")
     results, numbers = [], []
     for block in _blocks(df) if df is not None else []:
@@ -144,8 +144,7 @@ def claims(folder: Path, scale: str = "cpu", version: str = "iclr") -> pd.DataFr
     presets = {t: load(t, scale) for t in tables}
     out = []
     for claim, rule, judge in CLAIMS:
-        verdict, numbers = (judge(tables) if judge in (forgets_more_than_ga, nls_beats_pls)
-                            else judge(tables, presets))
+        verdict, numbers = judge(tables, presets)
         out.append({"claim": claim, "rule": rule, "verdict": verdict, "numbers": "; ".join(numbers) or "-"})
     return pd.DataFrame(out)
 
