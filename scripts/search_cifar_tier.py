@@ -27,7 +27,7 @@ from unlearn.workspace import Workspace
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "unlearn" / "conf"
 BASE = ["experiment=cifar10_random_fast_cpu", "method=retrain", "seed=0", "threads=1", "device=cpu",
-        "wandb.mode=disabled"]
+        "wandb.mode=disabled", "checkpoint_every=1"]  # the resume file keeps the curve
 # name -> overrides of BASE; the chosen tier is the experiment's defaults ("fastcnn_tier")
 S1 = ["model.widths=[32,64,128]", "model.stem_width=24", "model.stem_stride=1"]  # airbench's 31x31 layout, narrow
 CANDIDATES = {
@@ -82,6 +82,23 @@ def run(name: str, overrides: list[str], cache_dir: str, retrain_first: bool = F
             "load_after": after, "overrides": " ".join(overrides)}
 
 
+def flops(overrides: list[str], images: int = 50_000) -> str:
+    """FLOPs of one training step per sample (forward + backward, torch's FlopCounterMode) and of one training of
+    the candidate's recipe on `images` images (the paper-scale option: all of CIFAR-10)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from unlearn.workspace import build
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*BASE, *overrides])
+    model = build(cfg.model, num_classes=10, input_shape=[3, 32, 32])
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    per_sample = counter.get_total_flops() / len(x)
+    total = per_sample * images * cfg.train.epochs
+    return (f"{cfg.model.name}: {per_sample / 1e6:.1f} MFLOP per training sample; {cfg.train.epochs} passes over "
+            f"{images:,} images = {total:.2e} FLOPs per training")
+
+
 def markdown(rows: list[dict]) -> str:
     """The README's search table from the CSV rows."""
     head = ["candidate", "model", "images", "epochs (clean)", "min/training wall (CPU)", "train acc", "test acc",
@@ -105,7 +122,13 @@ def main() -> None:
     ap.add_argument("--retrain-first", action="store_true", help="train Retrain before the original (run beside "
                     "a process without it: one trains each model, and the CSV merges their CPU minutes)")
     ap.add_argument("--markdown", action="store_true", help="print the CSV as the README's table and stop")
+    ap.add_argument("--flops", action="store_true", help="print each candidate's FLOPs per training on all 50,000 "
+                    "images (the GPU estimate of the paper-scale option) and stop")
     args = ap.parse_args()
+    if args.flops:
+        for name in args.only or CANDIDATES:
+            print(f"{name}: {flops(CANDIDATES[name])}")
+        return
     if args.markdown:
         with open(args.out) as f:
             print(markdown(list(csv.DictReader(f))))
