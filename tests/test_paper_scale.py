@@ -94,6 +94,40 @@ def test_iu_streamed_woodfisher_equals_the_materialised_one():
         assert (got - expected).norm() <= 1e-5 * expected.norm(), rows
 
 
+class Linear2(nn.Module):
+    def __init__(self, width, classes=4):
+        super().__init__()
+        self.body, self.fc = nn.Linear(width, width), nn.Linear(width, classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.body(x)))
+
+
+def _linear_task(width, n=40):
+    torch.manual_seed(0)
+    x, y = torch.randn(n, width), torch.arange(n) % 4
+    split = Split(forget=torch.arange(0, n, 10), retain=torch.tensor([i for i in range(n) if i % 10]),
+                  test=torch.arange(8))
+    return Linear2(width).eval(), Task(Data("lin", x, y, x[:8], y[:8], num_classes=4), split, torch.device("cpu"), 0)
+
+
+def test_iu_streamed_woodfisher_keeps_float32_accuracy_at_a_million_parameters():
+    """Panels of one-row products sum ~1M float32 terms in order: the Gram matrix is summed in float64 by slices,
+    so the streamed direction is as close to the float64 solution as the materialised one (measured: 3e-7 and
+    6e-7 relative; 9e-6 with plain float32 products)."""
+    model, task = _linear_task(1000)
+    row = sum(p.numel() for p in model.parameters()) * 4 / MIB
+    iu = yaml_method("iu", num_samples=24, max_grad_mb=6.5 * row)
+    assert iu.plan(model) == (1, 4)
+    old, v = _old_woodfisher(iu, model, task)
+    pick = task.split.retain[torch.randperm(36, generator=torch.Generator().manual_seed(0))[:24]]
+    grads = torch.cat(list(per_sample_grads(model, task.data.prepare(task.data.x_train[pick]), task.data.y_train[pick])))
+    exact = woodfisher_solve(grads.double(), v.double(), iu.damping)
+    del grads
+    err = lambda d: float((d.double() - exact).norm() / exact.norm())  # noqa: E731
+    assert err(old) < 2e-6 and err(iu.direction(model, task)) < 2e-6
+
+
 def test_iu_public_solver_streams_to_the_same_recursion():
     model, task = trained()
     row = sum(p.numel() for p in model.parameters()) * 4 / MIB
@@ -120,24 +154,9 @@ def test_iu_rejects_a_bound_below_four_gradients_before_computing():
 WIDE = 3344  # Linear(3344, 3344) + head: 11.19M parameters, ResNet-18's 11.17M (42.7 MiB per gradient)
 
 
-class Wide(nn.Module):
-    def __init__(self, classes=4):
-        super().__init__()
-        self.body, self.fc = nn.Linear(WIDE, WIDE), nn.Linear(WIDE, classes)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.body(x)))
-
-
 @pytest.fixture(scope="module")
 def wide_task():
-    torch.manual_seed(0)
-    x, y = torch.randn(40, WIDE), torch.arange(40) % 4
-    data = Data("wide", x, y, x[:8], y[:8], num_classes=4)
-    split = Split(forget=torch.arange(0, 40, 10), retain=torch.tensor([i for i in range(40) if i % 10]),
-                  test=torch.arange(8))
-    model = Wide().eval()
-    return model, Task(data, split, torch.device("cpu"), 0)
+    return _linear_task(WIDE)
 
 
 def _peak(fn):

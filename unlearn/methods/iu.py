@@ -31,16 +31,19 @@ def woodfisher_stream(rows: Callable[[int, int], Iterable[Tensor]], n: int, pane
     """
     gram = torch.empty(n, n, dtype=torch.float64, device=v.device)  # g_i . g_j
     gv = torch.empty(n, dtype=torch.float64, device=v.device)  # g_i . v
+    # one panel: the former single matmul, bit for bit; panels: dot products of small blocks (down to one row,
+    # a matrix-vector product summing d terms in order) lose float32 digits, so they are summed in float64 by slices
+    dots = (lambda a, b: (a @ b.T).double()) if panel >= n else _dots
     panel_rows = None
     for lo in range(0, n, panel):
         hi = min(lo + panel, n)
         panel_rows = None  # free the previous panel before its successor is computed
         panel_rows = _gather(rows(lo, hi), hi - lo)
-        gram[lo:hi, lo:hi] = (panel_rows @ panel_rows.T).double()
-        gv[lo:hi] = (panel_rows @ v).double()
+        gram[lo:hi, lo:hi] = dots(panel_rows, panel_rows)
+        gv[lo:hi] = dots(panel_rows, v.unsqueeze(0)).squeeze(1)
         pos = 0
         for g in rows(0, lo):
-            gram[lo:hi, pos:pos + len(g)] = (panel_rows @ g.T).double()
+            gram[lo:hi, pos:pos + len(g)] = dots(panel_rows, g)
             gram[pos:pos + len(g), lo:hi] = gram[lo:hi, pos:pos + len(g)].T
             pos += len(g)
             del g
@@ -60,6 +63,14 @@ def woodfisher_stream(rows: Callable[[int, int], Iterable[Tensor]], n: int, pane
         out -= g.T @ w[pos:pos + len(g)]
         pos += len(g)
         del g
+    return out
+
+
+def _dots(a: Tensor, b: Tensor, piece: int = 1 << 16) -> Tensor:
+    """a @ b.T in float64, summed over slices of `piece` columns (float32 products within a slice)."""
+    out = torch.zeros(len(a), len(b), dtype=torch.float64, device=a.device)
+    for s in range(0, a.shape[1], piece):
+        out += (a[:, s:s + piece] @ b[:, s:s + piece].T).double()
     return out
 
 
