@@ -225,6 +225,28 @@ def test_ff_fisher_equals_the_per_class_loop(rows):
     torch.testing.assert_close(ff.fisher(model, task), old, rtol=1e-5, atol=1e-9)
 
 
+def _old_batch_mean_fisher(model, batches):
+    """Today's (pre-vectorisation) public estimator: one backward per class per batch."""
+    params, total, n = list(model.parameters()), 0, 0
+    for xb in batches:
+        logits = model(xb)
+        probs = F.softmax(logits.detach().float(), -1)
+        for c in range(logits.shape[1]):
+            g = torch.autograd.grad(F.cross_entropy(logits, torch.full((len(xb),), c)), params, retain_graph=True)
+            total = total + probs[:, c].mean() * torch.cat([t.flatten() for t in g]).pow(2)
+        n += 1
+    return total / n
+
+
+@pytest.mark.parametrize("rows", [1, 3, 1024])  # one class per backward call, class blocks, all classes at once
+def test_ff_public_fisher_vectorised_over_classes_equals_the_per_class_loop(rows):
+    from unlearn.methods.ff import batch_mean_fisher
+    model, task = trained("classwise")
+    x = task.data.prepare(task.data.x_train[task.split.retain[:40]])
+    torch.testing.assert_close(batch_mean_fisher(model, x.split(16), rows), _old_batch_mean_fisher(model, x.split(16)),
+                               rtol=1e-5, atol=1e-9)
+
+
 # --- text models --------------------------------------------------------------------------------------------------
 
 def test_per_sample_gradients_and_fisher_on_a_bert_style_model_match_autograd():

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import grad, vmap
 
 from unlearn.checks import finite, integer, require
 from unlearn.methods.base import Method
@@ -41,27 +42,35 @@ def diagonal_fisher(model: nn.Module, x: Tensor | Iterable[Tensor], chunk: int =
     return total.div_(n)
 
 
-def batch_mean_fisher(model: nn.Module, batches: Iterable[Tensor]) -> Tensor:
+def batch_mean_fisher(model: nn.Module, batches: Iterable[Tensor], rows: int = 1024) -> Tensor:
     """Flat (1/#batches) sum_B sum_c mean_{i in B} p(c | x_i) * (grad of mean_{i in B} CE(x_i, c))^2.
 
     The public code's estimator (Unlearn-Sparse unlearn/fisher.py:51-76). Batches of one input give
     `diagonal_fisher` (Golatkar's batch_size=1, Forgetting.ipynb cell 73); for larger batches it weighs the
     gradient of the whole batch's CE towards class c by the batch-mean p(c), so samples sure of another class
-    contribute: it is not a rescaled per-sample Fisher (on a fitted model it is far larger).
+    contribute: it is not a rescaled per-sample Fisher (on a fitted model it is far larger). One backward call
+    serves `rows` classes (batched cotangents), so about rows + 2 gradients are alive at once.
     """
     params = list(trainable(model).values())
+    ce = vmap(grad(lambda z, c: F.cross_entropy(z, c.expand(len(z)))), in_dims=(None, 0))  # d CE_c / d logits
     total, n = None, 0
     for xb in batches:
         logits = model(xb)
         probs = F.softmax(logits.detach().float(), -1)
         k = logits.shape[1]
-        for c in range(k):
-            target = torch.full((len(logits),), c, dtype=torch.long, device=logits.device)
-            grads = torch.autograd.grad(F.cross_entropy(logits, target), params, retain_graph=c < k - 1)
-            part = probs[:, c].mean() * torch.cat([g.flatten() for g in grads]).pow(2)
-            total = part if total is None else total + part
+        if total is None:
+            total = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=logits.device)
+        for lo in range(0, k, rows):
+            classes = torch.arange(lo, min(lo + rows, k), device=logits.device)
+            grads = torch.autograd.grad(logits, params, ce(logits.detach(), classes), retain_graph=lo + rows < k,
+                                        is_grads_batched=True)  # [classes, *shape] per tensor
+            weight, pos = probs[:, classes].mean(0), 0
+            for g in grads:
+                total[pos:pos + g[0].numel()] += weight.to(g.dtype) @ g.pow_(2).reshape(len(classes), -1)
+                pos += g[0].numel()
+            del grads, g
         n += 1
-    return total / n
+    return total.div_(n)
 
 
 def public_variance(fisher: dict[str, Tensor], head: set[str], alpha: float, eps: float) -> dict[str, Tensor]:
@@ -118,14 +127,14 @@ class FF(Method):
         if self.num_samples is not None and self.num_samples < len(retain):
             g = torch.Generator().manual_seed(task.seed)
             retain = retain[torch.randperm(len(retain), generator=g)[:self.num_samples].to(retain.device)]
+        rows = grad_rows_within(model, self.max_grad_mb, 3, "ff: max_grad_mb") - 2  # + the sum, a product
         if self.variant == "paper":  # D_r streams `chunk` samples at a time: never all of it in memory
-            rows = grad_rows_within(model, self.max_grad_mb, 3, "ff: max_grad_mb") - 2  # + the sum, a product
             return diagonal_fisher(model, (data.prepare(data.x_train[b]) for b in retain.split(self.chunk)),
                                    rows=rows)
         # the retain *training* set in a fixed order, with its augmentation (fisher.py:55,108-112)
         g = torch.Generator().manual_seed(task.seed)
         return batch_mean_fisher(model, (data.prepare(data.x_train[b], train=True, generator=g)
-                                         for b in retain.split(self.fisher_batch)))
+                                         for b in retain.split(self.fisher_batch)), rows)
 
     def std(self, model: nn.Module, fisher: Tensor) -> Tensor:
         """Flat per-weight noise std of `variant` for a flat Fisher."""
