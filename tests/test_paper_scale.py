@@ -121,7 +121,8 @@ def test_iu_streamed_woodfisher_keeps_float32_accuracy_at_a_million_parameters()
     assert iu.plan(model) == (1, 4)
     old, v = _old_woodfisher(iu, model, task)
     pick = task.split.retain[torch.randperm(36, generator=torch.Generator().manual_seed(0))[:24]]
-    grads = torch.cat(list(per_sample_grads(model, task.data.prepare(task.data.x_train[pick]), task.data.y_train[pick])))
+    x, y = task.data.prepare(task.data.x_train[pick]), task.data.y_train[pick]
+    grads = torch.cat(list(per_sample_grads(model, x, y)))
     exact = woodfisher_solve(grads.double(), v.double(), iu.damping)
     del grads
     err = lambda d: float((d.double() - exact).norm() / exact.norm())  # noqa: E731
