@@ -20,7 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 
 SECTIONS = ("dataset", "model", "paradigm", "train", "method", "eval")  # what determines a result
 NOT_IDENTITY = {"dataset": {"cache_dir", "num_workers", "download"},  # where/how data is read, not what it is
-                "model": {"num_classes", "input_shape"}, "method": {"_target_"}, "paradigm": {"_target_"},
+                "model": {"num_classes", "input_shape"}, "paradigm": {"_target_"},
+                # IU's and FF's memory bound: bit-identical while every per-sample gradient fits one panel (every
+                # CPU-scale model), float summation order otherwise (like `chunk`'s effect on vmap batches)
+                "method": {"_target_", "max_grad_mb"},
                 "eval": {"every_epoch"}}  # per-epoch probes only add curves; they change no result
 META = ("name", "modality")  # labels in group configs that are not constructor arguments
 COMPUTE = {"precision": "fp32", "channels_last": False, "compile": False, "cudnn": "deterministic"}  # the plain loop
