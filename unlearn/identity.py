@@ -26,6 +26,9 @@ NOT_IDENTITY = {"dataset": {"cache_dir", "num_workers", "download"},  # where/ho
                 "method": {"_target_", "max_grad_mb"},
                 "eval": {"every_epoch"}}  # per-epoch probes only add curves; they change no result
 META = ("name", "modality")  # labels in group configs that are not constructor arguments
+# Keys added after results existed: they enter the id only away from their default, so every result computed
+# before keeps its id (and its cache entries).
+AT_DEFAULT = {"eval": {"mia_solver": "svc"}}
 COMPUTE = {"precision": "fp32", "channels_last": False, "compile": False, "cudnn": "deterministic"}  # the plain loop
 ENVIRONMENT = ("device", "threads", "cpu_capability", "torch")  # row columns of the machine that change numbers
 
@@ -54,6 +57,8 @@ def params(cfg: DictConfig) -> dict:
             if k in NOT_IDENTITY.get(section, ()) or k in META or (k == "_target_" and section == "dataset"):
                 continue
             v = resolved[k]
+            if k in AT_DEFAULT.get(section, {}) and v == AT_DEFAULT[section][k]:
+                continue
             out[f"{section}.{k}"] = _cell(OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v)
     return out
 

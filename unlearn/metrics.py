@@ -64,7 +64,8 @@ def outputs(model: nn.Module, data, split, batch_size: int = 1024) -> Outputs:
 
 
 def evaluate(model: nn.Module, data, split, seed: int, batch_size: int = 1024,
-             mia_shadow_size: int | None = None, probs: Outputs | None = None) -> dict[str, float]:
+             mia_shadow_size: int | None = None, probs: Outputs | None = None,
+             mia_solver: str = "svc") -> dict[str, float]:
     """All per-model metrics: headline UA/MIA/RA/TA/H and finer `split/kind` and `mia/...` keys (`probs`: the
     model's outputs when already computed)."""
     yf, yr, yt = data.y_train[split.forget], data.y_train[split.retain], data.y_test[split.test]
@@ -88,7 +89,7 @@ def evaluate(model: nn.Module, data, split, seed: int, batch_size: int = 1024,
     }
     shadow_in, shadow_out = (pr[pos], yr[pos]), (pt[nonmember_pick], yt[nonmember_pick])
     for kind in FEATURES:
-        m[f"mia/{kind}"] = mia_efficacy(shadow_in, shadow_out, (pf, yf), kind)
+        m[f"mia/{kind}"] = mia_efficacy(shadow_in, shadow_out, (pf, yf), kind, mia_solver)
     m["MIA"] = m["mia/confidence"]
     for kind in THRESHOLD_SCORES:  # the attack's strength on the shadow data, as Carlini et al. 2022 report it
         m.update({f"mia/{kind}_{k}": v for k, v in threshold_attack(shadow_in, shadow_out, kind).items()})

@@ -25,7 +25,7 @@ from torch import nn
 
 from unlearn.cache import cached, weights_digest
 from unlearn.checks import integer
-from unlearn.identity import NOT_IDENTITY, config_hash
+from unlearn.identity import AT_DEFAULT, NOT_IDENTITY, config_hash
 from unlearn.metrics import METRICS_VERSION
 from unlearn.progress import Diverged, nonfinite
 from unlearn.train import Checkpoints, Compute, Recipe, fit
@@ -153,7 +153,8 @@ class References:
         model, info = self.original() if name == "original" else self.retrain()
         return model, {"weights": info["digest"], "split": self.split.fingerprint(),
                        "eval": {k: v for k, v in OmegaConf.to_container(self.cfg.eval, resolve=True).items()
-                                if k not in NOT_IDENTITY["eval"]}, "seed": self.cfg.seed,
+                                if k not in NOT_IDENTITY["eval"] and AT_DEFAULT["eval"].get(k, object()) != v},
+                       "seed": self.cfg.seed,
                        "metrics_version": METRICS_VERSION,  # a change of evaluate's keys recomputes them
                        "env": environment(self.device)}  # float sums (and so MIA decisions) vary with it
 

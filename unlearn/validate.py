@@ -18,6 +18,7 @@ from hydra.utils import get_object, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn.checks import finite, integer, require
+from unlearn.mia import SOLVERS
 from unlearn.results_csv import ForeignCSVError, check_file, check_regular
 from unlearn.train import Compute, Recipe
 
@@ -92,7 +93,7 @@ def check_config(cfg: DictConfig) -> None:
     check_keys(cfg)
     v = {k: _value(cfg, k) for k in ("smooth_rate", "p", "seed", "device", "threads", "wandb.mode", "lock_timeout",
                                       "checkpoint_every", "eval.batch_size", "eval.mia_shadow_size", "eval.split",
-                                      "eval.validation_fraction")}
+                                      "eval.validation_fraction", "eval.mia_solver")}
     try:
         require([
             ("smooth_rate", finite(v["smooth_rate"]) and v["smooth_rate"] <= 1,
@@ -111,6 +112,7 @@ def check_config(cfg: DictConfig) -> None:
              "null (= the test-set size) or an integer >= 1"),
             ("eval.validation_fraction", finite(v["eval.validation_fraction"])
              and 0 < v["eval.validation_fraction"] < 1, "a number in (0, 1)"),
+            ("eval.mia_solver", v["eval.mia_solver"] in SOLVERS, f"one of {SOLVERS}"),
         ], v)
         Compute(precision=_value(cfg, "precision"), channels_last=_value(cfg, "channels_last"),
                 compile=_value(cfg, "compile"), cudnn=_value(cfg, "cudnn"))

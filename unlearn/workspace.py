@@ -162,7 +162,7 @@ class Workspace:
 
     def evaluate(self, model, probs=None) -> dict[str, float]:
         return evaluate(model, self.data, self.split, self.cfg.seed, self.cfg.eval.batch_size,
-                        self.cfg.eval.mia_shadow_size, probs=probs)
+                        self.cfg.eval.mia_shadow_size, probs=probs, mia_solver=self.cfg.eval.mia_solver)
 
     def predict(self, model, probs=None) -> dict:
         """Per-sample predictions on D_f and the evaluation set (metrics.predictions), for predictions.npz."""
