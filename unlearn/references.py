@@ -57,6 +57,7 @@ class References:
         self.cfg, self.data, self.split, self.device, self.recipe = cfg, data, split, device, recipe
         self.build_model, self.cache_dir, self.labels = build_model, cache_dir, labels
         self.log_curve = log_curve
+        self.replay_curve = log_curve  # where a cached model's training curve is replayed (no fault hooks)
         self._models: dict[str, tuple[nn.Module, dict]] = {}
         self.compute = Compute(precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile,
                                cudnn=cfg.cudnn)
@@ -108,11 +109,19 @@ class References:
             resume = self.resume_path(name, key)
             checkpoints = Checkpoints(resume, key, self.checkpoint_every) if resume is not None else None
 
+            trained, points = [], []
+
+            def keep(metrics: dict, step: int) -> None:  # the curve goes into the cache file with the weights
+                points.append(({k: v if isinstance(v, (int, float)) else float(v) for k, v in metrics.items()}, int(step)))
+                if self.log_curve is not None:
+                    self.log_curve(metrics, step)
+
             def train():
+                trained.append(True)
                 if name == "original" and self.external is not None:
                     return self.external.stored()
                 model, start = self.build_model().to(self.device), time.perf_counter()
-                fit(model, self.data, idx, self.recipe, self.cfg.seed, desc=name, log=self.log_curve,
+                fit(model, self.data, idx, self.recipe, self.cfg.seed, desc=name, log=keep,
                     compute=self.compute, checkpoints=checkpoints)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
@@ -122,7 +131,7 @@ class References:
                                    f"lower train.lr={self.recipe.lr:g}. Nothing was cached")
                 info = {"train_seconds": time.perf_counter() - start, "digest": weights_digest(state),
                         "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-                return {"state_dict": state, "info": info}
+                return {"state_dict": state, "info": info, "curve": points}
 
             stored = cached(name, key, self.cache_dir, train)
             if bad := nonfinite(stored["state_dict"]):  # cached by an older version: never reused
@@ -131,6 +140,9 @@ class References:
                             name, path, ", ".join(bad[:3]))
                 path.replace(path.with_name(path.name + f".{time.strftime('%Y%m%d-%H%M%S')}.nonfinite"))
                 stored = cached(name, key, self.cache_dir, train)
+            if not trained and self.replay_curve is not None:  # from the cache: its curve still reaches curves.csv and W&B
+                for metrics, step in stored.get("curve", []):
+                    self.replay_curve(metrics, step)
             if checkpoints is not None:
                 checkpoints.clear()  # the finished model is cached: its resume state is obsolete
             model = self.build_model()

@@ -94,6 +94,7 @@ class Workspace:
         self.recorder = Recorder(cfg, self.out_dir, self.split.info)
         self.refs = References(cfg, self.data, self.split, self.device, self.recipe, self.new_model,
                                to_absolute_path(cfg.cache_dir), self.paradigm.labels, self.curve)
+        self.refs.replay_curve = self.recorder.curve  # a cached model's curve: recorded, no fault injection
         self.task = Task(self.data, self.split, self.device, cfg.seed, self.new_model, self.refs.retrain,
                          self.recipe, self.curve, compute=self.refs.compute)
         self.probe_seconds = 0.0  # time spent in `probe`, kept out of the method's RTE
