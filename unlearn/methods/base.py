@@ -114,7 +114,8 @@ class Run:
         """Accumulate scalars (e.g. the forget and retain parts of a loss) for the epoch's mean."""
         for k, v in scalars.items():
             total, n = self.sums.get(k, (0.0, 0))
-            self.sums[k] = (total + float(v), n + 1)
+            # a tensor stays on its device (summed in float64): no host sync per step, read once per epoch
+            self.sums[k] = (total + (v.detach().double() if isinstance(v, Tensor) else float(v)), n + 1)
 
 
 class LossMethod(RecipeMethod):
@@ -186,7 +187,7 @@ class LossMethod(RecipeMethod):
                     if sched is not None:
                         sched.step()
                     run.step += 1
-                logged = {f"unlearn/{k}": total / n for k, (total, n) in run.sums.items()}
+                logged = {f"unlearn/{k}": float(total) / n for k, (total, n) in run.sums.items()}
                 logged |= {"unlearn/lr": lr, "unlearn/epoch": epoch + 1} | probe(task, model)
                 progress.done(**{k.removeprefix("unlearn/"): v for k, v in logged.items()
                                  if k not in ("unlearn/epoch", "unlearn/lr")})

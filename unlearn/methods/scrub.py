@@ -91,8 +91,8 @@ class SCRUB(RecipeMethod):
             stepper(loss)
             if sched is not None:
                 sched.step()
-            total, n = total + loss.item(), n + 1
-        return total / max(1, n)
+            total, n = total + loss.detach().double(), n + 1  # on the device: one host read per pass, not per step
+        return float(total) / max(1, n)
 
     def max_loss(self, student_logits: Tensor, teacher_logits: Tensor, y: Tensor) -> Tensor:
         """Loss of a max step on D_f: -KL(teacher || student) (thirdparty/repdistiller/helper/loops.py:243-244)."""
