@@ -33,6 +33,10 @@ S1 = ["model.widths=[32,64,128]", "model.stem_width=24", "model.stem_stride=1"] 
 CANDIDATES = {
     "fastcnn_tier": [],
     "fastcnn_s1_10k_24ep": [*S1, "dataset.per_class_train=1000", "train.epochs=24", "train.clean_epochs=6"],
+    "fastcnn_noaug": ["dataset.augment=false"],  # no augmentation at all: memorises fastest
+    "fastcnn_clean7": ["train.clean_epochs=7"],  # 4 augmented passes, then 7 clean ones
+    "fastcnn_8k_20ep": ["dataset.per_class_train=800", "train.epochs=20", "train.clean_epochs=10"],  # fewer images,
+    # twice the passes over each: memorisation within the same CPU minutes
     "resnet18_w8": ["model=resnet18"],  # dataset_model/cifar10_fast_cpu_resnet18.yaml: width 8, 10 epochs
 }
 COLUMNS = ["candidate", "model", "images", "epochs", "clean_epochs", "precision", "threads", "original_minutes",
