@@ -2,6 +2,7 @@
 applied by later runs of that setting (the command line wins)."""
 from __future__ import annotations
 
+import pytest
 import yaml
 from omegaconf import OmegaConf
 
@@ -83,3 +84,22 @@ def test_tune_then_run_uses_the_selected_values(tmp_path, monkeypatch):
     assert f"tuned values for this data from {path}" in done.stdout + done.stderr
     ran = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert ran["method.lr"] == values["method.lr"] and ran["method.epochs"] == values["method.epochs"]
+
+
+def test_tune_and_compare_on_digits(tmp_path, monkeypatch, capsys):
+    """The same commands on the embedded digits data (an MLP keeps it quick): the tuned values are applied by
+    compare's runs, which print the Retrain-relative table."""
+    from unlearn import compare
+    monkeypatch.chdir(tmp_path)
+    setting = ["dataset=digits", "model=mlp", "train.epochs=3", f"cache_dir={tmp_path}/cache", "wandb.mode=disabled"]
+    assert tune.main(["method=ga", *setting, "--trials", "1", "--storage", f"sqlite:///{tmp_path}/o.db",
+                      "--tuned-dir", str(tmp_path / "tuned"), "--results", str(tmp_path / "tune.csv")]) == 0
+    (path,) = (tmp_path / "tuned").glob("digits-*/ga.yaml")
+    lr = yaml.safe_load(path.read_text())["values"]["method.lr"]
+    assert compare.main([*setting, f"tuned_dir={tmp_path}/tuned", "--methods", "ga", "--seeds", "0", "--no-tune",
+                         "--results", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "out"), "--",
+                         f"hydra.sweep.dir={tmp_path}/sweep"]) == 0
+    import pandas as pd
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert runs.loc[runs["method"] == "ga", "method.lr"].item() == pytest.approx(lr)
+    assert "| ga |" in capsys.readouterr().out
