@@ -106,14 +106,14 @@ def flops(overrides: list[str], images: int = 50_000) -> str:
 def markdown(rows: list[dict]) -> str:
     """The README's search table from the CSV rows."""
     head = ["candidate", "model", "images", "epochs (clean)", "min/training wall (CPU)", "train acc", "test acc",
-            "Retrain UA", "original MIA", "load"]
+            "Retrain UA", "original MIA", "load", "overrides"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         minutes = (f"{r['original_minutes']} / {r['retrain_minutes']} "
                    f"({r['original_cpu_minutes']} / {r['retrain_cpu_minutes']})")
         cells = [r["candidate"], r["model"], r["images"], f"{r['epochs']} ({r['clean_epochs']})", minutes,
                  r["train_acc"], r["test_acc"], r["retrain_UA"], r["original_MIA"],
-                 f"{r['load_before']}-{r['load_after']}"]
+                 f"{r['load_before']}-{r['load_after']}", f"`{r['overrides']}`" if r["overrides"] else ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
