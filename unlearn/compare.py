@@ -11,7 +11,6 @@ runs the jobs whose result is not yet in the results CSV (`--results`), as the t
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -101,8 +100,9 @@ def main(argv=None) -> int:
     from unlearn.results_csv import read_runs
     csv = Path(args.results)
     runs, _ = read_runs(csv) if csv.exists() else (pd.DataFrame(), [])
-    done = set(zip(runs["config_id"].astype(str), runs["seed"].astype(int))) if len(runs) else set()
-    todo = [j for j in jobs if (j.config_id, j.seed) not in done]
+    from unlearn.tables.launch import done, launch, say
+    todo = [j for j, finished in zip(jobs, done(jobs, runs)) if not finished]  # the table runner's rule: same
+    # config_id and seed, from the same code on the same setup
     print(f"compare: {len(jobs)} jobs, {len(todo)} to run", file=sys.stderr)
     if todo:
         todo_methods = sorted({j.row.method for j in todo}, key=[r.method for r in preset.rows].index)
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         cmd = [sys.executable, "-m", "unlearn.app", "-m", f"method={','.join(todo_methods)}",
                f"seed={','.join(map(str, todo_seeds))}", *args.overrides, *labels, "table=compare", "scale=cpu",
                f"tuned_dir={tuned_dir}", *extra]
-        if subprocess.run(cmd).returncode != 0:
+        if launch({"compare": cmd}, say).failed:  # signals reach the sweep's jobs, as in the table runner
             print("error: some jobs failed (above); the table shows what finished", file=sys.stderr)
         runs, _ = read_runs(csv)
     from unlearn.tables.printer import frame, regime

@@ -12,10 +12,10 @@ one multirun per block: with a parallel launcher the references of every seed tr
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 
 from unlearn.identity import config_hash, params
+from unlearn.tables.launch import launch, say
 from unlearn.tables.plan import Job, plan
 from unlearn.tables.preset import load
 
@@ -75,13 +75,13 @@ def main(argv=None) -> int:
     commands = sweeps(jobs, extra, [f"table={args.table}", f"scale={args.scale}"])
     print(f"{args.table} ({args.scale}): {len(jobs)} jobs share {sum(len(c[-1].split(',')) for c in commands)} "
           f"reference settings in {len(commands)} sweeps", file=sys.stderr)
-    failed = 0
-    for command in commands:
-        cmd = [sys.executable, "-m", "unlearn.app", *command]
-        print(" ".join(cmd[2:]), file=sys.stderr)
-        if not args.dry_run and subprocess.run(cmd).returncode != 0:
-            failed += 1
-    return 1 if failed else 0
+    runs = {f"references {k}": [sys.executable, "-m", "unlearn.app", *c] for k, c in enumerate(commands, 1)}
+    if args.dry_run:
+        for cmd in runs.values():
+            print(" ".join(cmd[2:]), file=sys.stderr)
+        return 0
+    outcome = launch(runs, say)  # a failing sweep does not stop the others; signals reach the running one
+    return 128 + outcome.signal if outcome.signal else 1 if outcome.failed else 0
 
 
 if __name__ == "__main__":
