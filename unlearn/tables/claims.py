@@ -41,25 +41,30 @@ def _verdict(results: list[bool]) -> str:
     return "holds" if k == len(results) else "does not hold" if k == 0 else f"holds in {k} of {len(results)}"
 
 
+def _standard_blocks(tables: dict[str, pd.DataFrame]):
+    """(table, frame, block) for every block of the tables whose rows are the standard method set."""
+    for table, df in tables.items():
+        if table in STANDARD:
+            for block in _blocks(df):
+                yield table, df, block
+
+
 def forgets_more_than_ga(tables: dict[str, pd.DataFrame], presets: dict) -> tuple[str, list[str]]:
     results, numbers = [], []
-    for table, df in tables.items():
-        if table not in STANDARD:
+    for table, df, block in _standard_blocks(tables):
+        ua = [_one(df, block, r, "UA") for r in ("ugradsl", "ga")]
+        rte = [_one(df, block, r, "RTE") for r in ("ugradsl", "ga")]
+        if None in ua or None in rte:
             continue
-        for block in _blocks(df):
-            ua = [_one(df, block, r, "UA") for r in ("ugradsl", "ga")]
-            rte = [_one(df, block, r, "RTE") for r in ("ugradsl", "ga")]
-            if None in ua or None in rte:
-                continue
-            (u, us), (g, gs) = ua
-            ratio = rte[0][0] / rte[1][0] if rte[1][0] > 0 else float("inf")
-            text = f"T{table[5:]} {block}: UA {_fmt(u)} vs {_fmt(g)}, RTE ×{ratio:.1f}"
-            if min(u, g) >= CEILING:  # both forget all of D_f: nothing to compare (e.g. class-wise digits)
-                numbers.append(text + " (both at the ceiling, not counted)")
-                continue
-            fails = [what for what, bad in (("UA", u - g <= us + gs), ("RTE", ratio > RTE_RATIO)) if bad]
-            results.append(not fails)
-            numbers.append(text + (f" ✗ {' and '.join(fails)}" if fails else ""))
+        (u, us), (g, gs) = ua
+        ratio = rte[0][0] / rte[1][0] if rte[1][0] > 0 else float("inf")
+        text = f"T{table[5:]} {block}: UA {_fmt(u)} vs {_fmt(g)}, RTE ×{ratio:.1f}"
+        if min(u, g) >= CEILING:  # both forget all of D_f: nothing to compare (e.g. class-wise digits)
+            numbers.append(text + " (both at the ceiling, not counted)")
+            continue
+        fails = [what for what, bad in (("UA", u - g <= us + gs), ("RTE", ratio > RTE_RATIO)) if bad]
+        results.append(not fails)
+        numbers.append(text + (f" ✗ {' and '.join(fails)}" if fails else ""))
     return _verdict(results), numbers
 
 
@@ -88,22 +93,19 @@ def is_random(preset, block: str) -> bool:
 
 def closest_on_random(tables: dict[str, pd.DataFrame], presets: dict) -> tuple[str, list[str]]:
     results, numbers = [], []
-    for table, df in tables.items():
-        if table not in STANDARD:
+    for table, df, block in _standard_blocks(tables):
+        if not is_random(presets[table], block):
             continue
-        for block in _blocks(df):
-            if not is_random(presets[table], block):
-                continue
-            gap = cells(df, block, "avg_gap")
-            gap = gap[gap["method"] != "retrain"].sort_values("value", kind="stable").reset_index(drop=True)
-            if gap.empty or not gap["row"].isin(OURS).any():
-                continue
-            best = gap.iloc[0]
-            ok = best["row"] in OURS
-            ranks = ", ".join(f"{n} {i + 1}" for i, n in zip(gap.index, gap["name"]) if gap.loc[i, "row"] in OURS)
-            results.append(ok)
-            numbers.append(f"T{table[5:]} {block}: closest {best['name']} {_fmt(best['value'])}"
-                           + ("" if ok else f" (ranks: {ranks} of {len(gap)}) ✗"))
+        gap = cells(df, block, "avg_gap")
+        gap = gap[gap["method"] != "retrain"].sort_values("value", kind="stable").reset_index(drop=True)
+        if gap.empty or not gap["row"].isin(OURS).any():
+            continue
+        best = gap.iloc[0]
+        ok = best["row"] in OURS
+        ranks = ", ".join(f"{n} {i + 1}" for i, n in zip(gap.index, gap["name"]) if gap.loc[i, "row"] in OURS)
+        results.append(ok)
+        numbers.append(f"T{table[5:]} {block}: closest {best['name']} {_fmt(best['value'])}"
+                       + ("" if ok else f" (ranks: {ranks} of {len(gap)}) ✗"))
     return _verdict(results), numbers
 
 
