@@ -93,14 +93,6 @@ def untuned_warning(cfg: DictConfig, choices: dict, command_line: list[str]) -> 
             f"not forget: select values on a validation split with `unlearn tune {setting_args}`")
 
 
-def study_command(overrides: list[str], *, method: str, name: str, storage: str, trials: int, seed: int,
-                  results: str, tuned_dir: str) -> list[str]:
-    return [sys.executable, "-m", "unlearn.app", "-m", f"hparams_search={method}", *overrides,
-            "eval.split=validation", "objective=avg_gap", "table=tune", f"hydra.sweeper.n_trials={trials}",
-            f"hydra.sweeper.study_name={name}", f"hydra.sweeper.storage={storage}",
-            f"hydra.sweeper.sampler.seed={seed}", f"results_csv={results}", f"tuned_dir={tuned_dir}"]
-
-
 def compose(overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -156,6 +148,7 @@ def main(argv=None) -> int:
     cfg.tuned_dir = tuned_dir
     if args.storage.startswith("sqlite:///"):
         Path(args.storage[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    from unlearn.tables import select  # the (R) selection's study command and best trial; not on a run's start-up
     name = f"tune-{setting_key(cfg)}-{cfg.paradigm.name}-{method}"
     start, done = time.monotonic(), 0
     while done < args.trials:
@@ -164,15 +157,16 @@ def main(argv=None) -> int:
             break
         # one trial per process, each with its own sampler seed (a fresh sampler with one seed would propose the
         # same start-up point every time); the study in `storage` keeps every trial
-        cmd = study_command(overrides, method=method, name=name, storage=args.storage, trials=1,
-                            seed=args.seed * 1000 + done, results=args.results, tuned_dir=tuned_dir)
+        cmd = select.study_command(method, args.overrides, table="tune", name=name, storage=args.storage, trials=1,
+                                   seed=args.seed, results=args.results,
+                                   extra=[f"hydra.sweeper.sampler.seed={args.seed * 1000 + done}",
+                                          f"tuned_dir={tuned_dir}"])
         print(f"tune: trial {done + 1}/{args.trials}: {' '.join(cmd[3:])}", file=sys.stderr)
         if subprocess.run(cmd).returncode != 0:
             print(f"error: trial {done + 1} of study {name} failed (its message is above)", file=sys.stderr)
             return 1
         done += 1
-    from unlearn.tables.select import best
-    values, summary = best(name, args.storage)
+    values, summary = select.best(name, args.storage)
     path = tuned_file(cfg)
     command = "unlearn tune " + " ".join(args.overrides)
     write(path, values, {"study": name, "storage": args.storage, **summary}, cfg, command)
