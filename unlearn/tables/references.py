@@ -23,7 +23,8 @@ MECHANICS = ("precision", "channels_last", "compile", "cudnn")
 
 
 def reference_key(job: Job) -> str:
-    """What the job's original and Retrain models depend on: everything but the method (and the labels)."""
+    """What the job's original and Retrain models depend on, but the seed: everything but the method (and the
+    labels). The seed is a top-level key, never in `params`, so one key gathers the seeds of a setting."""
     cfg = job.cfg
     keys = {k: v for k, v in params(cfg).items() if not k.startswith("method.")}
     keys.update({k: cfg.get(k) for k in MECHANICS})
@@ -35,7 +36,7 @@ def sweeps(jobs: list[Job], extra: list[str], labels: list[str]) -> list[list[st
     overrides, a row's overrides that are not the method's, the user's, the table's labels."""
     groups: dict[str, tuple[list[str], list[int]]] = {}
     for job in jobs:
-        setting = reference_key_without_seed(job)
+        setting = reference_key(job)
         own = [o for o in job.row.overrides if not o.lstrip("+~").startswith(("method", "ablation="))]
         base = [*job.block.overrides, *own, *extra, *labels]
         overrides, seeds = groups.setdefault(setting, (base, []))
@@ -43,12 +44,6 @@ def sweeps(jobs: list[Job], extra: list[str], labels: list[str]) -> list[list[st
             seeds.append(job.seed)
     return [["-m", "stage=references", *overrides, f"seed={','.join(map(str, sorted(seeds)))}"]
             for overrides, seeds in groups.values()]
-
-
-def reference_key_without_seed(job: Job) -> str:
-    cfg = job.cfg.copy()
-    cfg.seed = 0
-    return reference_key(Job(job.block, job.row, 0, job.overrides, job.config_id, cfg, job.threads))
 
 
 def main(argv=None) -> int:
