@@ -4,7 +4,8 @@ Two runs with the same `config_id` differ only by their seed (and the machine, w
 the `ENVIRONMENT` columns of every row), so a report may average them; two with different ids never are.
 Top-level sweep axes (`smooth_rate`, `p`) enter only through the method's own keys, so a method that ignores
 them is not split (or labelled) by them. The step mechanics (`precision`, `channels_last`, `compile`, `cudnn`)
-enter the id when they differ from the plain fp32 loop, so the plain loop keeps the ids it always had.
+enter the id when they differ from the plain fp32 loop, so the plain loop keeps the ids it always had; `fast=true`
+enters it as `fast` (`fast_compute`), whether or not the job has yet written what it set into the config.
 `code_digest` says which code computed a result: the runners' "already done" test, never git's dirty flag.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ NOT_IDENTITY = {"dataset": {"cache_dir", "num_workers", "download"},  # where/ho
 META = ("name", "modality")  # labels in group configs that are not constructor arguments
 # Keys added after results existed: they enter the id only away from their default, so every result computed
 # before keeps its id (and its cache entries).
-AT_DEFAULT = {"eval": {"mia_solver": "svc"}}
+AT_DEFAULT = {"eval": {"mia_solver": "svc"}, "train": {"accumulate": 1}, "method": {"accumulate": 1}}
 COMPUTE = {"precision": "fp32", "channels_last": False, "compile": False, "cudnn": "deterministic"}  # the plain loop
 ENVIRONMENT = ("device", "threads", "cpu_capability", "torch")  # row columns of the machine that change numbers
 
@@ -68,6 +69,13 @@ def compute(cfg: DictConfig) -> dict:
     return {k: cfg.get(k, default) for k, default in COMPUTE.items()}
 
 
+def fast_compute(changed: dict) -> dict:
+    """The step mechanics of a fast=true run in its id: `fast` and the precision it runs at. channels_last and cudnn
+    follow from the device under fast (a column of every row), so they are left out."""
+    precision = "fp16" if changed.get("precision") == "fp16" else "bf16"
+    return {"fast": True, "precision": precision, **({"compile": True} if changed.get("compile") else {})}
+
+
 def config_id(cfg: DictConfig) -> str:
     """Hash of everything that determines a result except the seed: group choices, `params(cfg)`, the step
     mechanics that differ from the plain loop (bf16 and fp32 runs of one seed give other numbers) and an
@@ -75,6 +83,8 @@ def config_id(cfg: DictConfig) -> str:
     names = {s: cfg[s].get("name") for s in SECTIONS if s != "train" and s != "eval"}
     ident = {"names": names, "params": params(cfg)}
     changed = {k: v for k, v in compute(cfg).items() if v != COMPUTE[k]}
+    if cfg.get("fast", False) is True:  # the same id before and after the job writes what fast set (train.apply_fast)
+        changed = fast_compute(changed)
     if changed:  # only then: the plain loop keeps its ids, and the committed results found by them
         ident["compute"] = changed
     checkpoint = OmegaConf.select(cfg, "original.checkpoint", default=None)

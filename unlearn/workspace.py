@@ -20,7 +20,7 @@ from unlearn.metrics import accuracy, evaluate, outputs, predict_probs, predicti
 from unlearn.references import References
 from unlearn.results import Recorder, check_recording
 from unlearn.rundir import Claim, job, stopping_on_signals
-from unlearn.train import Recipe
+from unlearn.train import CompileClock, Recipe, apply_fast
 from unlearn.validate import ConfigError, check_config, check_outputs, check_split
 
 log = logging.getLogger("unlearn")
@@ -79,6 +79,8 @@ class Workspace:
             torch.set_num_threads(cfg.threads)
         progress.configure(cfg)  # progress keys; warns on more threads than cores
         self.device = resolve_device(cfg.device)
+        if note := apply_fast(cfg, self.device):  # before anything reads precision, channels_last, cudnn
+            log.info(note)
         seed_everything(cfg.seed)
         self.method = build(cfg.method)
         self.recipe = Recipe(**cfg.train)
@@ -151,14 +153,19 @@ class Workspace:
 
     def unlearn(self, original) -> tuple[torch.nn.Module, float]:
         """Run the method on the original model; returns the unlearned model and its RTE in seconds (without
-        the time of per-epoch probes)."""
+        the time of per-epoch probes and of torch.compile's compilations, kept in `compile_seconds`)."""
         start, self.probe_seconds = time.perf_counter(), 0.0
-        model = self.method(original, self.task)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start - self.probe_seconds
+        with CompileClock(self.task.compute.compile) as clock:  # torch.compile's compilations: not the method's time
+            model = self.method(original, self.task)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+        seconds = time.perf_counter() - start - self.probe_seconds - clock.seconds
+        self.compile_seconds = clock.seconds
         if self.probe_seconds:
             log.info("per-epoch UA/RA probes took %.2f s (not counted in RTE)", self.probe_seconds)
+        if clock.count:
+            log.info("torch.compile: %d compilation(s), %.1f s (not counted in RTE; column compile_s)", clock.count,
+                     clock.seconds)
         return model, self.method.runtime(seconds, self.task)
 
     def evaluate(self, model, probs=None) -> dict[str, float]:
@@ -180,6 +187,8 @@ class Workspace:
             metrics = score({"original": (self.refs.metrics("original", self.evaluate), original_info["train_seconds"]),
                              "retrain": (self.refs.metrics("retrain", self.evaluate), retrain_info["train_seconds"]),
                              "unlearned": (self.evaluate(unlearned, probs), seconds)})
+            if self.cfg.compile:  # its own column: the compile seconds left out of RTE_s
+                metrics["compile_s"] = self.compile_seconds
             preds = {**prediction_labels(self.data, self.split),
                      **{f"{name}_{k}": v for name in ("original", "retrain")
                         for k, v in self.refs.predictions(name, self.predict).items()},

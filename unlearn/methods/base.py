@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from unlearn.data import Data
 from unlearn.paradigms import Split
 from unlearn.progress import Diverged, Progress, nonfinite
-from unlearn.train import PLAIN, Compute, Cycler, Recipe, batches, prefetched
+from unlearn.train import PLAIN, Compute, Cycler, Recipe, accumulated_step, batches, prefetched
 
 
 @dataclass
@@ -86,16 +86,42 @@ class Method:
 
 
 class RecipeMethod(Method):
-    """A method optimised with an SGD-style recipe: `epochs`, `lr`, `batch_size`, ... (conf/optim/sgd.yaml)."""
+    """A method optimised with an SGD-style recipe: `epochs`, `lr`, `batch_size`, ... (conf/optim/sgd.yaml).
+    `accumulate` runs each batch as that many micro-batches (`unlearn.train.accumulated_step`)."""
 
     def __init__(self, *, epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float,
-                 weight_decay: float, scheduler: str):
-        self.recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                             weight_decay=weight_decay, scheduler=scheduler)
+                 weight_decay: float, scheduler: str, accumulate: int):
+        try:
+            self.recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
+                                 momentum=momentum, weight_decay=weight_decay, scheduler=scheduler,
+                                 accumulate=accumulate)
+        except ValueError as e:  # name the group: `method.accumulate=3 is invalid; ...`
+            raise ValueError(f"method.{e}") from None
 
     def workload(self, task: Task) -> tuple[int, int] | None:
         """A pass over D_f and D_r per epoch (methods that drive one split override it)."""
         return len(task.split.forget) + len(task.split.retain), self.recipe.epochs
+
+
+def _rows(part: tuple[Tensor, Tensor] | None, rows: slice) -> tuple[Tensor, Tensor] | None:
+    if part is None or rows.stop <= rows.start:
+        return None
+    return part[0][rows], part[1][rows]
+
+
+def micro_loss(method: "LossMethod", run: "Run", forget, retain, is_forget: Tensor | None) -> Callable:
+    """`loss_of(rows)` of a batch for `accumulated_step`: the method's loss on rows `rows` of the batch. A paired
+    batch (forget and retain of equal length) is cut alike; a mixed one (`is_forget`, the batch's forget mask in
+    its order) is cut in its order, each micro-batch taking the forget and retain rows that fall in it."""
+    if is_forget is None:
+        return lambda rows: method.loss(run, _rows(forget, rows), _rows(retain, rows))
+    before = torch.cat([is_forget.new_zeros(1, dtype=torch.long), is_forget.long().cumsum(0)]).tolist()
+
+    def loss_of(rows: slice) -> Tensor:
+        nf = slice(before[rows.start], before[rows.stop])  # forget rows among batch rows [start, stop)
+        nr = slice(rows.start - nf.start, rows.stop - nf.stop)
+        return method.loss(run, _rows(forget, nf), _rows(retain, nr))
+    return loss_of
 
 
 @dataclass
@@ -125,7 +151,9 @@ class LossMethod(RecipeMethod):
     shuffled together; each batch is handed to `loss` split into its forget and retain parts) or
     "forget_then_retain" (a shuffled pass over D_f, then one over D_r, as the public RL code). With
     `pair`, every batch of the driving split comes with an equal-size batch cycled from the other one.
-    Hooks receive the per-call `Run`, so a method object holds only its hyperparameters.
+    Hooks receive the per-call `Run`, so a method object holds only its hyperparameters. With `accumulate`
+    > 1, `loss` is called once per micro-batch (the paired batch cut alike, a mixed batch cut in its order),
+    `before_step` and `after_step` once per step: the same step as the whole batch's for a mean loss.
     """
 
     drive = "forget"
@@ -174,15 +202,19 @@ class LossMethod(RecipeMethod):
                                                  prefetched(batches(split.retain, r.batch_size, g), data.x_train)))
                 for b in epoch_batches:
                     if both:
-                        forget, retain = fetch(b[in_forget[b]]), fetch(b[~in_forget[b]])
+                        is_f = in_forget[b]
+                        forget, retain = fetch(b[is_f]), fetch(b[~is_f])
                     else:
                         here, mate = fetch(b), fetch(cycler.take(len(b))) if cycler is not None else None
                         forget, retain = (here, mate) if self.drive == "forget" else (mate, here)
-                    with stepper.autocast():
-                        loss = self.loss(run, forget, retain)
-                    progress.check(loss)  # before the step: a diverged loss never reaches the weights
-                    run.record(loss=loss.detach())
-                    stepper(loss, lambda: self.before_step(run))  # zero_grad, backward, before_step, opt.step
+                    if r.accumulate == 1:
+                        loss_of = lambda rows: self.loss(run, forget, retain)  # noqa: E731
+                    else:
+                        loss_of = micro_loss(self, run, forget, retain, is_f if both else None)
+                    # zero_grad, backward (per micro-batch), check, before_step, opt.step
+                    loss = accumulated_step(stepper, len(b), r.accumulate, loss_of, progress.check,
+                                            lambda: self.before_step(run))
+                    run.record(loss=loss)
                     self.after_step(run)
                     if sched is not None:
                         sched.step()

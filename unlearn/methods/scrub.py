@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from unlearn.checks import finite, integer, require
 from unlearn.methods.base import RecipeMethod, Task, probe
 from unlearn.progress import Progress
-from unlearn.train import batches, prefetched
+from unlearn.train import accumulated_step, batches, prefetched
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -28,7 +28,8 @@ def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: floa
 class SCRUB(RecipeMethod):
     """Epoch e: if e < max_steps, one max pass over D_f (ascend the KL to the frozen teacher), then one
     min pass over D_r (ce_weight * CE + kl_weight * KL to the teacher). One optimiser for both, as
-    in the authors' code (their msteps, sgda_epochs, gamma, alpha, kd_T, del_batch_size)."""
+    in the authors' code (their msteps, sgda_epochs, gamma, alpha, kd_T, del_batch_size). `accumulate`
+    cuts both passes' batches (forget_batch_size, batch_size) into that many micro-batches, teacher included."""
 
     def __init__(self, *, max_steps: int, temperature: float, ce_weight: float, kl_weight: float,
                  forget_batch_size: int, augment: bool, **recipe):
@@ -42,6 +43,9 @@ class SCRUB(RecipeMethod):
             ("augment", isinstance(augment, bool), "true or false"),
         ]
         require(checks, locals(), "scrub: ")
+        if forget_batch_size % self.recipe.accumulate:
+            raise ValueError(f"method.accumulate={self.recipe.accumulate} is invalid; allowed: an integer >= 1 "
+                             f"dividing batch_size={self.recipe.batch_size} and forget_batch_size={forget_batch_size}")
         self.max_steps, self.temperature = max_steps, temperature
         self.ce_weight, self.kl_weight, self.forget_batch_size = ce_weight, kl_weight, forget_batch_size
         self.augment = augment
@@ -82,16 +86,16 @@ class SCRUB(RecipeMethod):
         stepper = task.compute.stepper(model, opt)
         for b in prefetched(batches(idx, batch_size, g), data.x_train):
             x, y = data.prepare(data.x_train[b], train=self.augment, generator=g), data.y_train[b]
-            with stepper.autocast():
+
+            def loss_of(rows: slice, x=x, y=y) -> Tensor:
                 with torch.no_grad():
-                    t_logits = teacher(x)
-                loss = loss_fn(model(x), t_logits, y)
-            if progress is not None:
-                progress.check(loss)  # before the step: a diverged loss never reaches the weights
-            stepper(loss)
+                    t_logits = teacher(x[rows])
+                return loss_fn(model(x[rows]), t_logits, y[rows])
+            check = progress.check if progress is not None else lambda loss: None
+            loss = accumulated_step(stepper, len(b), self.recipe.accumulate, loss_of, check)
             if sched is not None:
                 sched.step()
-            total, n = total + loss.detach().double(), n + 1  # on the device: one host read per pass, not per step
+            total, n = total + loss.double(), n + 1  # on the device: one host read per pass, not per step
         return float(total) / max(1, n)
 
     def max_loss(self, student_logits: Tensor, teacher_logits: Tensor, y: Tensor) -> Tensor:
