@@ -18,7 +18,7 @@ from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
 
 log = logging.getLogger("unlearn")
-STAGES = ("all", "references")
+STAGES = ("all", "references", "original", "retrain")  # the last two: one reference model per job
 OBJECTIVES = (*HEADLINE, "RTE_s", "forget/loss", "retain/loss", "test/loss", *(f"mia/{k}" for k in FEATURES))
 
 
@@ -46,8 +46,8 @@ def main(cfg: DictConfig) -> float | None:
     share_cores(cfg, launcher)
     if gpus.local_launcher(launcher):  # hydra/launcher=local on a multi-GPU node: one GPU per job
         gpus.claim(cfg.device)
-    if cfg.stage == "references":
-        warm_references(cfg)
+    if cfg.stage != "all":
+        warm_references(cfg, ("original", "retrain") if cfg.stage == "references" else (cfg.stage,))
         return None
     return run_experiment(cfg)[cfg.objective]
 
@@ -109,16 +109,17 @@ def share_cores(cfg: DictConfig, launcher) -> None:
                  str(launcher.get("_target_")).rsplit(".", 1)[-1], cfg.threads, cores())
 
 
-def warm_references(cfg: DictConfig) -> dict[str, dict]:
-    """stage=references: train (or load) the original and Retrain models, their metrics and predictions into the
-    cache, and write their curves; no unlearning, no metrics.json, no results row. Returns the two models' metrics."""
+def warm_references(cfg: DictConfig, names=("original", "retrain")) -> dict[str, dict]:
+    """stage=references (or original / retrain: that model only, so the two train as separate, resumable jobs):
+    train (or load) the models `names`, their metrics and predictions into the cache, and write their curves; no
+    unlearning, no metrics.json, no results row. Returns the models' metrics."""
     ws = Workspace(cfg)
     with job(ws.claim):  # status finished / failed (SIGTERM too) in the run folder
         try:
-            ws.refs.original()
-            ws.refs.retrain()
-            metrics = {name: ws.refs.metrics(name, ws.evaluate) for name in ("original", "retrain")}
-            for name in ("original", "retrain"):
+            for name in names:
+                ws.refs.original() if name == "original" else ws.refs.retrain()
+            metrics = {name: ws.refs.metrics(name, ws.evaluate) for name in names}
+            for name in names:
                 ws.refs.predictions(name, ws.predict)  # the per-sample predictions every predictions.npz holds
         finally:
             ws.recorder.write_curves()  # a stopped job's curves, too

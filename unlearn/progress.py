@@ -275,14 +275,15 @@ def announce(ws) -> tuple[str, float] | None:
         return None
     split, epochs = task.split, refs.recipe.epochs
     n_train = len(split.forget) + len(split.retain)
-    cached = {name: refs.is_cached(name) for name in ("original", "retrain")}
+    cached = {name: refs.is_cached(name) or cfg.stage in ("original", "retrain") and cfg.stage != name
+              for name in ("original", "retrain")}  # stage=original / retrain: the other model is not this job's
     phases = [Phase("original", n_train, epochs, cached["original"] or refs.external is not None),
               Phase("retrain", len(split.retain), epochs, cached["retrain"])]
-    if cfg.stage != "references":
+    if cfg.stage == "all":
         work = method.workload(task)
         phases.append(Phase("unlearning", *work, note=type(method).__name__) if work is not None else
                       Phase("unlearning", 0, 0, cached=True, note=f"{type(method).__name__}: no training steps"))
-    passes = 1 if cfg.stage != "references" else 0
+    passes = 1 if cfg.stage == "all" else 0
     passes += 2 * sum(not c for c in cached.values())  # metrics and predictions of a reference trained now
     phases.append(Phase("evaluation", n_train + len(split.test), passes, cached=passes == 0, inference=True))
     if all(p.cached or p.images * p.epochs == 0 for p in phases):

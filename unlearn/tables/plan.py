@@ -68,6 +68,13 @@ def plan(preset: Preset, seeds: list[int], extra: list[str] = ()) -> list[Job]:
     return jobs
 
 
+def launcher(extra: list[str]) -> DictConfig:
+    """The `hydra.launcher` node the user's overrides choose (hydra/launcher=slurm, hydra.launcher.* values)."""
+    mine = [o for o in extra if o.lstrip("+~").startswith(("hydra/launcher", "hydra.launcher"))]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=mine, return_hydra_config=True).hydra.launcher
+
+
 def missing_data(cfg: DictConfig) -> str | None:
     """None if the block's data set can be loaded, else the loader's message (where to put it, how to get it).
 
