@@ -181,6 +181,7 @@ def test_the_sentences_command_writes_the_markdown_beside_the_tables(tmp_path, c
 
 def test_print_takes_the_paper_version_from_the_command_line(tmp_path):
     out = tmp_path / "tables"
+    (tmp_path / "none.csv").write_text("")  # no runs yet (a missing --results is refused as a typo)
     args = ["print", "table8", "--rows", "retrain,ugradsl", "--results", str(tmp_path / "none.csv"), "--out", str(out)]
     assert main([*args, "--paper", "arxiv"]) == 0
     df = pd.read_csv(out / "table8_cpu.csv", keep_default_na=False, na_values=[""])

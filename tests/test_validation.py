@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg
+from tests.test_shared_files import full_disk  # noqa: F401  (a fixture)
 from unlearn.app import check_run_keys
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace
@@ -96,6 +97,14 @@ BAD = [  # (overrides; "{tmp}" is the test's folder, what the one-line message m
     (["results_csv={tmp}/foreign.csv"], "results_csv='{tmp}/foreign.csv' has another header (no identity columns"),
     (["results_csv={tmp}/binary.csv"], "results_csv='{tmp}/binary.csv' is not a text CSV"),
     (["run_dir={tmp}/used"], "run_dir='{tmp}/used' already holds the metrics.json of another run"),
+    (["cache_dir=null"], "cache_dir=None is invalid; allowed: a folder"),  # was a TypeError
+    # W&B: checked before any work (it would fall back to /tmp/wandb, or retry for minutes, without a word)
+    (["wandb.mode=offline", "wandb.dir={tmp}/afile"], "wandb.dir='{tmp}/afile' cannot be written"),
+    (["wandb.mode=offline", "wandb.dir={tmp}/afile/sub"], "wandb.dir='{tmp}/afile/sub' cannot be written"),
+    (["wandb.mode=offline", "wandb.dir=null"], "wandb.dir=None is invalid; allowed: a folder"),
+    (["wandb.mode=offline", "wandb.project=a/b"], "wandb.project='a/b' is invalid; allowed: 1 to 128 characters "
+                                                  "without /"),
+    (["wandb.mode=online"], "wandb.mode=online needs a W&B API key"),  # no key: the test's environment has none
 ]
 
 BAD_HYPERPARAMETERS = [  # (method, override, what the message must name): choices and ranges
@@ -129,7 +138,7 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
 
 
 @pytest.fixture
-def tmp(tmp_path):
+def tmp(tmp_path, monkeypatch):
     """A folder holding the files the bad paths point at: a plain file, a folder named like a CSV, a foreign and
     a binary CSV, a run folder of an earlier run."""
     (tmp_path / "afile").write_text("x")
@@ -138,6 +147,8 @@ def tmp(tmp_path):
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x01table,seed\n")
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "metrics.json").write_text("{}")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)  # no W&B login, whoever runs the tests
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     return tmp_path
 
 
@@ -211,6 +222,12 @@ CLI_REJECTED = {  # name: (arguments, what the line names)
     "after the split": ([*TINY, "paradigm=random", "paradigm.forget_fraction=0.99"], "D_r is empty"),
     "run key": ([*TINY, "stage=train"], "stage='train' is invalid"),
     "sweep": (["-m", *TINY, "seed=-1,0"], "seed=-1 is invalid"),
+    # refused before Hydra composes anything (were Hydra internals or tracebacks, some leaving .hydra/ behind)
+    "group path": ([*TINY, "method=../model/cnn"], "method=../model/cnn is invalid; allowed: one of ['be'"),
+    "group list": ([*TINY, "dataset=[synthetic,digits]"], "dataset=[synthetic,digits] is invalid: a run takes one"),
+    "unset variable": ([*TINY, "smooth_rate=${oc.env:UNSET_IN_TESTS}"], "smooth_rate=${oc.env:UNSET_IN_TESTS} "
+                                                                        "cannot be resolved"),
+    "no cache": ([*TINY, "cache_dir=null"], "cache_dir=None is invalid"),
 }
 
 
@@ -265,3 +282,226 @@ def test_empty_index_sets_raise_instead_of_looping(synthetic):
     model = yaml_model("cnn", synthetic.num_classes, synthetic.input_shape)
     with pytest.raises(ValueError, match="retrain: no training samples"):
         fit(model, synthetic, empty, recipe, seed=0, desc="retrain")
+
+
+BAD_OVERRIDES = [  # (command line, what the one line names): checked before Hydra composes anything
+    (["smooth_rate=${oc.env:UNSET_IN_TESTS}"], "smooth_rate=${oc.env:UNSET_IN_TESTS} cannot be resolved (KeyError "
+                                               "raised while resolving interpolation: \"Environment variable"),
+    (["smooth_rate=${oc.nope:X}"], "smooth_rate=${oc.nope:X} cannot be resolved (Unsupported interpolation type"),
+    (["method=../dataset/synthetic"], "method=../dataset/synthetic is invalid; allowed: one of ['be', 'bs', "),
+    (["method=../model/cnn"], "method=../model/cnn is invalid; allowed: one of"),
+    (["dataset=[synthetic,digits]"], "dataset=[synthetic,digits] is invalid: a run takes one dataset; allowed: one "
+                                     "of ['celeba'"),
+    (["-m", "method=[ga,ft]"], "(several, as a sweep: -m method=ga,ft)"),
+    (["-m", "method=ga,fft"], "method=fft is invalid; allowed: one of"),  # every value of a sweep
+    (["+ablation=nope"], "ablation=nope is invalid; allowed: one of ['ft', 'ga',"),
+    (["seed=(1"], "override 'seed=(1' is invalid ("),
+]
+GOOD_OVERRIDES = [["smooth_rate=${oc.env:HOME}"], ["-m", "method=ga,ft", "seed=0,1"], ["+ablation=ft"],
+                  ["tuned=digits/ga"], ["experiment=null"], ["~experiment"], ["hydra/launcher=joblib"],
+                  ["method=glob(*)"], ["smooth_rate=${p}"], ["--cfg", "job", "method=x"]]  # Hydra flags: Hydra's
+
+
+@pytest.mark.parametrize("argv, expected", BAD_OVERRIDES, ids=[" ".join(b[0]) for b in BAD_OVERRIDES])
+def test_bad_overrides_are_one_line_before_hydra(argv, expected):
+    from unlearn.cli import override_problem
+    message = override_problem(argv)
+    assert message is not None and expected in message and "\n" not in message, message
+
+
+def test_good_overrides_pass_the_early_check():
+    from unlearn.cli import override_problem
+    assert [override_problem(argv) for argv in GOOD_OVERRIDES] == [None] * len(GOOD_OVERRIDES)
+
+
+def test_wandb_online_without_a_reachable_server_is_refused_at_once(tmp, monkeypatch):
+    """A key but no route to the server: refused in a few seconds at most (W&B itself retried for ~100 s)."""
+    import socket
+    with socket.socket() as s:  # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+        cfg = compose_cfg([*TINY, "wandb.mode=online"], tmp)
+        assert f"wandb.mode=online but W&B's server 127.0.0.1:{port} cannot be reached" in rejected(cfg, tmp)
+
+
+def _non_utf8_name(images: Path) -> str:
+    os.rename(images / "train" / "a" / "0.png", os.fsencode(images / "train" / "a") + b"/\xff\xfe.png")
+    return "has a name that is not UTF-8; allowed: UTF-8 file and folder names"
+
+
+def _dangling_link(images: Path) -> str:
+    (images / "train" / "a" / "9.png").symlink_to(images / "gone.png")
+    return f"image file {images}/train/a/9.png is a broken symlink (to {images}/gone.png)"
+
+
+BAD_IMAGE_FILES = {"non-UTF-8 file name": _non_utf8_name, "dangling symlink": _dangling_link}
+
+
+@pytest.mark.parametrize("case", BAD_IMAGE_FILES)
+def test_bad_image_files_are_named_before_any_work(case, tmp):
+    from tests.test_faults import write_images
+    write_images(tmp / "images")
+    expected = BAD_IMAGE_FILES[case](tmp / "images")
+    cfg = compose_cfg([*TINY, "dataset=imagefolder", f"dataset.root={tmp}/images", "dataset.num_workers=0"], tmp)
+    assert expected in rejected(cfg, tmp)
+
+
+def test_a_results_csv_saved_by_a_spreadsheet_is_accepted(tmp):
+    """A UTF-8 BOM and CRLF line ends (Excel's "CSV UTF-8"): a results CSV of ours, checked, read and appended to."""
+    from unlearn.results_csv import IDENTITY, append_row, read_runs
+    from unlearn.validate import check_results_csv
+    path = tmp / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ",".join([*IDENTITY, "UA"]).encode() + b"\r\nt,d,m,p,ga,0,abc,1.5\r\n")
+    check_results_csv(path)
+    append_row(path, {"table": "t", "dataset": "d", "model": "m", "paradigm": "p", "method": "ga", "seed": 1,
+                      "config_id": "abc", "UA": 2.5})
+    runs, problems = read_runs(path)
+    assert not problems and list(runs.columns) == [*IDENTITY, "UA"] and list(runs["UA"]) == [1.5, 2.5]
+
+
+# --- the other commands: one line on stderr, exit status 2, before any work -----------------------------------------
+
+BAD_TOOL_ARGS = [  # (arguments of `unlearn`, what the line names); {tmp} is a folder, {tmp}/none.csv is not there
+    (["collect", "{tmp}"], "the runs CSV '{tmp}' is a folder; allowed: the results CSV of the runs (a file)"),
+    (["collect", "{tmp}/none.csv"], "the runs CSV '{tmp}/none.csv' is not there"),
+    (["table", "print", "table1", "--seeds", "0,,1"], "--seeds '0,,1' is invalid; allowed: comma-separated integers"),
+    (["table", "print", "table1", "--results", "{tmp}/none.csv"], "--results '{tmp}/none.csv' is not there"),
+    (["table", "print", "table1", "--results", "{tmp}"], "--results '{tmp}' is a folder"),
+    (["table", "run", "table1", "--results", "{tmp}", "--dry-run"], "--results '{tmp}' is a folder"),
+    (["figure", "draw", "fig3", "--seeds", "1,x"], "--seeds '1,x' is invalid"),
+    (["figure", "draw", "fig3", "--results", "{tmp}/none.csv"], "--results '{tmp}/none.csv' is not there"),
+]
+
+
+def _unlearn(argv: list[str], monkeypatch, capsys) -> str:
+    """`unlearn ARGV` in this process: the stderr line of a refused command (asserting exit status 2)."""
+    from unlearn.cli import main
+    monkeypatch.setattr(sys, "argv", ["unlearn"])  # main names the sub-command in sys.argv
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("argv, expected", BAD_TOOL_ARGS, ids=[" ".join(b[0]) for b in BAD_TOOL_ARGS])
+def test_bad_tool_arguments_are_one_line(argv, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert expected.format(tmp=tmp_path) in _unlearn([a.format(tmp=tmp_path) for a in argv], monkeypatch, capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
+
+
+PRESET_TYPOS = [  # (text of presets/table1.yaml, typed instead, what the line names)
+    ("\ncolumns:", "\ncolums:", "table1.yaml: the preset has the unknown key 'colums' (did you mean columns?)"),
+    ("    cpu: [dataset=cifar10_cpu,", "    cpuu: [dataset=cifar10_cpu,",
+     "table1.yaml: block 'CIFAR-10' has the unknown key 'cpuu' (did you mean cpu?)"),
+    ("cpu: [dataset=cifar10_cpu,", "cpu: [dataset=cifar10_cpuu,",
+     "table1.yaml, block 'CIFAR-10', row 'retrain': dataset=cifar10_cpuu is invalid; allowed: one of"),
+    ("title: Class-wise forgetting", "title: [Class-wise", "table1.yaml: not valid YAML ("),
+]
+
+
+@pytest.mark.parametrize("good, typo, expected", PRESET_TYPOS, ids=[t[1].strip() for t in PRESET_TYPOS])
+def test_preset_typos_name_the_file_and_key(good, typo, expected, tmp_path, monkeypatch, capsys):
+    import shutil
+    from unlearn.tables import preset
+    shutil.copytree(preset.PRESETS, tmp_path / "presets")
+    path = tmp_path / "presets" / "table1.yaml"
+    assert good in path.read_text()
+    path.write_text(path.read_text().replace(good, typo))
+    monkeypatch.setattr(preset, "PRESETS", tmp_path / "presets")
+    (tmp_path / "runs.csv").write_text("")
+    err = _unlearn(["table", "print", "table1", "--rows", "retrain", "--results", str(tmp_path / "runs.csv"),
+                    "--out", str(tmp_path / "out")], monkeypatch, capsys)
+    assert expected in err and str(path) in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_ends_a_tool_with_one_line(tmp_path, monkeypatch, capsys, full_disk):
+    """The tables (and figures, collect) are written whole or not at all; a full disk is one line, exit 2."""
+    (tmp_path / "runs.csv").write_text("")
+    full_disk(tmp_path / "out")
+    err = _unlearn(["table", "print", "table1", "--rows", "retrain", "--seeds", "0", "--results",
+                    str(tmp_path / "runs.csv"), "--out", str(tmp_path / "out")], monkeypatch, capsys)
+    assert f"error: disk full while writing {tmp_path}/out/table1_cpu.md (No space left on device)" in err
+    assert not list((tmp_path / "out").iterdir())  # no partial table, no temp file
+
+
+# --- locks that cannot be taken: a folder in the way, a file system without flock (Lustre without -o flock) ------
+
+def _no_flock(monkeypatch, code: int) -> None:
+    """flock fails with `code` on every lock file, as on a file system that does not support it."""
+    import fcntl
+    real = fcntl.flock
+
+    def flock(fd, operation):
+        if operation & fcntl.LOCK_EX:
+            raise OSError(code, os.strerror(code))
+        return real(fd, operation)
+    monkeypatch.setattr(fcntl, "flock", flock)
+
+
+def _take_cache_lock(tmp: Path) -> Path:
+    from unlearn.cache import cached
+    cached("x", {"a": 1}, tmp / "cache", lambda: pytest.fail("computed without its lock"))
+    return tmp / "cache"
+
+
+def _take_csv_lock(tmp: Path) -> Path:
+    from unlearn.results_csv import append_row
+    append_row(tmp / "runs.csv", {"table": "t", "seed": 0})
+    return tmp / "runs.csv"
+
+
+def _take_run_dir(tmp: Path) -> Path:
+    from unlearn.rundir import Claim
+    Claim(tmp / "run")
+    return tmp / "run" / "status.lock"
+
+
+LOCK_TAKERS = {"cache": _take_cache_lock, "results CSV": _take_csv_lock, "run folder": _take_run_dir}
+
+
+@pytest.mark.parametrize("where", LOCK_TAKERS)
+@pytest.mark.parametrize("code", ["ENOLCK", "EOPNOTSUPP", "ENOSYS"])
+def test_a_file_system_without_flock_is_named_in_one_line(where, code, tmp_path, monkeypatch):
+    """Every job would fail (or, with filelock's fallback, hold locks that outlive a killed job): said at once,
+    naming the lock file and what to do."""
+    import errno
+    from unlearn.cache import LockError
+    _no_flock(monkeypatch, getattr(errno, code))
+    with pytest.raises(LockError) as e:
+        LOCK_TAKERS[where](tmp_path)
+    message = e.value.strerror
+    assert "\n" not in message and f"cannot lock {tmp_path}/" in message, message
+    assert "does not support flock" in message and "results_csv=null" in message and "cache_dir" in message
+    assert not (tmp_path / "runs.csv").exists()  # nothing written without the lock
+
+
+def test_a_folder_in_place_of_a_lock_file_is_named(tmp_path):
+    from unlearn.cache import LockError, cached
+    from unlearn.identity import config_hash
+    lock = tmp_path / f"x-{config_hash({'a': 1})}.pt.lock"
+    lock.mkdir()
+    with pytest.raises(LockError, match=rf"lock file {lock} is a folder, not a file; remove it \(rmdir {lock}\)"):
+        cached("x", {"a": 1}, tmp_path, lambda: pytest.fail("computed without its lock"))
+
+
+@pytest.mark.parametrize("error", ["disk full", "no flock", "unreadable"])
+def test_the_run_command_prints_file_errors_in_one_line(error, tmp_path, capsys):
+    """A full disk, a lock that cannot be taken or another user's unreadable cache file, met by a run: one line,
+    exit status 2 (the run folder is kept once claimed; here nothing was)."""
+    import errno
+    from unlearn import cache
+    from unlearn.cli import rejecting_bad_config
+    raised = {"disk full": cache.disk_full(tmp_path / "metrics.json", OSError(errno.ENOSPC, "No space left")),
+              "no flock": cache.lock_failure(tmp_path / "x.lock", OSError(errno.ENOLCK, "No locks available")),
+              "unreadable": cache.unreadable(tmp_path / "x.pt", PermissionError(errno.EACCES, "Permission denied"))}
+    job = rejecting_bad_config(lambda cfg: (_ for _ in ()).throw(raised[error]))
+    with pytest.raises(SystemExit) as e:
+        job(OmegaConf.create({"run_dir": str(tmp_path / "run")}))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err == f"error: {raised[error].strerror}\n", err

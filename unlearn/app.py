@@ -132,6 +132,8 @@ def warm_references(cfg: DictConfig, names=("original", "retrain")) -> dict[str,
 if __name__ == "__main__":  # `python -m unlearn.app ...`, as the table and figure runners start their sweeps
     import sys
 
-    from unlearn.cli import check_plugins
+    from unlearn.cli import check_plugins, override_problem, refuse
     check_plugins(sys.argv[1:])  # a missing launcher / sweeper plugin is named with its extra
+    if (problem := override_problem(sys.argv[1:])) is not None:  # before Hydra composes anything
+        refuse(problem)
     main()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -41,10 +42,17 @@ UNSAFE = ("Unsupported global", "Unsupported class")  # torch.load(weights_only=
 FAULT = os.environ.get("UNLEARN_FAULT")  # fault injection (tests only): a stage pattern, see `fault`
 FAULT_SIGNAL = os.environ.get("UNLEARN_FAULT_SIGNAL", "SIGKILL")  # the signal `fault` sends (SIGTERM: a polite stop)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # a file system without flock (Lustre mounted without
+# -o flock, some NFS setups)
 
 
 class DiskFullError(OSError):
     """No space (or quota) left while writing a result or cache file; the message names the file."""
+
+
+class LockError(OSError):
+    """A lock that cannot be taken at all (not one that is busy): its file system has no flock, or a folder sits
+    where its lock file goes; the message names the path and what to do."""
 
 
 class UnreadableFileError(PermissionError):
@@ -162,13 +170,35 @@ def atomic_save(payload, path: Path) -> None:
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
+def file_lock(path: str, **options) -> FileLock:
+    """A FileLock that fails on a file system without flock instead of falling back to a lock file's existence
+    (filelock >= 4.2 does so by default): such a lock outlives a killed holder and would block every later job."""
+    if "fallback_to_soft" in inspect.signature(FileLock).parameters:
+        options["fallback_to_soft"] = False
+    return FileLock(path, **options)
+
+
+def lock_failure(path: str | Path, e: BaseException) -> BaseException:
+    """The error to raise when taking the lock `path` failed with `e`: a one-line LockError when its file system
+    has no flock (older filelock says so with NotImplementedError) or a folder is in the way, else `e` itself."""
+    cause = e.__cause__ if isinstance(e, NotImplementedError) else e
+    if isinstance(e, IsADirectoryError):
+        return LockError(e.errno, f"lock file {path} is a folder, not a file; remove it (rmdir {path}) and run again")
+    if isinstance(cause, OSError) and cause.errno in NO_FLOCK:
+        return LockError(cause.errno, f"cannot lock {path}: its file system does not support flock "
+                                      f"({cause.strerror or cause}; e.g. Lustre mounted without -o flock); use "
+                                      f"results_csv=null (then unlearn collect --from-runs) and a cache_dir and run "
+                                      f"folders on a local disk, or mount it with flock")
+    return e
+
+
 @contextmanager
 def locked(path: Path, timeout: float | None = None, what: str = ""):
     """Hold `<path>.lock`; while another process holds it, log who and since when every 30 s; give up
     with a clear error after `timeout` seconds (default LOCK_TIMEOUT)."""
     timeout = LOCK_TIMEOUT if timeout is None else timeout
     # mode 0666 (no umask): a lock file holds no data, and every user sharing the cache or CSV must open it to lock
-    lock, owner = FileLock(str(path) + ".lock", mode=0o666), Path(str(path) + ".lock.owner")
+    lock, owner = file_lock(str(path) + ".lock", mode=0o666), Path(str(path) + ".lock.owner")
     start = time.monotonic()
     while True:
         try:
@@ -182,6 +212,11 @@ def locked(path: Path, timeout: float | None = None, what: str = ""):
                                    f"{holder}: that job is still running (the OS releases the lock of a process "
                                    f"that ends). Wait for it, or raise lock_timeout to wait longer") from None
             log.info("waiting %.0f s for %s (%s), held by %s", waited, path.name, what, holder)
+        except (OSError, NotImplementedError) as e:  # not busy: this lock cannot be taken at all
+            error = lock_failure(str(path) + ".lock", e)
+            if error is e:
+                raise
+            raise error from None
     try:
         try:
             owner.write_text(f"pid {os.getpid()} on {socket.gethostname()} since "

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         sys.argv = [f"unlearn {argv[0]}", *argv[1:]]  # argparse names the sub-command in its usage line
-        sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]) or 0)
+        command = importlib.import_module(SUBCOMMANDS[argv[0]]).main
+        sys.exit(one_line_errors(lambda: command(argv[1:])) or 0)
     if argv and argv[0] == "run":
         argv = argv[1:]
     elif argv and not argv[0].startswith(("-", "+", "~")) and "=" not in argv[0]:
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return None
     check_plugins(argv)
+    if (problem := override_problem(argv)) is not None:
+        refuse(problem)
     sys.argv = [sys.argv[0], *argv]
     from unlearn.app import main as app  # torch and the rest load here
     return app()
@@ -65,6 +68,89 @@ def refuse(message: str) -> None:
     """A command line refused before any work: one line on stderr, exit status 2 (as a rejected config)."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def one_line_errors(command):
+    """Run `command()`; a full disk, an unreadable cache file or a lock that cannot be taken (OSErrors whose
+    message names the file and what to do) ends it with that one line and exit status 2, not a traceback."""
+    try:
+        return command()
+    except OSError as e:
+        from unlearn.cache import DiskFullError, LockError, UnreadableFileError
+        if isinstance(e, (DiskFullError, LockError, UnreadableFileError)):
+            refuse(" ".join(str(e.strerror if e.strerror else e).split()))
+        raise
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """`0,1,2` -> [0, 1, 2]; anything else (an empty item, a word, a negative number) is a ValueError naming it."""
+    items = text.split(",")
+    if not all(i.strip().isdigit() for i in items):
+        raise ValueError(f"{flag} {text!r} is invalid; allowed: comma-separated integers >= 0, e.g. 0,1,2")
+    return [int(i) for i in items]
+
+
+def check_results_arg(path: str, flag: str, must_exist: bool) -> None:
+    """Exit 2 with one line when `path`, a results CSV to read, is a folder or (`must_exist`) not there."""
+    given = Path(path)
+    if given.is_dir() or (must_exist and not given.exists()):
+        refuse(f"{flag} {path!r} is {'a folder' if given.is_dir() else 'not there'}; allowed: the results CSV of "
+               f"the runs (a file{'' if must_exist else '; `run` creates it'})")
+
+
+def group_options(group: str, conf: Path = CONF) -> list[str]:
+    """The options of config group `group` (conf/<group>/**/*.yaml, as paths without .yaml); [] if none."""
+    folder = conf / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
+def override_problem(argv: list[str], conf: Path = CONF) -> str | None:
+    """One line saying what is wrong with the command line's overrides, or None, checked before Hydra composes
+    anything (Hydra's own messages for these are tracebacks or its internals): Hydra syntax, a config group
+    given anything but one of its options (`method=../model/cnn`, a list `dataset=[a,b]`; each value of a
+    sweep is checked), and an interpolation that cannot be resolved (`${oc.env:UNSET}`). Command lines with
+    Hydra flags other than -m are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.errors import OverrideParseException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return None
+    overrides, parser = [], OverridesParser.create()
+    for arg in (a for a in argv if not a.startswith("-")):
+        try:
+            overrides += parser.parse_overrides([arg])
+        except OverrideParseException as e:
+            return (f"override {arg!r} is invalid ({str(e).splitlines()[0]}); allowed: Hydra's override grammar, "
+                    f"key=value (-m key=a,b for a sweep)")
+    for o in overrides:
+        if o.is_delete():
+            continue
+        value = o.value()
+        values = value.list if isinstance(value, ChoiceSweep) else [value] if o.value_type is not None and \
+            o.value_type.name == "ELEMENT" else []  # ranges, globs, intervals: Hydra expands them
+        group = o.key_or_group
+        if not group.startswith("hydra") and (conf / group).is_dir():
+            options = group_options(group, conf)
+            for v in values:
+                if isinstance(v, list):
+                    return (f"{group}={o.input_line.partition('=')[2]} is invalid: a run takes one {group}; allowed: "
+                            f"one of {options} (several, as a sweep: -m {group}={','.join(map(str, v))})")
+                if v is not None and v not in options:
+                    return f"{group}={v} is invalid; allowed: one of {options} (conf/{group}/*.yaml)"
+        for v in values:
+            if isinstance(v, str) and "${" in v:
+                try:
+                    OmegaConf.to_container(OmegaConf.create({"value": v}), resolve=True)
+                except InterpolationKeyError:  # names a config key: resolved by Hydra in the composed config
+                    pass
+                except OmegaConfBaseException as e:
+                    cause = " ".join(str(e).splitlines()[0].split())
+                    return (f"{group}={v} cannot be resolved ({cause}); allowed: a value, or an interpolation that "
+                            f"resolves, e.g. ${{oc.env:NAME,default}}")
+    return None
 
 
 def plugins_needed(group: str, option: str, conf: Path = CONF) -> set[str]:
@@ -134,15 +220,30 @@ def _remove_rejected_run_dir() -> None:
             break
 
 
+def _claimed(cfg) -> bool:
+    """The job's run folder holds its `status` (unlearn.rundir.Claim): it had started work."""
+    from unlearn.rundir import STATUS
+    out = cfg.get("run_dir") or (HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None)
+    return out is not None and (Path(out) / STATUS).exists()
+
+
 def rejecting_bad_config(main):
-    """Wrap a Hydra task function: ConfigError / MissingDataError end the job with their message and exit 2."""
+    """Wrap a Hydra task function: ConfigError / MissingDataError end the job with their message and exit 2;
+    so do a full disk, an unreadable cache file and a lock that cannot be taken (one line, exit 2; the run
+    folder is kept once the job has claimed it, i.e. has started work)."""
     @functools.wraps(main)
     def wrapper(cfg):
+        from unlearn.cache import DiskFullError, LockError, UnreadableFileError
         from unlearn.data.store import MissingDataError
         from unlearn.progress import Diverged
         from unlearn.validate import ConfigError
         try:
             return main(cfg)
+        except (DiskFullError, LockError, UnreadableFileError) as e:  # the same for every job of a sweep: stop
+            if not _claimed(cfg):
+                _remove_rejected_run_dir()
+            print(f"error: {' '.join(str(e.strerror or e).split())}", file=sys.stderr)
+            sys.exit(2)
         except (ConfigError, MissingDataError) as e:
             _remove_rejected_run_dir()
             text = str(e.args[0] if e.args else e)

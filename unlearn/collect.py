@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from unlearn.cache import atomic_write
+from unlearn.cli import check_results_arg
 from unlearn.report import summary, to_long
 from unlearn.results_csv import read_runs
 
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         if runs.empty:
             ap.error(f"no run results under {' '.join(args.from_runs)}")
     else:
+        check_results_arg(args.runs, "the runs CSV", must_exist=True)  # run folders go with --from-runs
         runs, problems = read_runs(args.runs)
     for p in problems:
         print(f"{args.runs or args.from_wandb or 'runs'}: {p}", file=sys.stderr)
@@ -85,8 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.table:
         runs = runs[runs["table"] == args.table]
     try:
-        if args.long:
-            to_long(runs).to_csv(args.long, index=False)
+        if args.long:  # written whole or not at all (temp file + rename)
+            text = to_long(runs).to_csv(index=False)
+            atomic_write(args.long, lambda f: f.write(text.encode("utf-8")))
         table = summary(runs)
     except ValueError as e:  # a CSV without the identity columns
         ap.error(f"{args.runs or args.from_wandb or 'runs'}: {e}")
@@ -94,4 +98,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from unlearn.cli import one_line_errors
+    sys.exit(one_line_errors(main))

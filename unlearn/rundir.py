@@ -21,7 +21,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from unlearn.cache import DiskFullError, atomic_write
+from unlearn.cache import DiskFullError, atomic_write, file_lock, lock_failure
 from unlearn.validate import ConfigError
 
 log = logging.getLogger("unlearn")
@@ -76,7 +76,7 @@ class Claim:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.lock = FileLock(str(self.folder / LOCK), is_singleton=True)  # re-entrant within one process
+        self.lock = file_lock(str(self.folder / LOCK), is_singleton=True)  # re-entrant within one process
         try:
             self.lock.acquire(blocking=False)
         except Timeout:
@@ -86,6 +86,8 @@ class Claim:
                 holder = "unknown"
             raise ConfigError(f"run_dir={str(self.folder)!r} is in use by another job ({holder}); give each job its "
                               f"own run_dir (or leave it null for a fresh Hydra folder)") from None
+        except (OSError, NotImplementedError) as e:  # no flock on this file system: said in one line
+            raise lock_failure(self.folder / LOCK, e) from None
         if (self.folder / "metrics.json").exists():  # its job finished while this one was being set up
             self.lock.release()
             raise ConfigError(f"run_dir={str(self.folder)!r} already holds the metrics.json of another run; choose "

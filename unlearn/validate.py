@@ -21,6 +21,7 @@ from unlearn.checks import finite, integer, require
 from unlearn.mia import SOLVERS
 from unlearn.results_csv import ForeignCSVError, check_file, check_regular
 from unlearn.train import Compute, Recipe
+from unlearn.wandb_log import check_settings
 
 DEVICES = ("auto", "cpu", "cuda")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -118,6 +119,13 @@ def check_config(cfg: DictConfig) -> None:
                 compile=_value(cfg, "compile"), cudnn=_value(cfg, "cudnn"))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if not isinstance(_value(cfg, "cache_dir"), str) or not _value(cfg, "cache_dir"):
+        raise ConfigError(f"cache_dir={_value(cfg, 'cache_dir')!r} is invalid; allowed: a folder (the reference "
+                          f"models and decoded data are cached there; the default is results/cache)")
+    try:
+        check_settings(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if _value(cfg, "channels_last") is True and on_cpu(v["device"]):
         raise ConfigError(CHANNELS_LAST_ON_CPU)
     try:
@@ -172,6 +180,8 @@ def check_outputs(cfg: DictConfig, run_dir: Path) -> None:
         check_results_csv(csv_path)
     _writable(Path(to_absolute_path(cfg.cache_dir)), "cache_dir", cfg.cache_dir)
     _writable(run_dir, "run_dir", run_dir)
+    if cfg.wandb.mode != "disabled":  # W&B would fall back to /tmp/wandb without a word
+        _writable(Path(to_absolute_path(cfg.wandb.dir)) / "wandb", "wandb.dir", cfg.wandb.dir)
     if (run_dir / "metrics.json").exists():
         raise ConfigError(f"run_dir={str(run_dir)!r} already holds the metrics.json of another run; choose an empty "
                           f"run_dir (or leave it null for a fresh Hydra folder)")

@@ -10,7 +10,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import netrc
+import os
+import re
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pandas as pd
 import torch
@@ -25,6 +30,44 @@ MODEL_FILE = "unlearned.pt"  # written and logged only with wandb.log_models=tru
 # override keys that name the run's fixed parts (data set, paradigm, method, seed) or say where/how it runs
 NOT_IN_NAME = {"seed", "method", "dataset", "paradigm", "experiment", "table", "results_csv", "cache_dir", "run_dir",
                "device", "threads", "lock_timeout", "eval.every_epoch", "eval.batch_size"}
+
+
+PROJECT = re.compile(r"[^/\\#?%:]{1,128}")  # what W&B accepts as a project name
+REACH_TIMEOUT = 5.0  # seconds to wait for W&B's server before refusing wandb.mode=online
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Before any work, ValueError naming the key: a project name W&B refuses, and with wandb.mode=online no
+    API key (WANDB_API_KEY, or `wandb login`'s netrc entry) or no route to the server (W&B itself would retry
+    for minutes, then fall back)."""
+    if cfg.wandb.mode == "disabled":
+        return
+    if not isinstance(cfg.wandb.dir, str) or not cfg.wandb.dir:
+        raise ValueError(f"wandb.dir={cfg.wandb.dir!r} is invalid; allowed: a folder (W&B writes <dir>/wandb)")
+    project = cfg.wandb.project
+    if project is not None and not (isinstance(project, str) and PROJECT.fullmatch(project)):
+        raise ValueError(f"wandb.project={project!r} is invalid; allowed: 1 to 128 characters without / \\ # ? % : "
+                         f"(the team goes in wandb.entity)")
+    if cfg.wandb.mode != "online":
+        return
+    url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    host, port = urlparse(url).hostname or url, urlparse(url).port or (80 if url.startswith("http:") else 443)
+    if not os.environ.get("WANDB_API_KEY") and not _netrc_login(host):
+        raise ValueError(f"wandb.mode=online needs a W&B API key for {host} and none is set (WANDB_API_KEY, or "
+                         f"`wandb login`); allowed without one: wandb.mode=offline (then wandb sync) or disabled")
+    try:
+        socket.create_connection((host, port), timeout=REACH_TIMEOUT).close()
+    except OSError as e:
+        raise ValueError(f"wandb.mode=online but W&B's server {host}:{port} cannot be reached ({e.strerror or e}); "
+                         f"allowed without network: wandb.mode=offline (then wandb sync) or disabled") from None
+
+
+def _netrc_login(host: str) -> bool:
+    path = Path(os.environ.get("NETRC") or Path("~/.netrc").expanduser())
+    try:
+        return netrc.netrc(str(path)).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def run_name(ident: dict) -> str:

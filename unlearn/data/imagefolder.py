@@ -3,6 +3,7 @@ ImageNet, the CIFAR-10 JPEG copy, or a user's own, with an optional class -> sup
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -20,8 +21,18 @@ LAYOUT = "Expected root/train/<class>/<image> and root/test/<class>/<image> (or 
 
 
 def _list(folder: Path) -> dict[str, list[Path]]:
-    return {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-            for d in sorted(folder.iterdir()) if d.is_dir()}
+    found = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+             for d in sorted(folder.iterdir()) if d.is_dir()}
+    for path in (p for files in found.values() for p in files):
+        try:
+            str(path).encode("utf-8")  # its name goes into the cache key and the messages
+        except UnicodeEncodeError:
+            raise ValueError(f"image file {os.fsencode(path)!r} has a name that is not UTF-8; allowed: UTF-8 file "
+                             f"and folder names (rename it, e.g. convmv -f latin1 -t utf8 --notest)") from None
+        if not path.is_file():
+            what = f"a broken symlink (to {os.readlink(path)})" if path.is_symlink() else "not a file"
+            raise ValueError(f"image file {path} is {what}; allowed: image files (fix or remove it)")
+    return found
 
 
 def _subsample(files: list[Path], n: int | None, rng: np.random.Generator, key: str) -> list[Path]:

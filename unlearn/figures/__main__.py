@@ -24,7 +24,8 @@ import torch
 from hydra.utils import to_absolute_path
 from omegaconf import open_dict
 
-from unlearn.cache import cached
+from unlearn.cache import atomic_write, cached
+from unlearn.cli import check_results_arg, one_line_errors, parse_seeds, refuse
 from unlearn.figures import draw, landscape
 from unlearn.figures import sweep as sweeps
 
@@ -76,13 +77,13 @@ def relative_paths(frame: pd.DataFrame, start: Path | None = None) -> pd.DataFra
 
 
 def save(fig, name: str, out: Path, frame=None) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    """<out>/<name>.png, .pdf and (with `frame`) .csv, each written whole or not at all (`atomic_write`)."""
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=130, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    atomic_write(paths[0], lambda f: fig.savefig(f, format="png", dpi=130, bbox_inches="tight"))
+    atomic_write(paths[1], lambda f: fig.savefig(f, format="pdf", bbox_inches="tight"))
     if frame is not None:
-        rows = frame.drop(columns=["cfg", "overrides"], errors="ignore")
-        relative_paths(rows).to_csv(out / f"{name}.csv", index=False)
+        text = relative_paths(frame.drop(columns=["cfg", "overrides"], errors="ignore")).to_csv(index=False)
+        atomic_write(out / f"{name}.csv", lambda f: f.write(text.encode("utf-8")))
         paths.append(out / f"{name}.csv")
     return paths
 
@@ -102,7 +103,7 @@ def log_wandb(mode: str, name: str, png: Path, spec) -> None:
 
 def make(name: str, args) -> int:
     spec = sweeps.load_spec(name)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = parse_seeds(args.seeds)
     results = Path(args.results)
     plan = sweeps.jobs(spec, args.scale, seeds if name not in SPECIAL else seeds[:1],
                        [*args.overrides, f"results_csv={results}"])
@@ -150,6 +151,11 @@ def main(argv=None) -> int:
         for name in sweeps.available():
             print(f"{name}: {sweeps.load_spec(name).title}")
         return 0
+    try:
+        parse_seeds(args.seeds)
+    except ValueError as e:
+        refuse(str(e))
+    check_results_arg(args.results, "--results", args.command == "draw" and not set(args.figures) <= SPECIAL)
     unknown = [f for f in args.figures if f not in sweeps.available()]
     if unknown or not args.figures:
         print(f"error: figures {unknown or '(none given)'}; allowed: {sweeps.available()}", file=sys.stderr)
@@ -166,4 +172,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line_errors(main))

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from unlearn.cli import check_results_arg, one_line_errors, override_problem, parse_seeds, refuse
 from unlearn.results_csv import read_runs
 from unlearn.tables import launch
 from unlearn.tables import plan as planning
 from unlearn.tables import printer
+from unlearn.tables import preset as preset_files
 from unlearn.tables.preset import SCALES, available, load
 
 
@@ -44,6 +46,17 @@ def _runs(path: Path):
     for p in problems:
         print(f"{path}: {p}", file=sys.stderr)
     return runs
+
+
+def preset_problem(preset, extra: list[str]) -> str | None:
+    """One line naming the preset file, block and row whose overrides (or the user's, after --) Hydra would
+    refuse, before anything is composed (`unlearn.cli.override_problem`)."""
+    for block in (b for b in preset.blocks if b.overrides is not None):
+        for row in preset.rows:
+            problem = override_problem([*block.overrides, *row.overrides, *extra])
+            if problem is not None:
+                return f"{preset_files.PRESETS / preset.table}.yaml, block {block.name!r}, row {row.id!r}: {problem}"
+    return None
 
 
 def check_blocks(preset, jobs) -> dict[str, str]:
@@ -105,17 +118,22 @@ def main(argv=None) -> int:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []  # Hydra overrides for every job
     args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     args.overrides = extra
+    try:
+        seeds = parse_seeds(args.seeds)
+    except ValueError as e:
+        refuse(str(e))
+    check_results_arg(args.results, "--results", args.command == "print" and not any(
+        o.lstrip("+").startswith("results_csv=") for o in args.overrides))  # results_csv=null: run folders
     if args.command == "list":
         for t in available():
             print(f"{t}: {load(t, 'cpu').title}")
         return 0
     if args.command == "estimate":  # paper scale, from the paper's own RTEs
-        seeds = len(args.seeds.split(","))
-        frames = [printer.gpu_hours(load(t, "paper"), seeds) for t in ([args.table] if args.table else available())]
+        frames = [printer.gpu_hours(load(t, "paper"), len(seeds)) for t in ([args.table] if args.table else available())]
         est = pd.concat(frames, ignore_index=True)
         print(est.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
         print(f"total: {est['gpu_hours'].sum():.0f} GPU hours (estimate from the paper's RTEs on A5000 GPUs, "
-              f"{seeds} seeds, evaluation not included)")
+              f"{len(seeds)} seeds, evaluation not included)")
         return 0
     if args.command in ("sentences", "claims"):  # Markdown for the README, from the written table CSVs
         from unlearn.tables import claims, sentences
@@ -140,7 +158,6 @@ def main(argv=None) -> int:
         return 0
     try:
         preset = load(args.table, args.scale, args.rows.split(",") if args.rows else None)
-        seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -149,6 +166,8 @@ def main(argv=None) -> int:
               f"selected toward Retrain at {sorted(set(preset.elsewhere.values()))} scale (make tune "
               f"METHOD=<method> TABLE={args.table} SCALE={args.scale} selects them at this one)", file=sys.stderr)
     results = Path(args.results)
+    if (problem := preset_problem(preset, args.overrides)) is not None:
+        refuse(problem)
     jobs = planning.plan(preset, seeds, [*args.overrides, f"results_csv={results}"])
     skipped = check_blocks(preset, jobs) if args.command == "run" else {}
     for name, why in skipped.items():
@@ -191,4 +210,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(one_line_errors(main))

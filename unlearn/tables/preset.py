@@ -6,6 +6,7 @@ in minutes), and the columns are the metrics printed in the paper's order.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import yaml
 PRESETS = Path(__file__).parent / "presets"
 SCALES = ("cpu", "paper")
 COLUMNS = ("UA", "MIA", "RA", "TA", "H", "RTE", "avg_gap", "sum", "additional_mia")
+KEYS = ("title", "rows", "columns", "blocks", "select_blocks")  # a preset file's keys; all but the last required
+ROW_KEYS = ("id", "method", "label", "overrides", "paper_row", "selected_at")  # a row given as a mapping
+BLOCK_KEYS = (*SCALES, "paper_block", "note", "rte_unit", "skip_rows", "rte_like")
 
 
 @dataclass
@@ -49,6 +53,40 @@ class Preset:
     elsewhere: dict[str, str] = field(default_factory=dict)  # (R) rows left out: {row id: scale selected at}
 
 
+def _check_keys(path: Path, where: str, spec, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    """A mapping of the preset holds only known keys and the required ones, else ValueError naming the file, where
+    in it, the key and the nearest allowed one (a typo such as `cpuu:` would otherwise drop a block silently)."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: {where} is {type(spec).__name__}, not a mapping; allowed keys: {list(allowed)}")
+    for key in spec:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"{path}: {where} has the unknown key {key!r}{hint}; allowed: {list(allowed)}")
+    missing = [k for k in required if k not in spec]
+    if missing:
+        raise ValueError(f"{path}: {where} lacks the keys {missing}; allowed: {list(allowed)}")
+
+
+def read(path: Path) -> dict:
+    """The preset file's mapping, its keys checked; YAML that does not parse is named with its line."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML ({getattr(e, 'problem', None) or e}{where})") from None
+    _check_keys(path, "the preset", spec, KEYS, KEYS[:4])
+    for row in spec["rows"] or []:
+        if not isinstance(row, str):
+            _check_keys(path, f"row {row.get('id') if isinstance(row, dict) else row!r}", row, ROW_KEYS, ROW_KEYS[:2])
+    if not isinstance(spec["blocks"], dict):
+        raise ValueError(f"{path}: blocks is {type(spec['blocks']).__name__}, not a mapping of block name -> block")
+    for name, block in spec["blocks"].items():
+        _check_keys(path, f"block {name!r}", block, BLOCK_KEYS)
+    return spec
+
+
 def _row(spec) -> Row:
     if isinstance(spec, str):
         return Row(id=spec, method=spec, label=spec, overrides=[])
@@ -70,7 +108,7 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
     if not path.exists():
         raise ValueError(f"table={table!r} has no preset; allowed: {available()}")
     text = path.read_text()
-    spec = yaml.safe_load(text)
+    spec = read(path)
     rows = [_row(r) for r in spec["rows"]]
     if only:
         unknown = [r for r in only if r not in {x.id for x in rows}]

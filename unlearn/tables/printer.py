@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from unlearn.cache import atomic_write
 from unlearn.report import ID_COLS, NOT_METRICS, latest_per_job, metric_columns
 from unlearn.tables.paper import (SWAPPED_RA_TA, paper_cell, paper_row_cells, paper_values,  # noqa: F401
                                   table_version, unmatched_bu)
@@ -206,9 +207,7 @@ def table_runs(preset: Preset, jobs: list[Job], runs: pd.DataFrame) -> pd.DataFr
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))  # whole or not at all; a full disk named
 
 
 def write(df: pd.DataFrame, preset: Preset, notes: dict[str, str], folder: Path,
