@@ -40,6 +40,8 @@ from unlearn.tables.preset import SCALES, available, load
 
 
 def _runs(path: Path):
+    if isinstance(path, launch.RunDirs):  # results_csv=null: every run folder's metrics.json
+        return path.read()
     if not path.exists():
         return pd.DataFrame()
     runs, problems = read_runs(path)
@@ -102,7 +104,7 @@ def beside(df: pd.DataFrame, preset, out: Path) -> Path:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Hydra overrides for every job go after --, e.g. -- device=cuda hydra/launcher=joblib")
-    ap.add_argument("command", choices=("run", "print", "reprint", "list", "estimate", "sentences", "claims"))
+    ap.add_argument("command", choices=("run", "print", "reprint", "list", "estimate", "sentences", "claims", "submit"))
     ap.add_argument("table", nargs="?", help=f"one of {available()}")
     ap.add_argument("--scale", default="cpu", choices=SCALES)
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
@@ -118,6 +120,8 @@ def main(argv=None) -> int:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []  # Hydra overrides for every job
     args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     args.overrides = extra
+    if args.command == "submit":  # the whole table as one job array, returning at once (unlearn/tables/submit.py)
+        return __import__("unlearn.tables.submit", fromlist=["main"]).main(argv[1:])
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError as e:
@@ -165,10 +169,10 @@ def main(argv=None) -> int:
         print(f"{args.table}: rows {sorted(preset.elsewhere)} are left out at {args.scale} scale: their values were "
               f"selected toward Retrain at {sorted(set(preset.elsewhere.values()))} scale (make tune "
               f"METHOD=<method> TABLE={args.table} SCALE={args.scale} selects them at this one)", file=sys.stderr)
-    results = Path(args.results)
+    results = launch.source(args.results, args.overrides)  # the CSV, or the run folders under results_csv=null
     if (problem := preset_problem(preset, args.overrides)) is not None:
         refuse(problem)
-    jobs = planning.plan(preset, seeds, [*args.overrides, f"results_csv={results}"])
+    jobs = planning.plan(preset, seeds, [*args.overrides, *launch.csv_override(results)])
     skipped = check_blocks(preset, jobs) if args.command == "run" else {}
     for name, why in skipped.items():
         print(f"{args.table} block {name!r} will not run: {why}", file=sys.stderr)

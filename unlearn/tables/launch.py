@@ -14,11 +14,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from unlearn.identity import ENVIRONMENT, code_digest
+from unlearn.results_csv import read_runs
 from unlearn.references import cpu_capability
 from unlearn.tables.plan import Job
 
@@ -150,3 +152,58 @@ def failures(table: str, failed: list[tuple[str, int]]) -> int:
                                                                      for label, code in failed)
         + ". Their cells read 'not run'; fix them and rerun the same command (finished jobs are kept)")
     return 1
+
+
+# ------------------------------------------------------------------------------ where the results are read from
+
+RUN_ROOTS = ("results/runs", "results/multirun", "results/submitted")  # Hydra's run and sweep folders, submit's
+
+
+def without_csv(overrides: list[str]) -> bool:
+    """Whether the user's overrides turn the shared results CSV off (`results_csv=null`; the last one wins): on
+    file systems whose locks are unreliable every job writes only its run folder's metrics.json."""
+    values = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == "results_csv" and "=" in o]
+    return bool(values) and values[-1].strip().lower() in ("null", "none", "~")
+
+
+@dataclass
+class RunDirs:
+    """The runs of a table launched with results_csv=null: every metrics.json under `roots` (no shared file)."""
+    roots: list[str]
+
+    def read(self) -> pd.DataFrame:
+        from unlearn.collect import read_run_dirs
+        runs, _ = read_run_dirs([r for r in self.roots if Path(r).is_dir()])  # an absent folder holds no run
+        return runs
+
+    def __str__(self) -> str:
+        return "metrics.json under " + ", ".join(self.roots)
+
+
+def source(results: str, overrides: list[str]) -> Path | RunDirs:
+    """Where a table's results are: the results CSV `results`, or with results_csv=null the run folders (Hydra's
+    defaults, the submitted arrays' and any run or sweep folder the overrides name)."""
+    if not without_csv(overrides):
+        return Path(results)
+    named = [o.split("=", 1)[1] for o in overrides
+             if o.split("=", 1)[0] in ("hydra.sweep.dir", "hydra.run.dir", "run_dir") and "=" in o]
+    return RunDirs([*RUN_ROOTS, *(n for n in named if n not in ("null", "None"))])
+
+
+def csv_override(results: Path | RunDirs) -> list[str]:
+    """The override that sends every job's row to the results CSV; none under results_csv=null (the user's own
+    override then stays the last one)."""
+    return [] if isinstance(results, RunDirs) else [f"results_csv={results}"]
+
+
+def results(path: str, overrides: list[str]) -> pd.DataFrame:
+    """The runs so far, from the results CSV or, under results_csv=null, from the run folders."""
+    where = source(path, overrides)
+    if isinstance(where, RunDirs):
+        return where.read()
+    if not where.exists():
+        return pd.DataFrame()
+    runs, problems = read_runs(where)
+    for p in problems:
+        say(f"{where}: {p}")
+    return runs

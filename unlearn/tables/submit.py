@@ -1,0 +1,200 @@
+"""Submit a whole paper table (every block x row x seed not yet done) as one job array, and return at once.
+
+    python -m unlearn.tables.submit table1 --scale paper [--seeds 0,1,2] [--rows ..] [--references-only]
+        [--margin 1.5] [--dry-run] -- hydra/launcher=slurm hydra.launcher.partition=gpu [overrides]
+    make submit TABLE=table1 SCALE=paper ARGS="hydra.launcher.partition=gpu"
+
+The array holds, first, one job per reference model the table needs (`stage=original`, `stage=retrain`: each
+trains one model, resumable from its checkpoints), then one job per (block, row, seed) whose result is not yet
+there from this code on this setup (the table runner's rule). A method job that needs a reference still in
+training waits on its cache lock; when that job is stopped (time limit, preemption) the lock is freed and the
+waiter resumes the training from the checkpoint itself. The launcher preset (hydra/launcher=slurm, or
+local_submitit to try it on this machine) gives the array's resources; at paper scale its time limit and
+requeues, and each job's `lock_timeout`, are derived from the preset's cost estimate (unlearn/tables/limits.py).
+`python -m unlearn.tables print <table> --scale <scale>` collects the results whenever you like.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from unlearn.tables import limits
+from unlearn.tables import plan as planning
+from unlearn.tables import launch
+from unlearn.tables.launch import done, say
+from unlearn.tables.preset import SCALES, load
+from unlearn.tables.references import reference_jobs
+
+ALLOWED = ("slurm", "local_submitit")
+
+
+@dataclass
+class Entry:
+    """One job of the array: a label and the overrides of its `python -m unlearn.app` run."""
+    label: str
+    argv: list[str]
+    limits: limits.Limits | None
+
+
+class Task:
+    """The callable each array job runs: the unlearn app on its overrides, in the folder it was submitted from.
+    On a time limit or preemption submitit calls `checkpoint` and requeues the same task, which resumes from the
+    reference models' checkpoints and the cache."""
+
+    def __init__(self, cwd: str):
+        self.cwd = cwd
+
+    def __call__(self, argv: list[str]) -> int:
+        code = subprocess.call([sys.executable, "-m", "unlearn.app", *argv], cwd=self.cwd)
+        if code != 0:
+            raise RuntimeError(f"python -m unlearn.app {' '.join(argv)} ended with exit status {code}")
+        return code
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def entries(preset, jobs, extra: list[str], hl, margin: float, references_only: bool) -> list[Entry]:
+    """The array's jobs: every reference model, then the method jobs `jobs`; each with its derived limits."""
+    labels = [f"table={preset.table}", f"scale={preset.scale}"]
+    target, (cap, requeues) = str(hl.get("_target_", "")), limits.cap(hl)
+    minutes = {b.name: limits.block_minutes(preset, b) for b in preset.blocks if b.overrides is not None}
+    out = []
+    for r in reference_jobs(jobs, extra, labels):
+        m = minutes.get(r.block.name)
+        lim = None if m is None else limits.for_reference(m, cap, requeues, margin=margin)
+        out.append(Entry(f"{r.block.name} / {r.stage} seed {r.seed}", [*r.argv(), *lock(lim, extra)], lim))
+    if not references_only:
+        for j in jobs:
+            m = minutes.get(j.block.name)
+            lim = None if m is None else limits.for_row(m, j.row.id, cap, requeues, margin=margin)
+            out.append(Entry(f"{j.block.name} / {j.row.id} seed {j.seed}", [*j.overrides, f"seed={j.seed}",
+                                                                            *lock(lim, extra)], lim))
+    return out
+
+
+def lock(lim: limits.Limits | None, extra: list[str]) -> list[str]:
+    """The job's derived lock_timeout, unless the user set one."""
+    return [] if lim is None else lim.overrides("", extra)
+
+
+def parameters(hl, entries_: list[Entry], folder: Path, name: str) -> tuple[str, dict, dict]:
+    """(cluster, executor init parameters, update_parameters) of the array from the launcher preset `hl`, with
+    the largest derived time limit and requeues of its jobs (one array has one set)."""
+    target = str(hl.get("_target_", ""))
+    if "submitit" not in target:
+        raise ValueError(f"hydra/launcher={target.rsplit('.', 1)[-1] or 'basic'} cannot submit a job array; allowed: "
+                         f"hydra/launcher={' or hydra/launcher='.join(ALLOWED)}")
+    cluster = "slurm" if target.endswith("SlurmLauncher") else "local"
+    params = {k: v for k, v in OmegaConf.to_container(hl, resolve=False).items()
+              if k not in ("_target_", "submitit_folder", "name")}
+    derived = [e.limits for e in entries_ if e.limits is not None]
+    if derived:
+        params["timeout_min"] = max(x.timeout_min for x in derived)
+        if cluster == "slurm":
+            params["max_num_timeout"] = max(x.max_num_timeout for x in derived)
+    init = {"folder": str(folder / "%j"), "cluster": cluster}
+    if "max_num_timeout" in params:
+        init[f"{cluster}_max_num_timeout"] = params.pop("max_num_timeout")
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    update = {k if k in base else f"{cluster}_{k}": v for k, v in params.items()}
+    return cluster, init, {**update, "name": name}
+
+
+def submit(entries_: list[Entry], init: dict, update: dict, cwd: str):
+    """One array of `entries_` through submitit; returns its jobs at once (nothing waits for them)."""
+    import submitit
+    executor = submitit.AutoExecutor(**init)
+    executor.update_parameters(**update)
+    task = Task(cwd)
+    return executor.map_array(task, [e.argv for e in entries_])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m unlearn.tables.submit", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("table")
+    ap.add_argument("--scale", default="paper", choices=SCALES)
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
+    ap.add_argument("--rows", help="comma-separated row ids (default: every row)")
+    ap.add_argument("--results", default="results/runs.csv", help="the results CSV (results_csv of the runs)")
+    ap.add_argument("--margin", type=float, default=limits.MARGIN,
+                    help="time limits = this x the paper's minutes (paper scale; default %(default)s)")
+    ap.add_argument("--references-only", action="store_true", help="only the reference models' jobs")
+    ap.add_argument("--rerun", action="store_true", help="submit every job, even those already done")
+    ap.add_argument("--dry-run", action="store_true", help="print the array's jobs and parameters, submit nothing")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    try:
+        preset = load(args.table, args.scale, args.rows.split(",") if args.rows else None)
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ValueError(f"--seeds={args.seeds!r} is invalid; allowed: integers, comma-separated") from None
+        limits.derive(1.0, 1.0, 60, args.margin)  # a bad --margin is refused before anything is composed
+        hl = planning.launcher(extra)
+        parameters(hl, [], Path("."), "")  # a launcher that cannot submit is refused before the plan
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    jobs = planning.plan(preset, seeds, [*extra, *launch.csv_override(launch.source(args.results, extra))])
+    skipped = {}  # the runner's rule: a block whose data is absent does not run (checked here, before submitting)
+    for block in preset.blocks:
+        first = next((j for j in jobs if j.block.name == block.name), None)
+        if first is not None and (why := planning.missing_data(first.cfg)):
+            skipped[block.name] = why
+    for name, why in skipped.items():
+        say(f"{args.table} block {name!r} {'has no data here' if args.dry_run else 'will not run'}: "
+            f"{why.splitlines()[0]}")
+    jobs = [j for j in jobs if j.block.name not in skipped or args.dry_run]  # a dry run lists them all
+    if not jobs:
+        print(f"error: no block of {args.table} can run at {args.scale} scale (see above)", file=sys.stderr)
+        return 2
+    runs = launch.results(args.results, extra)
+    todo = [j for j, ok in zip(jobs, done(jobs, runs)) if args.rerun or not ok]
+    work = entries(preset, jobs if args.references_only else todo, extra, hl, args.margin, args.references_only)
+    if not todo and not args.references_only:
+        say(f"{args.table} ({args.scale}): all {len(jobs)} jobs are done by this code on this setup; nothing to submit")
+        return 0
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    folder = Path("results/submitted") / f"{args.table}_{args.scale}_{stamp}"
+    cluster, init, update = parameters(hl, work, folder, f"unlearn-{args.table}")
+    n_refs = sum(e.argv[0].startswith("stage=") for e in work)
+    say(f"{args.table} ({args.scale}): {len(jobs)} jobs, {len(jobs) - len(todo)} done, one array of {len(work)}: "
+        f"{n_refs} reference models, {len(work) - n_refs} method jobs ({cluster}: "
+        + ", ".join(f"{k}={v}" for k, v in {**init, **update}.items() if k != "folder" and v not in (None, {}))
+        + ")")
+    for e in work:
+        if e.limits is not None and not e.limits.fits:
+            say(f"warning: {e.label}: its unlearning alone is estimated above the time limit of {update['timeout_min']} "
+                f"min and is not resumable: it cannot finish under this launcher; raise hydra.launcher.timeout_min if "
+                f"the partition allows, or leave the row out (--rows)")
+    if args.dry_run:
+        for e in work:
+            say(f"{e.label}: {' '.join(e.argv)}")
+        return 0
+    submitted = submit(work, init, update, os.getcwd())
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "jobs.csv", "w", newline="") as f:  # which array task runs what, for squeue / sacct
+        w = csv.writer(f)
+        w.writerow(["job_id", "label", "overrides"])
+        w.writerows([j.job_id, e.label, " ".join(e.argv)] for j, e in zip(submitted, work))
+    say(f"submitted {len(submitted)} jobs (array {submitted[0].job_id.split('_')[0]}); logs in {folder}, job list in "
+        f"{folder / 'jobs.csv'}. Collect the results whenever you like: python -m unlearn.tables print {args.table} "
+        f"--scale {args.scale}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
