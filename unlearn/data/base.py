@@ -35,7 +35,8 @@ class Data:
     group_test: Tensor | None = None
     mean: tuple[float, ...] | None = None  # per-channel normalisation for uint8 images
     std: tuple[float, ...] | None = None
-    augment: bool = False  # random crop (pad 4) + horizontal flip on training batches
+    augment: bool = False  # random crop (pad 4) + horizontal flip on training batches (a LazyImages store with
+    # random_resized: its random resized crop + flip instead)
 
     def __post_init__(self):
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
@@ -104,8 +105,10 @@ class Data:
 
     def prepare(self, x: Tensor, train: bool = False, generator: torch.Generator | None = None) -> Tensor:
         """Turn a stored batch into model input: uint8 -> normalised float, plus augmentation."""
-        if isinstance(x, LazyImages):
-            x = x.load()  # decode the batch's files (worker threads) and move it to the store's device
+        if isinstance(x, LazyImages):  # decode the batch's files (worker threads or the GPU) onto the store's device
+            boxed = train and self.augment and x.random_resized  # the store draws the crops and flips itself
+            x = x.load(train=boxed, generator=generator)
+            train = train and not boxed
         if x.dtype == torch.uint8:
             x = x.float().div_(255)
             if self.mean is not None:

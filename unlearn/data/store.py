@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
@@ -57,14 +58,16 @@ def cached_images(cache_dir: str | Path | None, key: dict, build: Callable[[], d
     return cached(key["source"], {**key, "format": FORMAT}, cache_dir, build)
 
 
-def load_image(path: str | Path | Image.Image, size: int | None = None) -> Tensor:
-    """RGB uint8 [3, H, W]; with `size`, the shorter side is resized to it and the centre cropped square.
-    A file that cannot be decoded raises UnreadableImageError naming it."""
+def load_image(path: str | Path | Image.Image, size: int | None = None, resize: int | None = None,
+               box: tuple | None = None) -> Tensor:
+    """RGB uint8 [3, H, W]; with `size`, the shorter side is resized to `resize` (default `size`) and the centre
+    cropped square. With `box` (top, left, height, width, flip) that box is cut, resized to size x size and, if
+    `flip`, mirrored (`random_resized_box`). A file that cannot be decoded raises UnreadableImageError naming it."""
     if isinstance(path, Image.Image):
-        return _to_tensor(path, size)
+        return _to_tensor(path, size, resize, box)
     try:
         with Image.open(path) as im:
-            return _to_tensor(im, size)
+            return _to_tensor(im, size, resize, box)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's ways of failing
         raise UnreadableImageError(f"image file {path} cannot be decoded ({type(e).__name__}: "
                                    f"{str(e).splitlines()[0][:160] if str(e) else 'no detail'}); "
@@ -85,15 +88,47 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _to_tensor(im: Image.Image, size: int | None) -> Tensor:
+def resized_shape(height: int, width: int, shorter: int) -> tuple[int, int]:
+    """(height, width) with the shorter side scaled to `shorter` (neither below it)."""
+    scale = shorter / min(width, height)
+    return max(shorter, round(height * scale)), max(shorter, round(width * scale))
+
+
+def _to_tensor(im: Image.Image, size: int | None, resize: int | None = None, box: tuple | None = None) -> Tensor:
     im = _to_8bit(im)
-    if size is not None and im.size != (size, size):
-        w, h = im.size
-        scale = size / min(w, h)
-        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+    if box is not None:
+        top, left, h, w, flip = box(im.height, im.width) if callable(box) else box
+        im = im.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+        if flip:
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    elif size is not None and (im.size != (size, size) or (resize or size) != size):
+        h, w = resized_shape(im.height, im.width, resize or size)
+        im = im.resize((w, h), Image.BILINEAR)
         left, top = (im.width - size) // 2, (im.height - size) // 2
         im = im.crop((left, top, left + size, top + size))
     return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous()
+
+
+SCALE, RATIO, ATTEMPTS = (0.08, 1.0), (3 / 4, 4 / 3), 10  # the standard ImageNet RandomResizedCrop
+DRAWS = 4 * ATTEMPTS + 1  # uniforms per image: (area, aspect, top, left) per attempt, and the flip
+
+
+def random_resized_box(u: list[float], height: int, width: int) -> tuple[int, int, int, int, bool]:
+    """(top, left, h, w, flip) of a random crop covering 8-100% of the image's area with aspect ratio in [3/4, 4/3]
+    (log-uniform), tried up to 10 times, else the centre with the aspect clamped; `u` holds DRAWS uniforms in [0, 1)
+    drawn before the image's size is known, so a batch draws the same numbers whatever its images' sizes."""
+    lo, hi = math.log(RATIO[0]), math.log(RATIO[1])
+    for a in range(ATTEMPTS):
+        ua, ur, ut, ul = u[4 * a:4 * a + 4]
+        area = height * width * (SCALE[0] + ua * (SCALE[1] - SCALE[0]))
+        aspect = math.exp(lo + ur * (hi - lo))
+        w, h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return int(ut * (height - h + 1)), int(ul * (width - w + 1)), h, w, u[-1] < 0.5
+    ratio = width / height
+    w, h = ((width, round(width / RATIO[0])) if ratio < RATIO[0] else
+            (round(height * RATIO[1]), height) if ratio > RATIO[1] else (width, height))
+    return (height - h) // 2, (width - w) // 2, h, w, u[-1] < 0.5
 
 
 class ToUint8:
@@ -152,6 +187,66 @@ _PENDING: dict[tuple[str, int], Future] = {}  # (file, size) -> its decode start
 MAX_PENDING = 4096  # images decoded ahead and not yet used, at most (oldest dropped first)
 
 
+JPEG = (".jpg", ".jpeg")
+DECODERS = ("auto", "pil")  # auto = nvJPEG on a CUDA device for JPEG files, PIL otherwise | pil = PIL everywhere
+
+
+def _open_rgb(path: str) -> Image.Image:
+    """The decoded 8-bit RGB image of a file (loaded, file closed); UnreadableImageError names a bad file."""
+    try:
+        with Image.open(path) as im:
+            return _to_8bit(im)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise UnreadableImageError(f"image file {path} cannot be decoded ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:160] if str(e) else 'no detail'}); "
+                                   f"replace or remove it") from None
+
+
+def _resize(img: Tensor, height: int, width: int) -> Tensor:
+    """Bilinear with antialiasing, as PIL's BILINEAR resize, on uint8 [3, H, W] (any device)."""
+    out = torch.nn.functional.interpolate(img[None].float(), size=(height, width), mode="bilinear",
+                                          antialias=True, align_corners=False)
+    return out[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+def transform_tensor(img: Tensor, size: int, resize: int | None = None, box=None) -> Tensor:
+    """`_to_tensor`'s transform on a decoded uint8 [3, H, W] tensor, on its device (GPU-decoded batches)."""
+    if box is not None:
+        top, left, h, w, flip = box(img.shape[1], img.shape[2]) if callable(box) else box
+        img = _resize(img[:, top:top + h, left:left + w], size, size)
+        return img.flip(-1) if flip else img
+    if tuple(img.shape[1:]) != (size, size) or (resize or size) != size:
+        h, w = resized_shape(img.shape[1], img.shape[2], resize or size)
+        img = _resize(img, h, w)
+        top, left = (h - size) // 2, (w - size) // 2
+        img = img[:, top:top + size, left:left + size]
+    return img.contiguous()
+
+
+def decode_jpegs(data: list[Tensor], files: Sequence[str], device: torch.device) -> list[Tensor]:
+    """uint8 RGB [3, H, W] images on `device` from the bytes of JPEG files, decoded there in one batched call
+    (nvJPEG on a GPU); a file the batch decoder refuses (CMYK, a PNG named .JPEG) is decoded alone, by PIL if
+    need be."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    try:
+        return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+    except RuntimeError:
+        out = []
+        for d, f in zip(data, files):
+            try:
+                out.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
+            except RuntimeError:
+                out.append(load_image(f).to(device))
+        return out
+
+
+def _read(path: str) -> Tensor:
+    try:
+        return torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+    except OSError as e:
+        raise UnreadableImageError(f"image file {path} cannot be read ({e})") from None
+
+
 class LazyImages:
     """Image files decoded on demand, for data sets too large for memory (ImageNet).
 
@@ -160,15 +255,30 @@ class LazyImages:
     `load()` (called by `Data.prepare`) decodes a view with a pool of worker threads, and `prefetch()` starts
     that decoding in the background (the training loops call it for the next batch, `unlearn.train.prefetched`),
     so decoding overlaps the current batch's compute instead of alternating with it.
+
+    Evaluation views resize the shorter side to `resize` (default `size`) and centre-crop `size`; with
+    `random_resized`, training views (`load(train=True)`) take a random 8-100% box of each image (aspect 3/4 to
+    4/3) resized to `size` and flip it half the time, drawn from the run's generator. On a CUDA device JPEG files
+    are read by the worker threads and decoded on the GPU in one batched call (`decoder`: auto), else by PIL.
     """
 
     dtype = torch.uint8
 
-    def __init__(self, files: Sequence, size: int, num_workers: int = 4, device: str | torch.device = "cpu"):
+    def __init__(self, files: Sequence, size: int, num_workers: int = 4, device: str | torch.device = "cpu",
+                 resize: int | None = None, random_resized: bool = False, decoder: str = "auto"):
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"dataset.image_size={size!r}: a lazily decoded data set needs one square size")
+        if resize is not None and not (isinstance(resize, int) and resize >= size):
+            raise ValueError(f"resize={resize!r} is invalid; allowed: null or an integer >= image_size={size} "
+                             f"(shorter side before the centre crop)")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder={decoder!r} is invalid; allowed: one of {DECODERS}")
         self.files = np.asarray([str(f) for f in files], dtype=object)
         self.size, self.num_workers, self.device = size, max(1, num_workers), torch.device(device)
+        self.resize, self.random_resized, self.decoder = resize, random_resized, decoder
+
+    def _view(self, files, device) -> "LazyImages":
+        return LazyImages(files, self.size, self.num_workers, device, self.resize, self.random_resized, self.decoder)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -180,32 +290,58 @@ class LazyImages:
     def __getitem__(self, index) -> "LazyImages":
         if isinstance(index, Tensor):
             index = index.cpu().numpy()
-        return LazyImages(np.atleast_1d(self.files[index]), self.size, self.num_workers, self.device)
+        return self._view(np.atleast_1d(self.files[index]), self.device)
 
     def to(self, device) -> "LazyImages":
-        return LazyImages(self.files, self.size, self.num_workers, device)
+        return self._view(self.files, device)
+
+    @property
+    def gpu_decode(self) -> bool:
+        """Decode on the device (nvJPEG): a CUDA store of JPEG files with decoder=auto."""
+        return (self.decoder == "auto" and self.device.type == "cuda"
+                and all(str(f).lower().endswith(JPEG) for f in self.files))
 
     def _pool(self) -> ThreadPoolExecutor:
         if self.num_workers not in _POOLS:
             _POOLS[self.num_workers] = ThreadPoolExecutor(self.num_workers)
         return _POOLS[self.num_workers]
 
+    def _ahead(self) -> tuple[str, Callable]:
+        """What `prefetch` prepares per file: its bytes (GPU decode), its full decoded image (random boxes are
+        drawn at `load`), or the finished evaluation view."""
+        if self.gpu_decode:
+            return "bytes", _read
+        if self.random_resized:
+            return "raw", _open_rgb
+        return f"{self.size}/{self.resize}", partial(load_image, size=self.size, resize=self.resize)
+
     def prefetch(self) -> None:
         """Start decoding this view's files on the worker threads; a later `load` of them waits for that."""
-        pool = self._pool()
+        pool, (kind, work) = self._pool(), self._ahead()
         for f in self.files:
-            if (f, self.size) not in _PENDING:
-                _PENDING[(f, self.size)] = pool.submit(load_image, f, size=self.size)
+            if (f, kind) not in _PENDING:
+                _PENDING[(f, kind)] = pool.submit(work, f)
         while len(_PENDING) > MAX_PENDING:  # decoded ahead but never used (an interrupted pass)
             _PENDING.pop(next(iter(_PENDING)))
 
-    def load(self) -> Tensor:
-        pool = self._pool()
-        decode = partial(load_image, size=self.size)  # PIL decodes without the GIL
-        futures = [_PENDING.pop((f, self.size), None) or pool.submit(decode, f) for f in self.files]
-        shape = (len(futures), 3, self.size, self.size)
+    def load(self, train: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """The view's images as uint8 [n, 3, size, size] on the device; `train` with `random_resized` draws each
+        image's random box and flip from `generator` (DRAWS uniforms per image, whatever its size)."""
+        pool, (kind, work) = self._pool(), self._ahead()
+        boxes = [None] * len(self.files)
+        if train and self.random_resized:
+            u = torch.rand(len(self.files), DRAWS, generator=generator).tolist()
+            boxes = [partial(random_resized_box, ui) for ui in u]
+        ahead = [_PENDING.pop((f, kind), None) or pool.submit(work, f) for f in self.files]
+        if self.gpu_decode:
+            images = decode_jpegs([a.result() for a in ahead], list(self.files), self.device)
+            return torch.stack([transform_tensor(im, self.size, self.resize, b) for im, b in zip(images, boxes)])
+        if kind == "raw":  # the box is applied to the decoded image by a worker (queued after the decodes)
+            ahead = [pool.submit(lambda a, b: _to_tensor(a.result(), self.size, self.resize, b), a, b)
+                     for a, b in zip(ahead, boxes)]
+        shape = (len(ahead), 3, self.size, self.size)
         pinned = self.device.type == "cuda"  # page-locked host memory: the copy below runs asynchronously
         out = torch.empty(shape, dtype=torch.uint8, pin_memory=pinned)
-        if futures:
-            torch.stack([f.result() for f in futures], out=out)
+        if ahead:
+            torch.stack([f.result() for f in ahead], out=out)
         return out.to(self.device, non_blocking=True)
