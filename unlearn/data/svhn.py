@@ -9,6 +9,7 @@ from hydra.utils import to_absolute_path
 from torchvision import datasets
 
 from unlearn.data.base import Data
+from unlearn.data.download import fetch
 from unlearn.data.store import cached_images, fingerprint, require_files
 
 SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
@@ -25,7 +26,8 @@ def load_svhn(root: str, download: bool = False, cache_dir: str | None = None, a
     paths = [folder / datasets.SVHN.split_list[s][1] for s in splits]
     for s, p in zip(splits, paths):
         if download and not p.exists():
-            datasets.SVHN(str(folder), split=s, download=True)
+            fetch("svhn", datasets.SVHN.split_list[s][0], folder,
+                  lambda s=s: datasets.SVHN(str(folder), split=s, download=True))
     require_files("svhn", folder, paths,
                   "Expected torchvision's SVHN files train_32x32.mat and test_32x32.mat directly in root. Get them "
                   "with dataset.download=true, or from http://ufldl.stanford.edu/housenumbers/ (format 2).")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from unlearn.text import attention_mask, resolve_path, token_info, trim
+from unlearn.text import attention_mask, not_loaded, resolve_path, token_info, trim
 
 
 class Bert(nn.Module):
@@ -29,8 +29,7 @@ class Bert(nn.Module):
             else:
                 hf = AutoModelForSequenceClassification.from_pretrained(resolve_path(pretrained), **kwargs)
         except OSError as e:
-            raise ValueError(f"model.pretrained={pretrained!r} could not be loaded ({str(e)[:200]}); give a local "
-                             f"folder, 'minilm', or a hub name such as 'bert-base-uncased' when online") from None
+            raise ValueError(not_loaded("model.pretrained", pretrained, e)) from None
         cfg = hf.config
         if not isinstance(getattr(hf, "classifier", None), nn.Linear) or getattr(hf.base_model, "pooler", None) is None:
             raise ValueError(f"model.pretrained={pretrained!r} is a {type(hf).__name__}; this wrapper needs a "

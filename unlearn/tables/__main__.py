@@ -61,12 +61,12 @@ def preset_problem(preset, extra: list[str]) -> str | None:
     return None
 
 
-def check_blocks(preset, jobs) -> dict[str, str]:
+def check_blocks(preset, jobs, download: bool = True) -> dict[str, str]:
     """{block: reason} for blocks that cannot run: no preset at this scale, or data absent (before any compute)."""
     skipped = {b.name: f"no {preset.scale}-scale preset" for b in preset.blocks if b.overrides is None}
     for block in preset.blocks:
         first = next((j for j in jobs if j.block.name == block.name), None)
-        if first is not None and (msg := planning.missing_data(first.cfg)):
+        if first is not None and (msg := planning.missing_data(first.cfg, download)):
             skipped[block.name] = msg
     return skipped
 
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     if (problem := preset_problem(preset, args.overrides)) is not None:
         refuse(problem)
     jobs = planning.plan(preset, seeds, [*args.overrides, *launch.csv_override(results)])
-    skipped = check_blocks(preset, jobs) if args.command == "run" else {}
+    skipped = check_blocks(preset, jobs, download=not args.dry_run) if args.command == "run" else {}
     for name, why in skipped.items():
         print(f"{args.table} block {name!r} will not run: {why}", file=sys.stderr)
     if args.command == "run" and len(skipped) == len(preset.blocks):

@@ -46,6 +46,15 @@ def overrides(preset: Preset, block: Block, row: Row, extra: list[str]) -> list[
     return [*block.overrides, *method, *row.overrides, *extra, f"table={preset.table}", f"scale={preset.scale}"]
 
 
+def without_download(block: Block, extra: list[str]) -> list[str]:
+    """`extra` minus a `dataset.download=` override when the block's data set has no download (ImageFolder data
+    such as ImageNet, 20 Newsgroups from its folder): one command line serves every block of a table."""
+    if not any(o.startswith("dataset.download=") for o in extra):
+        return extra
+    cfg = compose("config", overrides=[*block.overrides, *(o for o in extra if not o.startswith("dataset.download="))])
+    return extra if "download" in cfg.dataset else [o for o in extra if not o.startswith("dataset.download=")]
+
+
 def plan(preset: Preset, seeds: list[int], extra: list[str] = ()) -> list[Job]:
     """Every job of the table at its scale (blocks without a preset at this scale are left out)."""
     jobs = []
@@ -56,7 +65,7 @@ def plan(preset: Preset, seeds: list[int], extra: list[str] = ()) -> list[Job]:
             for row in preset.rows:
                 if row.id in block.skip_rows:
                     continue
-                ov = overrides(preset, block, row, list(extra))
+                ov = overrides(preset, block, row, without_download(block, list(extra)))
                 base = compose("config", overrides=ov, return_hydra_config=True)  # composed once; the seed is a
                 threads = _threads(base)  # plain value (seed=<n>); Hydra's part only says where the job runs
                 with open_dict(base):
@@ -75,17 +84,23 @@ def launcher(extra: list[str]) -> DictConfig:
         return compose("config", overrides=mine, return_hydra_config=True).hydra.launcher
 
 
-def missing_data(cfg: DictConfig) -> str | None:
+def missing_data(cfg: DictConfig, download: bool = True) -> str | None:
     """None if the block's data set can be loaded, else the loader's message (where to put it, how to get it).
 
     Loading is cheap for the CPU-scale copies (decoded once, then cached) and lists files for the lazily
-    decoded paper-scale ImageNet; nothing is trained.
+    decoded paper-scale ImageNet; nothing is trained. `download=False` (a dry run) never downloads: data absent
+    here but asked for with dataset.download=true counts as present (the run fetches it).
     """
     from unlearn.data.store import MissingDataError
+    node = cfg.dataset
+    wants = bool(node.get("download", False))
+    if wants and not download:
+        node = node.copy()
+        node.download = False
     try:
-        build(cfg.dataset)
+        build(node)
     except MissingDataError as e:
-        return str(e)
+        return None if wants and not download else str(e)
     except ValueError as e:  # e.g. a tokenizer or model folder that is not available offline
         return f"dataset {cfg.dataset.name}: {e}"
     return None

@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     skipped = {}  # the runner's rule: a block whose data is absent does not run (checked here, before submitting)
     for block in preset.blocks:
         first = next((j for j in jobs if j.block.name == block.name), None)
-        if first is not None and (why := planning.missing_data(first.cfg)):
+        if first is not None and (why := planning.missing_data(first.cfg, download=not args.dry_run)):
             skipped[block.name] = why
     for name, why in skipped.items():
         say(f"{args.table} block {name!r} {'has no data here' if args.dry_run else 'will not run'}: "
