@@ -420,14 +420,40 @@ def test_preset_typos_name_the_file_and_key(good, typo, expected, tmp_path, monk
     assert not (tmp_path / "out").exists()
 
 
-def test_a_full_disk_ends_a_tool_with_one_line(tmp_path, monkeypatch, capsys, full_disk):
-    """The tables (and figures, collect) are written whole or not at all; a full disk is one line, exit 2."""
-    (tmp_path / "runs.csv").write_text("")
+FULL_DISK_TOOLS = {  # the command (with {tmp}/runs.csv, {tmp}/out) and the file it names
+    "table": (["table", "print", "table1", "--rows", "retrain", "--seeds", "0", "--results", "{tmp}/runs.csv",
+               "--out", "{tmp}/out"], "{tmp}/out/table1_cpu.md"),
+    "collect": (["collect", "{tmp}/runs.csv", "--long", "{tmp}/out/long.csv"], "{tmp}/out/long.csv"),
+}
+
+
+@pytest.mark.parametrize("tool", FULL_DISK_TOOLS)
+def test_a_full_disk_ends_a_tool_with_one_line(tool, tmp_path, monkeypatch, capsys, full_disk):
+    """The tables and collect's long CSV are written whole or not at all; a full disk is one line, exit 2."""
+    (tmp_path / "runs.csv").write_text("" if tool == "table" else "table,dataset,model,paradigm,method,smooth_rate,"
+                                       "p,seed,config_id,UA\nt,d,m,p,ga,-0.5,0.8,0,abc,1.5\n")
+    (tmp_path / "out").mkdir()
     full_disk(tmp_path / "out")
-    err = _unlearn(["table", "print", "table1", "--rows", "retrain", "--seeds", "0", "--results",
-                    str(tmp_path / "runs.csv"), "--out", str(tmp_path / "out")], monkeypatch, capsys)
-    assert f"error: disk full while writing {tmp_path}/out/table1_cpu.md (No space left on device)" in err
-    assert not list((tmp_path / "out").iterdir())  # no partial table, no temp file
+    argv, path = FULL_DISK_TOOLS[tool]
+    err = _unlearn([a.format(tmp=tmp_path) for a in argv], monkeypatch, capsys)
+    assert f"error: disk full while writing {path.format(tmp=tmp_path)} (No space left on device)" in err
+    assert not list((tmp_path / "out").iterdir())  # no partial file, no temp file
+
+
+def test_a_full_disk_leaves_no_partial_figure(tmp_path, full_disk):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from unlearn.cache import DiskFullError
+    from unlearn.figures.__main__ import save
+    (tmp_path / "out").mkdir()
+    full_disk(tmp_path / "out")
+    fig = plt.figure()
+    with pytest.raises(DiskFullError, match=f"disk full while writing {tmp_path}/out/fig3.png"):
+        save(fig, "fig3", tmp_path / "out", pd.DataFrame({"UA": [1.0]}))
+    plt.close(fig)
+    assert not list((tmp_path / "out").iterdir())
 
 
 # --- locks that cannot be taken: a folder in the way, a file system without flock (Lustre without -o flock) ------

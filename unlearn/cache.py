@@ -7,7 +7,8 @@ read (truncated, empty, garbage, a directory) or carries another key is moved as
 aside as `*.unsafe` and never loaded; one this user may not read (permissions) is reported as unreadable,
 never moved. Writes are atomic (`atomic_write`: temp file + rename, the mode the umask gives, "disk full"
 named) and parallel jobs compute a key once under a file lock that logs while it waits and gives up after
-`lock_timeout` seconds; temp files of a killed save are removed under that lock.
+`lock_timeout` seconds; temp files of a killed save are removed under that lock. A lock that cannot be taken at
+all (a file system without flock, a folder in its place) is a one-line LockError naming the path.
 
 `fault` is the one fault-injection point of the package (tests/test_faults.py kills runs at named stages).
 """
