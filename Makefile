@@ -94,6 +94,14 @@ else
 	$(PY) run.py -m stage=references hydra/launcher=$(LAUNCHER) $(REFS_ARGS)
 endif
 
+# A whole table as one job array (unlearn/tables/submit.py): a job per reference model, then every block x row x
+# seed not yet done; time limits and lock timeouts derived from the paper's estimate; returns at once, and
+# `python -m unlearn.tables print TABLE --scale SCALE` collects later. SUBMIT_LAUNCHER=local_submitit tries it here.
+SUBMIT_LAUNCHER ?= slurm
+.PHONY: submit
+submit: $(STAMP)  ## make submit TABLE=table1 [SCALE=paper] [SEEDS=0,1,2] [ARGS="hydra.launcher.partition=gpu"]: one job array
+	$(PY) -m unlearn.tables.submit $(TABLE) --scale $(SCALE) --seeds $(SEEDS) -- hydra/launcher=$(SUBMIT_LAUNCHER) $(ARGS)
+
 constraints:  ## rewrite constraints.txt from the installed dev environment (after changing dependencies)
 	$(PY) scripts/constraints.py > constraints.txt.new && mv constraints.txt.new constraints.txt
 
