@@ -299,7 +299,8 @@ BAD_OVERRIDES = [  # (command line, what the one line names): checked before Hyd
 ]
 GOOD_OVERRIDES = [["smooth_rate=${oc.env:HOME}"], ["-m", "method=ga,ft", "seed=0,1"], ["+ablation=ft"],
                   ["tuned=digits/ga"], ["experiment=null"], ["~experiment"], ["hydra/launcher=joblib"],
-                  ["method=glob(*)"], ["smooth_rate=${p}"], ["--cfg", "job", "method=x"]]  # Hydra flags: Hydra's
+                  ["method=glob(*)"], ["smooth_rate=${p}"], ["run_dir=runs/${now:%Y}"],
+                  ["--cfg", "job", "method=x"]]  # Hydra flags: Hydra's
 
 
 @pytest.mark.parametrize("argv, expected", BAD_OVERRIDES, ids=[" ".join(b[0]) for b in BAD_OVERRIDES])

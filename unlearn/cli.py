@@ -108,7 +108,7 @@ def override_problem(argv: list[str], conf: Path = CONF) -> str | None:
     """One line saying what is wrong with the command line's overrides, or None, checked before Hydra composes
     anything (Hydra's own messages for these are tracebacks or its internals): Hydra syntax, a config group
     given anything but one of its options (`method=../model/cnn`, a list `dataset=[a,b]`; each value of a
-    sweep is checked), and an interpolation that cannot be resolved (`${oc.env:UNSET}`). Command lines with
+    sweep is checked), and an `oc.` interpolation that cannot be resolved (`${oc.env:UNSET}`). Command lines with
     Hydra flags other than -m are left to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import ChoiceSweep
@@ -141,7 +141,7 @@ def override_problem(argv: list[str], conf: Path = CONF) -> str | None:
                 if v is not None and v not in options:
                     return f"{group}={v} is invalid; allowed: one of {options} (conf/{group}/*.yaml)"
         for v in values:
-            if isinstance(v, str) and "${" in v:
+            if isinstance(v, str) and "${oc." in v:  # OmegaConf's own resolvers (others need the app or Hydra)
                 try:
                     OmegaConf.to_container(OmegaConf.create({"value": v}), resolve=True)
                 except InterpolationKeyError:  # names a config key: resolved by Hydra in the composed config
