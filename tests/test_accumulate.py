@@ -5,12 +5,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.conftest import compose_cfg, yaml_method, yaml_model
+from tests.conftest import TINY, compose_cfg, yaml_method, yaml_model
 from unlearn.data.synthetic import load_synthetic
 from unlearn.identity import config_id, params
 from unlearn.methods.base import Task
 from unlearn.paradigms import Split
 from unlearn.train import Recipe, fit, micro_slices
+from unlearn.validate import ConfigError
+from unlearn.workspace import Workspace
 
 BASE = dict(epochs=1, lr=0.5, optimizer="sgd", momentum=0.9, weight_decay=5e-4, scheduler="none")
 
@@ -51,10 +53,19 @@ def test_accumulate_is_checked_with_a_one_line_message():
                                              r"batch_size=16") as e:
             Recipe(**BASE, batch_size=16, accumulate=bad)
         assert "\n" not in str(e.value)
-    with pytest.raises(ValueError, match=r"^method\.accumulate=5 is invalid"):
+    with pytest.raises(ValueError, match=r"^accumulate=5 is invalid"):
         yaml_method("ga", batch_size=16, accumulate=5)
-    with pytest.raises(ValueError, match=r"forget_batch_size=12"):  # SCRUB's D_f batch is cut as well
-        yaml_method("scrub", batch_size=16, forget_batch_size=12, accumulate=8)
+    with pytest.raises(ValueError, match=r"^scrub: accumulate=8 is invalid; .* forget_batch_size=12$"):
+        yaml_method("scrub", batch_size=16, forget_batch_size=12, accumulate=8)  # SCRUB's D_f batch is cut as well
+
+
+def test_bad_accumulate_stops_a_run_before_any_work(tmp_path):
+    for key in ("train", "method"):
+        cfg = compose_cfg([*TINY, "method=ga", f"{key}.batch_size=16", f"{key}.accumulate=3"], tmp_path)
+        with pytest.raises(ConfigError, match=r"accumulate=3 is invalid; allowed: an integer >= 1 dividing "
+                                              r"batch_size=16"):
+            Workspace(cfg)
+        assert not (tmp_path / "cache").exists()
 
 
 def test_micro_slices_cover_the_batch_without_empty_parts():

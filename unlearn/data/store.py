@@ -306,14 +306,15 @@ class LazyImages:
             _POOLS[self.num_workers] = ThreadPoolExecutor(self.num_workers)
         return _POOLS[self.num_workers]
 
-    def _ahead(self) -> tuple[str, Callable]:
+    def _ahead(self) -> tuple[object, Callable]:
         """What `prefetch` prepares per file: its bytes (GPU decode), its full decoded image (random boxes are
         drawn at `load`), or the finished evaluation view."""
         if self.gpu_decode:
             return "bytes", _read
         if self.random_resized:
             return "raw", _open_rgb
-        return f"{self.size}/{self.resize}", partial(load_image, size=self.size, resize=self.resize)
+        kind = self.size if self.resize in (None, self.size) else (self.size, self.resize)
+        return kind, partial(load_image, size=self.size, resize=self.resize)
 
     def prefetch(self) -> None:
         """Start decoding this view's files on the worker threads; a later `load` of them waits for that."""

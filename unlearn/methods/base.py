@@ -91,12 +91,8 @@ class RecipeMethod(Method):
 
     def __init__(self, *, epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float,
                  weight_decay: float, scheduler: str, accumulate: int):
-        try:
-            self.recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
-                                 momentum=momentum, weight_decay=weight_decay, scheduler=scheduler,
-                                 accumulate=accumulate)
-        except ValueError as e:  # name the group: `method.accumulate=3 is invalid; ...`
-            raise ValueError(f"method.{e}") from None
+        self.recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
+                             weight_decay=weight_decay, scheduler=scheduler, accumulate=accumulate)
 
     def workload(self, task: Task) -> tuple[int, int] | None:
         """A pass over D_f and D_r per epoch (methods that drive one split override it)."""

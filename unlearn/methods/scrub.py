@@ -44,7 +44,7 @@ class SCRUB(RecipeMethod):
         ]
         require(checks, locals(), "scrub: ")
         if forget_batch_size % self.recipe.accumulate:
-            raise ValueError(f"method.accumulate={self.recipe.accumulate} is invalid; allowed: an integer >= 1 "
+            raise ValueError(f"scrub: accumulate={self.recipe.accumulate} is invalid; allowed: an integer >= 1 "
                              f"dividing batch_size={self.recipe.batch_size} and forget_batch_size={forget_batch_size}")
         self.max_steps, self.temperature = max_steps, temperature
         self.ce_weight, self.kl_weight, self.forget_batch_size = ce_weight, kl_weight, forget_batch_size
