@@ -532,3 +532,23 @@ def test_the_run_command_prints_file_errors_in_one_line(error, tmp_path, capsys)
         job(OmegaConf.create({"run_dir": str(tmp_path / "run")}))
     err = capsys.readouterr().err
     assert e.value.code == 2 and err == f"error: {raised[error].strerror}\n", err
+
+
+def test_a_results_csv_without_flock_is_refused_before_any_work(tmp, monkeypatch):
+    """The CSV's lock is first needed after training: it is tried when the job sets up, and the run folder's claim
+    is given back (nothing left in it)."""
+    import errno
+    from unlearn import cache
+    cfg = compose_cfg(TINY, tmp)
+    real = cache.file_lock
+
+    def file_lock(path, **options):  # only the CSV's file system lacks flock
+        lock = real(path, **options)
+        if path.endswith("runs.csv.lock"):
+            lock.acquire = lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOLCK, "No locks available"))
+        return lock
+    monkeypatch.setattr(cache, "file_lock", file_lock)
+    with pytest.raises(cache.LockError, match=f"cannot lock {tmp}/runs.csv.lock: its file system does not support"):
+        Workspace(cfg)
+    assert not (Path(cfg.run_dir) / "status").exists()  # the claim given back
+    assert not (tmp / "runs.csv").exists()

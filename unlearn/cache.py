@@ -193,6 +193,16 @@ def lock_failure(path: str | Path, e: BaseException) -> BaseException:
     return e
 
 
+def check_lockable(path: Path) -> None:
+    """Take and release `<path>.lock` at once (a busy lock counts as lockable): a file system without flock is a
+    LockError now, before any work, not when the lock is first needed."""
+    try:
+        with locked(path, timeout=0.0):
+            pass
+    except TimeoutError:
+        pass
+
+
 @contextmanager
 def locked(path: Path, timeout: float | None = None, what: str = ""):
     """Hold `<path>.lock`; while another process holds it, log who and since when every 30 s; give up

@@ -105,6 +105,12 @@ class Workspace:
         self.method.check(self.task)
         self.probe_model()
         self.claim = Claim(self.out_dir)  # before any training: a second job given this run_dir is refused now
+        if cfg.results_csv is not None:  # its lock is first needed after training: a file system without flock now
+            try:
+                cache.check_lockable(Path(to_absolute_path(cfg.results_csv)))
+            except cache.LockError:
+                self.claim.abandon()
+                raise
         log.info("data %s: %d train / %d test, %d classes; D_f %d, D_r %d; model %s %s; device %s, %d threads",
                  data.name, len(data.y_train), len(data.y_test), data.num_classes, len(self.split.forget),
                  len(self.split.retain), cfg.model.name, self.sizing(), self.device, torch.get_num_threads())
