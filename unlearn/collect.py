@@ -99,4 +99,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     from unlearn.cli import one_line_errors
-    sys.exit(one_line_errors(main))
+    one_line_errors(main)  # a full disk: one line, exit status 2
