@@ -111,7 +111,7 @@ def override_problem(argv: list[str], conf: Path = CONF) -> str | None:
     sweep is checked), and an `oc.` interpolation that cannot be resolved (`${oc.env:UNSET}`). Command lines with
     Hydra flags other than -m are left to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep
+    from hydra.core.override_parser.types import ChoiceSweep, ValueType
     from hydra.errors import OverrideParseException
     from omegaconf import OmegaConf
     from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
@@ -128,9 +128,8 @@ def override_problem(argv: list[str], conf: Path = CONF) -> str | None:
     for o in overrides:
         if o.is_delete():
             continue
-        value = o.value()
-        values = value.list if isinstance(value, ChoiceSweep) else [value] if o.value_type is not None and \
-            o.value_type.name == "ELEMENT" else []  # ranges, globs, intervals: Hydra expands them
+        value = o.value()  # one value, a choice sweep's list; ranges, globs, intervals are Hydra's to expand
+        values = value.list if isinstance(value, ChoiceSweep) else [value] if o.value_type == ValueType.ELEMENT else []
         group = o.key_or_group
         if not group.startswith("hydra") and (conf / group).is_dir():
             options = group_options(group, conf)
