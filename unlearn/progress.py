@@ -267,34 +267,69 @@ def cost_block(phases: list[Phase], train_s: float, infer_s: float, how: str) ->
     return "\n".join(lines), total
 
 
-def announce(ws) -> tuple[str, float] | None:
-    """Before any training: log what the workspace's run will cost per phase, from a timed probe; warn when it
-    is longer than progress.warn_hours. Returns the block and its seconds (None with progress.probe_batches=0)."""
+def plan(ws, *, epochs: int | None = None, share: float = 1.0, fresh: bool = False) -> list[Phase]:
+    """The phases of the workspace's run. For a budget's candidate recipe (unlearn.budget): `epochs` of the
+    original and Retrain, the training images scaled by `share`, and `fresh` reference models (another recipe is
+    another cache key: trained, not loaded)."""
     cfg, refs, task, method = ws.cfg, ws.refs, ws.task, ws.method
-    if cfg.progress.probe_batches == 0:
-        return None
-    split, epochs = task.split, refs.recipe.epochs
-    n_train = len(split.forget) + len(split.retain)
-    cached = {name: refs.is_cached(name) or cfg.stage in ("original", "retrain") and cfg.stage != name
-              for name in ("original", "retrain")}  # stage=original / retrain: the other model is not this job's
+    split, epochs = task.split, refs.recipe.epochs if epochs is None else epochs
+    n_train = round((len(split.forget) + len(split.retain)) * share)
+    others = {name: cfg.stage in ("original", "retrain") and cfg.stage != name for name in ("original", "retrain")}
+    cached = {name: others[name] or not fresh and refs.is_cached(name)  # stage=original / retrain: the other model
+              for name in others}                                      # is not this job's
     phases = [Phase("original", n_train, epochs, cached["original"] or refs.external is not None),
-              Phase("retrain", len(split.retain), epochs, cached["retrain"])]
+              Phase("retrain", round(len(split.retain) * share), epochs, cached["retrain"])]
     if cfg.stage == "all":
         work = method.workload(task)
-        phases.append(Phase("unlearning", *work, note=type(method).__name__) if work is not None else
+        phases.append(Phase("unlearning", round(work[0] * share), work[1], note=type(method).__name__)
+                      if work is not None else
                       Phase("unlearning", 0, 0, cached=True, note=f"{type(method).__name__}: no training steps"))
     passes = 1 if cfg.stage == "all" else 0
     passes += 2 * sum(not c for c in cached.values())  # metrics and predictions of a reference trained now
     phases.append(Phase("evaluation", n_train + len(split.test), passes, cached=passes == 0, inference=True))
-    if all(p.cached or p.images * p.epochs == 0 for p in phases):
+    return phases
+
+
+def idle(phases: list[Phase]) -> bool:
+    return all(p.cached or p.images * p.epochs == 0 for p in phases)
+
+
+@dataclasses.dataclass
+class Estimate:
+    """A timed probe's result: seconds per image of a training step and of inference, and how it was measured."""
+    train_s: float
+    infer_s: float
+    how: str
+
+    def seconds(self, phases: list[Phase]) -> float:
+        return cost_block(phases, self.train_s, self.infer_s, self.how)[1]
+
+
+def measure(ws, phases: list[Phase], model: torch.nn.Module | None = None) -> Estimate:
+    """Time a few training steps and one inference batch of `model` (default: the run's) on the run's data; a run
+    whose `phases` add up to more than REFINE_ABOVE seconds gets the longer probe."""
+    work = sum(p.images * p.epochs for p in phases if not p.cached and not p.inference)
+    model = ws.new_model() if model is None else model
+    train_s, infer_s, steps = speed(model.to(ws.device), ws.task.data, ws.task.split.retain, ws.refs.recipe,
+                                    ws.refs.compute, ws.cfg.progress.probe_batches, ws.cfg.eval.batch_size,
+                                    refine=lambda s: work * s > REFINE_ABOVE)
+    return Estimate(train_s, infer_s, f"{steps} timed steps on {ws.device.type}, {torch.get_num_threads()} threads")
+
+
+def announce(ws, estimate: Estimate | None = None) -> tuple[str, float] | None:
+    """Before any training: log what the workspace's run will cost per phase, from a timed probe (or `estimate`, one
+    already taken of this run); warn when it is longer than progress.warn_hours. Returns the block and its seconds
+    (None with progress.probe_batches=0)."""
+    cfg = ws.cfg
+    if cfg.progress.probe_batches == 0:
+        return None
+    phases = plan(ws)
+    if idle(phases):
         log.info("cost estimate: nothing to train (the reference models are cached)")
         return None
-    work = sum(p.images * p.epochs for p in phases if not p.cached and not p.inference)
-    train_s, infer_s, steps = speed(ws.new_model().to(ws.device), task.data, split.retain, refs.recipe, refs.compute,
-                                    cfg.progress.probe_batches, cfg.eval.batch_size,
-                                    refine=lambda s: work * s > REFINE_ABOVE)
-    how = f"{steps} timed steps on {ws.device.type}, {torch.get_num_threads()} threads"
-    block, seconds = cost_block(phases, train_s, infer_s, how)
+    est = measure(ws, phases) if estimate is None else estimate
+    train_s, infer_s = est.train_s, est.infer_s
+    block, seconds = cost_block(phases, train_s, infer_s, est.how)
     log.info(block)
     if seconds > cfg.progress.warn_hours * 3600:
         big = max((p for p in phases if not p.cached), key=lambda p: p.images * p.epochs *

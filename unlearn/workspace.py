@@ -14,7 +14,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn import cache, progress
+from unlearn import budget, cache, progress
 from unlearn.methods.base import Task
 from unlearn.metrics import accuracy, evaluate, outputs, predict_probs, prediction_labels, predictions, score
 from unlearn.references import References
@@ -67,9 +67,10 @@ class Workspace:
         except ValueError as e:  # a constructor or loader rejected a value
             raise ConfigError(str(e)) from e
 
-    def _setup(self, cfg: DictConfig) -> None:
+    def _setup(self, cfg: DictConfig, fitting: bool = True) -> None:
         self.cfg = cfg
         check_config(cfg)
+        budget.check_keys(cfg)
         check_recording(cfg)
         self.out_dir = Path(cfg.run_dir or (HydraConfig.get().runtime.output_dir if HydraConfig.initialized()
                                             else "."))
@@ -104,6 +105,9 @@ class Workspace:
             self.task.probe = self.probe
         self.method.check(self.task)
         self.probe_model()
+        self.budget = budget.check(self, apply=fitting)  # budget.minutes: does the run fit?
+        if self.budget is not None and self.budget.applied:
+            return self._setup(cfg, fitting=False)  # once more with the recipe that fits, written into cfg
         self.claim = Claim(self.out_dir)  # before any training: a second job given this run_dir is refused now
         if cfg.results_csv is not None:  # its lock is first needed after training: a file system without flock now
             try:
@@ -114,7 +118,9 @@ class Workspace:
         log.info("data %s: %d train / %d test, %d classes; D_f %d, D_r %d; model %s %s; device %s, %d threads",
                  data.name, len(data.y_train), len(data.y_test), data.num_classes, len(self.split.forget),
                  len(self.split.retain), cfg.model.name, self.sizing(), self.device, torch.get_num_threads())
-        progress.announce(self)  # images x epochs per phase and minutes, from a few timed steps
+        progress.announce(self, self.budget and self.budget.estimate)  # images x epochs per phase and minutes
+        if self.budget is not None:  # a warning when the run as configured does not fit
+            log.log(logging.WARNING if self.budget.changes else logging.INFO, self.budget.line())
 
     def sizing(self) -> str:
         keys = [k for k in ("width", "depth", "hidden", "dim", "patch_size") if k in self.cfg.model]
