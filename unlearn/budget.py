@@ -122,7 +122,7 @@ def _shares(ws) -> list[tuple[int, float]]:
     counts = torch.bincount(ws.data.y_train.cpu()).float()
     counts = counts[counts > 0]
     held = ws.cfg.eval.validation_fraction if ws.cfg.eval.split == "validation" else 0.0  # held out after the cap
-    top, out = int(counts.max() / (1 - held)), []
+    top, out = round(float(counts.max()) / (1 - held)), []
     k = top
     while (k := k * 3 // 4) >= MIN_PER_CLASS:  # a quarter fewer per step: a handful of candidates
         out.append((k, float(counts.clamp(max=k * (1 - held)).sum() / counts.sum())))
