@@ -44,7 +44,7 @@ BAD = [  # (overrides; "{tmp}" is the test's folder, what the one-line message m
     (["cudnn=fast"], "cudnn='fast' is invalid"),
     (["wandb.mode=on"], "wandb.mode='on' is invalid; allowed: one of ('offline', 'online', 'disabled')"),
     (["wandb.silent=ture"], "wandb.silent='ture'; allowed: true or false"),
-    (["stage=train"], "stage='train' is invalid; allowed: one of ('all', 'references')"),
+    (["stage=train"], "stage='train' is invalid; allowed: one of ('all', 'references'"),
     (["objective=loss"], "objective='loss' is invalid"),
     # the recipe of the original model and Retrain
     (["train.lr=nan"], "train.lr=nan is invalid; allowed: a finite number > 0"),
