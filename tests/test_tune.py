@@ -103,3 +103,34 @@ def test_tune_and_compare_on_digits(tmp_path, monkeypatch, capsys):
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert runs.loc[runs["method"] == "ga", "method.lr"].item() == pytest.approx(lr)
     assert "| ga |" in capsys.readouterr().out
+
+
+def test_a_budget_fixes_one_recipe_that_fits_for_every_trial(tmp_path, monkeypatch, capsys):
+    """budget.apply in `unlearn tune`: one probe (patched: a price per parameter, not this machine's speed) picks the
+    recipe; every trial's command names it, the tuned file is keyed by it and the printed command reuses it."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from unlearn import progress
+    from unlearn.tables import select
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(progress, "speed", lambda model, *a, **k: (
+        sum(p.numel() for p in model.parameters()) * 1e-8, 0.0, 2))
+    trials = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **k: trials.append(cmd) or SimpleNamespace(returncode=0))
+    monkeypatch.setattr(select, "best", lambda name, storage: ({"method.lr": 0.01}, {"best_avg_gap": 1.0, "trials": 2}))
+    setting = ["method=ga", "dataset=synthetic", "model=cnn", "model.width=32", "train.epochs=20",
+               f"cache_dir={tmp_path}/cache", "wandb.mode=disabled", "budget.minutes=0.05"]
+    assert tune.main([*setting, "budget.apply=true", "--trials", "2", "--tuned-dir", str(tmp_path / "tuned")]) == 0
+    err = capsys.readouterr()
+    fitted = [o for o in trials[0] if o.startswith(("train.epochs=", "model.width=")) and o not in setting]
+    assert fitted and "tune: budget.minutes=0.05" in err.err and " ".join(fitted) in err.err
+    recipe = [[o for o in cmd if not o.startswith("hydra.sweeper.sampler.seed=")] for cmd in trials]
+    assert len(trials) == 2 and recipe[0] == recipe[1]  # one recipe, not a probe per trial
+    assert not any(o.startswith("budget.apply") for o in trials[0])
+    chosen = compose_cfg([*setting, *fitted, f"tuned_dir={tmp_path}/tuned"], tmp_path)
+    assert tune.tuned_file(chosen).is_file()  # keyed by the recipe that ran
+    assert " ".join(fitted) in err.out.splitlines()[-1]  # "run with them: unlearn ..."
+    assert tune.main([*setting, "budget.minutes=1e-12", "budget.apply=true"]) == 2  # nothing fits: before any trial
+    assert tune.main([*setting, "budget.apply=maybe"]) == 2 and len(trials) == 2
+    assert "budget.apply='maybe' is invalid" in capsys.readouterr().err

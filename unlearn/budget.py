@@ -189,16 +189,17 @@ def _retune(cfg: DictConfig) -> None:
     apply_tuned(cfg, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
 
 
-def resolve(overrides: list[str]) -> tuple[list[str], Fit | None]:
+def resolve(overrides: list[str], extra: tuple[str, ...] = ()) -> tuple[list[str], Fit | None]:
     """`overrides` with budget.apply's recipe written out as key=value (budget.apply dropped), from one probe of the
-    run they describe with eval.split=validation: for `unlearn tune`, whose trials must all run one recipe."""
+    run they describe (with `extra` and eval.split=validation): for `unlearn tune`, whose trials must all run one
+    recipe (each trial probing for itself could pick another)."""
     import tempfile
 
     from unlearn.tune import _key, compose
     from unlearn.workspace import Workspace
     kept = [o for o in overrides if _key(o) != "budget.apply"]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose([*kept, "eval.split=validation", f"run_dir={tmp}/run", "results_csv=null",
+        cfg = compose([*kept, *extra, "eval.split=validation", f"run_dir={tmp}/run", "results_csv=null",
                        "wandb.mode=disabled", "progress.warn_hours=1e9"])
         ws = Workspace(cfg)
         ws.claim.abandon()

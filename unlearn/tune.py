@@ -3,6 +3,7 @@ setting's identity, and let every later run of that setting pick them up.
 
     unlearn tune method=ugradsl dataset=imagefolder dataset.root=/data/x paradigm=classwise [--trials 12]
         [--minutes 30] [--storage sqlite:///results/optuna.db] [--tuned-dir results/tuned]
+        [budget.minutes=15 budget.apply=true]
 
 The search is the method's Optuna study (`hparams_search=<method>`: search space and its source in
 unlearn/conf/hparams_search/<method>.yaml), minimising the Avg. Gap to Retrain measured with
@@ -12,6 +13,10 @@ budget in minutes stops between trials. The best trial is written to `<tuned-dir
 <setting> is a hash of what the values were chosen for (the data set's own parameters, e.g. its folder, not its
 name; the model; the training recipe; the paradigm): a later run with the same setting applies them, unless the
 command line sets the same key.
+
+With `budget.minutes=M budget.apply=true` among the overrides, one timed probe (unlearn/budget.py) picks the
+recipe that fits M minutes per run (fewer train.epochs, a narrower model, fewer images per class) before the first
+trial; every trial runs that recipe, the tuned file is keyed by it, and the printed command names it.
 """
 from __future__ import annotations
 
@@ -144,6 +149,17 @@ def main(argv=None) -> int:
         print(f"error: method={method} has no search space; allowed: "
               f"{sorted(p.stem for p in SEARCH.glob('*.yaml'))}", file=sys.stderr)
         return 2
+    from unlearn import budget
+    try:
+        budget.check_keys(cfg)
+        if cfg.budget.minutes is not None and cfg.budget.apply:  # one recipe for every trial, priced once
+            args.overrides, fit = budget.resolve(args.overrides, (f"seed={args.seed}",))
+    except ValueError as e:  # ConfigError included: a bad value, or a budget nothing fits
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if cfg.budget.minutes is not None and cfg.budget.apply:
+        print(f"tune: {fit.line()}; every trial runs it", file=sys.stderr)
+        cfg = compose([*args.overrides, f"seed={args.seed}"])  # the setting the values are chosen for
     tuned_dir = args.tuned_dir or str(cfg.tuned_dir)
     cfg.tuned_dir = tuned_dir
     if args.storage.startswith("sqlite:///"):
