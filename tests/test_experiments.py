@@ -16,7 +16,7 @@ SMALL = {"resnet18": ["model.width=4"], "vgg16_bn": ["model.width=4"], "cnn": ["
          "bert": ["model.pretrained=minilm", "model.random_init=true",
                   "model.config_overrides={num_hidden_layers:1,hidden_size:32,num_attention_heads:2,"
                   "intermediate_size:64}"],
-         "mlp": [], "bow": [], "minilm": [], "fastcnn": ["model.widths=[4,8]", "model.stem_width=4"]}
+         "mlp": [], "bow": [], "minilm": [], "fastcnn": ["model.widths=[4,8]"]}
 ROWS = {  # Table 6 row -> (method, sign of alpha)
     "ga": ("ga", None), "ugradsl_no_retain_nls": ("ugradsl_no_retain", -1), "ugradsl_no_nls": ("ugradsl", 0),
     "ugradsl_nls": ("ugradsl", -1), "ugradsl_pls": ("ugradsl", 1), "ft": ("ft", None),

@@ -23,7 +23,7 @@ def _data():
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
 def test_fastcnn_contract_and_backward(shape):
-    model = yaml_model("fastcnn", 7, shape, widths=[4, 8, 8], stem_width=6, stem_stride=1)
+    model = yaml_model("fastcnn", 7, shape, widths=[4, 8, 8], stem_stride=1)
     x = torch.randn(3, *shape)
     out = model(x)
     assert out.shape == (3, 7) and model.features(x).shape == (3, 8)
@@ -32,10 +32,10 @@ def test_fastcnn_contract_and_backward(shape):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("bad", [{"widths": []}, {"widths": [8, 0]}, {"stem_width": 0}, {"stem_stride": 3}])
+@pytest.mark.parametrize("bad", [{"widths": []}, {"widths": [8, 0]}, {"temperature": 0}, {"stem_stride": 3}])
 def test_fastcnn_rejects_bad_sizes(bad):
     with pytest.raises(ValueError, match="model."):
-        yaml_model("fastcnn", 10, (3, 32, 32), **{"widths": [4, 8], "stem_width": 6, "stem_stride": 1, **bad})
+        yaml_model("fastcnn", 10, (3, 32, 32), **{"widths": [4, 8], "stem_stride": 1, **bad})
 
 
 def test_tier_experiment_composes_and_its_recipe_trains_fastcnn(tmp_path):
@@ -67,14 +67,15 @@ def _prepare_calls(clean_epochs: int, epochs: int = 3) -> list[bool]:
     object.__setattr__(data, "prepare", spy)
     recipe = Recipe(epochs=epochs, lr=0.01, batch_size=48, optimizer="sgd", momentum=0.9, weight_decay=0.0,
                     scheduler="cosine", clean_epochs=clean_epochs)
-    fit(yaml_model("fastcnn", 4, (3, 32, 32), widths=[4], stem_width=4, stem_stride=2), data, torch.arange(96), recipe, seed=0)
+    fit(yaml_model("fastcnn", 4, (3, 32, 32), widths=[4], stem_stride=2), data, torch.arange(96), recipe, seed=0)
     return calls
 
 
 def test_clean_epochs_turn_augmentation_off_at_the_end():
-    assert _prepare_calls(0) == [True] * 6  # 2 batches per epoch, augmented throughout
-    assert _prepare_calls(1) == [True] * 4 + [False] * 2  # the last epoch sees the images as stored
-    assert _prepare_calls(3) == [False] * 6
+    # first: the whitening stem's fit reads the training images once, as stored; then 2 batches per epoch
+    assert _prepare_calls(0) == [False] + [True] * 6  # augmented throughout
+    assert _prepare_calls(1) == [False] + [True] * 4 + [False] * 2  # the last epoch sees the images as stored
+    assert _prepare_calls(3) == [False] + [False] * 6
 
 
 def test_clean_epochs_checked_and_keyed_only_when_used():
@@ -92,6 +93,69 @@ def test_search_script_runs_a_candidate_on_real_cifar10(tmp_path):
     script = runpy.run_path(str(ROOT / "scripts" / "search_cifar_tier.py"), run_name="tier")
     row = script["run"]("tiny", [f"dataset.root={SHARED_DATA}/cifar10-jpg", "dataset.per_class_train=20",
                                  "dataset.per_class_test=10", "train.epochs=2", "train.clean_epochs=1",
-                                 "model.widths=[8,8,8]", "model.stem_width=6", "model.stem_stride=2"], str(tmp_path / "cache"))
+                                 "model.widths=[8,8,8]", "model.stem_stride=2"], str(tmp_path / "cache"))
     assert set(script["COLUMNS"]) <= set(row) and row["images"] == 200 and row["threads"] == 1
     assert all(0 <= float(row[k]) <= 100 for k in ("train_acc", "test_acc", "retrain_UA", "original_MIA"))
+
+
+def test_whitening_stem_decorrelates_its_training_patches_and_is_kept_by_the_state_dict():
+    """FastCNN's stem filters are fitted to the images `fit` trains on: the 2x2 patches they see come out with
+    unit variance and no correlation (the first half of the channels; the second half is their negative)."""
+    torch.manual_seed(0)
+    mix = torch.randn(12, 12)
+    x = (torch.randn(4000, 12) @ mix).view(4000, 3, 2, 2)  # correlated 2x2 patches, one per image
+    model = yaml_model("fastcnn", 4, (3, 2, 2), widths=[4], stem_stride=1)
+    model.init_from_data(x)
+    out = model.stem(x).flatten(1) - model.stem.bias  # [4000, 24]
+    cov = out[:, :12].T @ out[:, :12] / len(out)
+    torch.testing.assert_close(cov, torch.eye(12), atol=0.02, rtol=0)
+    torch.testing.assert_close(out[:, 12:], -out[:, :12])
+    assert not any(p is model.stem.weight for p in model.parameters())  # fixed: no optimiser or method moves it
+    copy = yaml_model("fastcnn", 4, (3, 2, 2), widths=[4], stem_stride=1)
+    copy.load_state_dict(model.state_dict())
+    torch.testing.assert_close(copy.stem.weight, model.stem.weight)
+
+
+def test_fit_fits_the_stem_on_its_own_samples_only_and_not_when_resuming(tmp_path):
+    """Retrain's filters come from D_r alone: `fit` passes the samples it trains on; a resumed run keeps the
+    filters of its checkpoint."""
+    from unlearn.train import Checkpoints
+    data = _data()
+    seen = []
+    model = yaml_model("fastcnn", 4, (3, 32, 32), widths=[4], stem_stride=2)
+    fit_stem = model.init_from_data
+    model.init_from_data = lambda x: (seen.append(len(x)), fit_stem(x))
+    recipe = Recipe(epochs=2, lr=0.01, batch_size=48, optimizer="sgd", momentum=0.9, weight_decay=0.0,
+                    scheduler="onecycle", nesterov=True, label_smoothing=0.2, clean_epochs=1)
+    ck = Checkpoints(tmp_path / "resume.pt", {"k": 1}, every=1)
+    fit(model, data, torch.arange(40), recipe, seed=0, checkpoints=ck)
+    assert seen == [40]
+    ck.save({**torch.load(tmp_path / "resume.pt", weights_only=True), "epoch": 1})  # as if stopped after epoch 1
+    fit(model, data, torch.arange(40), recipe, seed=0, checkpoints=Checkpoints(tmp_path / "resume.pt", {"k": 1}, 1))
+    assert seen == [40]
+
+
+def test_recipe_keys_of_the_fast_recipes_checked_and_keyed_only_when_used():
+    base = dict(epochs=4, lr=0.1, batch_size=8, optimizer="sgd", momentum=0.9, weight_decay=0.0, scheduler="cosine")
+    assert not {"nesterov", "label_smoothing"} & set(Recipe(**base).to_dict())  # old recipes keep their cache keys
+    used = Recipe(**base, nesterov=True, label_smoothing=0.2).to_dict()
+    assert used["nesterov"] is True and used["label_smoothing"] == 0.2
+    for key, bad in (("nesterov", "yes"), ("label_smoothing", 1.0), ("label_smoothing", -0.1)):
+        with pytest.raises(ValueError, match=key):
+            Recipe(**{**base, key: bad})
+    with pytest.raises(ValueError, match="nesterov"):
+        Recipe(**{**base, "optimizer": "adam", "nesterov": True})
+
+
+def test_onecycle_schedule_warms_up_then_falls_to_zero():
+    recipe = Recipe(epochs=1, lr=1.0, batch_size=8, optimizer="sgd", momentum=0.9, weight_decay=0.0,
+                    scheduler="onecycle")
+    opt = recipe.optimizer_for([torch.nn.Parameter(torch.zeros(1))])
+    sched = recipe.scheduler_for(opt, 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.2) and max(lrs) == pytest.approx(1.0, abs=0.01)
+    assert 20 <= lrs.index(max(lrs)) <= 25 and lrs[-1] < 0.02

@@ -22,7 +22,7 @@ from unlearn.progress import Progress
 
 log_ = logging.getLogger("unlearn")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("none", "cosine")
+SCHEDULERS = ("none", "cosine", "onecycle")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype of forward passes
 CUDNN = ("deterministic", "benchmark")
 KILL_AFTER_EPOCH = "UNLEARN_TEST_KILL_AFTER_EPOCH"  # drills: SIGKILL this process after that training epoch
@@ -41,6 +41,8 @@ class Recipe:
     scheduler: str
     clean_epochs: int = 0  # last epochs of `fit` without augmentation (memorise D_tr); 0 = augment throughout
     accumulate: int = 1  # micro-batches per optimiser step (`accumulated_step`); 1 = the whole batch at once
+    nesterov: bool = False  # Nesterov momentum (SGD only)
+    label_smoothing: float = 0.0  # smoothing of `fit`'s cross-entropy in its augmented epochs (clean ones use 0)
 
     def __post_init__(self):
         checks = [
@@ -54,6 +56,10 @@ class Recipe:
             ("clean_epochs", integer(self.clean_epochs, 0) and integer(self.epochs, 1)  # epochs checked first
              and self.clean_epochs <= self.epochs,
              "an integer in [0, epochs]"),
+            ("nesterov", isinstance(self.nesterov, bool) and not (self.nesterov and (self.optimizer != "sgd"
+                                                                               or not self.momentum > 0)),
+             "true only with optimizer=sgd and momentum > 0; else false"),
+            ("label_smoothing", finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
             ("accumulate", integer(self.accumulate, 1) and integer(self.batch_size, 1)
              and self.batch_size % self.accumulate == 0,
              f"an integer >= 1 dividing batch_size={self.batch_size} (micro-batches per optimiser step)"),
@@ -64,20 +70,27 @@ class Recipe:
         out = asdict(self)
         if not self.clean_epochs:
             del out["clean_epochs"]  # recipes without it keep the cache keys they always had
-        if self.accumulate == 1:
-            del out["accumulate"]  # likewise
+        for key in ("accumulate", "nesterov", "label_smoothing"):
+            if out[key] == getattr(Recipe, key):
+                del out[key]  # likewise at their defaults
         return out
 
     def optimizer_for(self, params) -> torch.optim.Optimizer:
         params = [p for p in params if p.requires_grad]
         if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                                   nesterov=self.nesterov)
         cls = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
         return cls(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def scheduler_for(self, opt: torch.optim.Optimizer, steps: int):
         if self.scheduler == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+        if self.scheduler == "onecycle":  # the fast-training recipes' triangle: lr/5 up to lr at 23% of the steps,
+            # then linearly down to ~0 (lr/5e4); momentum stays fixed
+            return torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(2, steps), pct_start=0.23,
+                anneal_strategy="linear", cycle_momentum=False, div_factor=5.0, final_div_factor=1e4)
         return None
 
 
@@ -384,6 +397,9 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
         for point, at in history:  # the curve of the epochs before the interruption
             if log is not None:
                 log(point, at)
+    if first == 0 and hasattr(model, "init_from_data"):  # data-dependent init (FastCNN's whitening filters)
+        with torch.no_grad():
+            model.init_from_data(data.prepare(data.x_train[idx[::max(1, len(idx) // 5000)][:5000]], train=False))
     progress = Progress(desc, recipe.epochs, first=first, steps_per_epoch=math.ceil(len(idx) / recipe.batch_size),
                         opt=opt, lr_key=f"{lr_key}={recipe.lr:g}")
     with progress:
@@ -398,7 +414,8 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
                     nonlocal correct
                     logits = model(x[rows])
                     correct = correct + (logits.detach().argmax(1) == y[rows]).sum()  # on the device: no sync
-                    return nn.functional.cross_entropy(logits, y[rows])
+                    return nn.functional.cross_entropy(logits, y[rows],
+                                                       label_smoothing=recipe.label_smoothing if augmented else 0.0)
                 loss = accumulated_step(stepper, len(b), recipe.accumulate, loss_of, progress.check)
                 if sched is not None:
                     sched.step()
