@@ -140,7 +140,7 @@ def check(ws, apply: bool) -> Fit | None:
     phases = progress.plan(ws)
     if progress.idle(phases):
         return Fit(cfg.budget.minutes, 0.0, {}, 0.0, True, False, None)
-    estimate = progress.measure(ws, phases)
+    estimate = progress.measure(ws, phases, longer=True)
     seconds = estimate.seconds(phases)
     if seconds <= budget_s:
         return Fit(cfg.budget.minutes, seconds, {}, seconds, True, False, estimate)
@@ -152,7 +152,7 @@ def check(ws, apply: bool) -> Fit | None:
 
     def cost(epochs, width, share):
         if width not in timed:  # each width once, by the same probe
-            timed[width] = progress.measure(ws, phases, _model(ws, key, width))
+            timed[width] = progress.measure(ws, phases, _model(ws, key, width), longer=True)
         return timed[width].seconds(progress.plan(ws, epochs=epochs, share=share, fresh=True))
 
     try:

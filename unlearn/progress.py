@@ -305,10 +305,11 @@ class Estimate:
         return cost_block(phases, self.train_s, self.infer_s, self.how)[1]
 
 
-def measure(ws, phases: list[Phase], model: torch.nn.Module | None = None) -> Estimate:
+def measure(ws, phases: list[Phase], model: torch.nn.Module | None = None, longer: bool = False) -> Estimate:
     """Time a few training steps and one inference batch of `model` (default: the run's) on the run's data; a run
-    whose `phases` add up to more than REFINE_ABOVE seconds gets the longer probe."""
-    work = sum(p.images * p.epochs for p in phases if not p.cached and not p.inference)
+    whose `phases` add up to more than REFINE_ABOVE seconds gets the longer probe, and so does any with `longer`
+    (a budget's decision: two steps' timer noise could pick another recipe)."""
+    work = math.inf if longer else sum(p.images * p.epochs for p in phases if not p.cached and not p.inference)
     model = ws.new_model() if model is None else model
     train_s, infer_s, steps = speed(model.to(ws.device), ws.task.data, ws.task.split.retain, ws.refs.recipe,
                                     ws.refs.compute, ws.cfg.progress.probe_batches, ws.cfg.eval.batch_size,
