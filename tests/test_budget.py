@@ -123,3 +123,16 @@ def test_images_per_class_are_priced_by_the_share_of_d_tr_they_keep():
     held = budget._shares(ws("validation", [90, 45]))  # 100 and 50 before the 10% held out
     assert held[0] == (75, pytest.approx((67.5 + 45) / 135))
     assert budget._shares(ws("test", [100, 50], labels="coarse")) == []  # superclass counts are not per class
+
+
+def test_a_recipe_is_changed_once_even_when_the_second_probe_prices_it_over(tiny_cfg, priced, monkeypatch):
+    """The set-up after budget.apply probes again (a loaded machine's probes differ, here by 50%): the recipe is kept
+    and the line says so, instead of a second change."""
+    setting = ("method=ga", "model.width=32", "train.epochs=20")
+    minutes = _seconds(Workspace(tiny_cfg(*setting)), 16, 20) / 60 * 1.001
+    factor = [1.0]
+    monkeypatch.setattr(budget, "_retune", lambda cfg: factor.__setitem__(0, 1.5))  # right after the change
+    monkeypatch.setattr(progress, "speed", lambda model, *a, **k: (*(x * factor[0] for x in priced(model)[:2]), 2))
+    ws = Workspace(tiny_cfg(*setting, f"budget.minutes={minutes}", "budget.apply=true"))
+    assert ws.cfg.model.width == 16 and ws.cfg.train.epochs == 20  # the first choice, not re-fitted to width 8
+    assert ws.budget.again and ws.budget.warn and "second probe" in ws.budget.line()

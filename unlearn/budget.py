@@ -90,12 +90,21 @@ class Fit:
     fits: bool  # False: nothing tried fits; `changes` is the smallest recipe tried
     applied: bool
     estimate: progress.Estimate | None  # the configured run's probe (None: nothing to train)
+    again: bool = False  # the recipe budget.apply chose, priced by a second probe (it is changed once, never twice)
+
+    @property
+    def warn(self) -> bool:
+        return bool(self.changes) or self.seconds > self.minutes * 60
 
     def overrides(self) -> list[str]:
         return [f"{k}={v}" for k, v in self.changes.items()]
 
     def line(self) -> str:
         head = f"budget.minutes={self.minutes:g}: the run is estimated at {_minutes(self.seconds)}"
+        if not self.changes and self.again and self.warn:
+            return (f"budget.minutes={self.minutes:g}: the recipe budget.apply chose is estimated at "
+                    f"{_minutes(self.seconds)} by a second probe (probes of a loaded machine differ); it is run as "
+                    f"chosen, budget.apply changes a recipe once")
         if not self.changes:
             return f"{head}, within the budget"
         what = " ".join(self.overrides())
@@ -135,15 +144,15 @@ def check(ws, apply: bool) -> Fit | None:
     cfg = ws.cfg
     if cfg.get("budget") is None or cfg.budget.minutes is None:
         return None
-    apply = apply and cfg.budget.apply
+    again, apply = not apply and cfg.budget.apply, apply and cfg.budget.apply  # again: after it was applied
     budget_s = cfg.budget.minutes * 60
     phases = progress.plan(ws)
     if progress.idle(phases):
         return Fit(cfg.budget.minutes, 0.0, {}, 0.0, True, False, None)
     estimate = progress.measure(ws, phases, longer=True)
     seconds = estimate.seconds(phases)
-    if seconds <= budget_s:
-        return Fit(cfg.budget.minutes, seconds, {}, seconds, True, False, estimate)
+    if seconds <= budget_s or again:
+        return Fit(cfg.budget.minutes, seconds, {}, seconds, True, False, estimate, again)
     key = _width_key(cfg) if ws.refs.external is None else None  # an original from outside has its own width
     widths = [cfg.model[key]] if key else [None]
     while key and widths[-1] // 2 >= MIN_WIDTH:

@@ -120,7 +120,7 @@ class Workspace:
                  len(self.split.retain), cfg.model.name, self.sizing(), self.device, torch.get_num_threads())
         progress.announce(self, self.budget and self.budget.estimate)  # images x epochs per phase and minutes
         if self.budget is not None:  # a warning when the run as configured does not fit
-            log.log(logging.WARNING if self.budget.changes else logging.INFO, self.budget.line())
+            log.log(logging.WARNING if self.budget.warn else logging.INFO, self.budget.line())
 
     def sizing(self) -> str:
         keys = [k for k in ("width", "depth", "hidden", "dim", "patch_size") if k in self.cfg.model]
