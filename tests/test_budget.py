@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from unlearn import budget, progress
+from unlearn.identity import config_id
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
 
@@ -100,6 +101,7 @@ def test_an_applied_budget_runs_the_recipe_it_named(tiny_cfg, priced, caplog):
     assert len(said) == 1 and "model.width=16" in said[0]
     ran = json.loads((Path(cfg.run_dir) / "metrics.json").read_text())
     assert ran["model.width"] == 16 and ran["train.epochs"] == 20
+    assert ran["config_id"] == config_id(tiny_cfg(*setting[:1], "train.epochs=20", "model.width=16"))  # what ran
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("original: epoch 20/20")]
     assert any("within the budget" in r.getMessage() for r in caplog.records)  # the recipe run is priced again
 
@@ -136,3 +138,7 @@ def test_a_recipe_is_changed_once_even_when_the_second_probe_prices_it_over(tiny
     ws = Workspace(tiny_cfg(*setting, f"budget.minutes={minutes}", "budget.apply=true"))
     assert ws.cfg.model.width == 16 and ws.cfg.train.epochs == 20  # the first choice, not re-fitted to width 8
     assert ws.budget.again and ws.budget.warn and "second probe" in ws.budget.line()
+
+
+def test_the_budget_is_no_part_of_a_results_identity(tiny_cfg):
+    assert config_id(tiny_cfg()) == config_id(tiny_cfg("budget.minutes=5", "budget.apply=true"))
