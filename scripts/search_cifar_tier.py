@@ -28,16 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "unlearn" / "conf"
 BASE = ["experiment=cifar10_random_fast_cpu", "method=retrain", "seed=0", "threads=1", "device=cpu",
         "wandb.mode=disabled", "checkpoint_every=1"]  # the resume file keeps the curve
-# name -> overrides of BASE; the chosen tier is the experiment's defaults ("fastcnn_tier")
-S1 = ["model.widths=[32,64,128]", "model.stem_width=24", "model.stem_stride=1"]  # airbench's 31x31 layout, narrow
+# name -> overrides of BASE; the chosen tier is the experiment's defaults ("airbench_20k"). Rows of the first
+# FastCNN (conv stem, plain SGD; before the airbench recipe) are kept in cifar10_tier_search_v1.csv.
 CANDIDATES = {
-    "fastcnn_tier": [],
-    "fastcnn_s1_10k_24ep": [*S1, "dataset.per_class_train=1000", "train.epochs=24", "train.clean_epochs=6"],
-    "fastcnn_noaug": ["dataset.augment=false"],  # no augmentation at all: memorises fastest
-    "fastcnn_clean7": ["train.clean_epochs=7"],  # 4 augmented passes, then 7 clean ones
-    "fastcnn_8k_20ep": ["dataset.per_class_train=800", "train.epochs=20", "train.clean_epochs=10"],  # fewer images,
-    # twice the passes over each: memorisation within the same CPU minutes
-    "resnet18_w8": ["model=resnet18"],  # dataset_model/cifar10_fast_cpu_resnet18.yaml: width 8, 10 epochs
+    "airbench_20k": [],  # 20,000 images x 16 passes (6 clean)
+    "airbench_10k": ["dataset.per_class_train=1000"],  # half the images: half the minutes
+    "airbench_40k": ["dataset.per_class_train=4000", "train.epochs=14"],  # accuracy at ~2x the minutes
+    "airbench_20k_wide": ["model.widths=[32,128,128]"],  # wider blocks 2 and 3: ~1.5x the minutes
+    "resnet18_w8": ["model=resnet18"],  # dataset_model/cifar10_fast_cpu_resnet18.yaml: width 8, its own recipe
 }
 COLUMNS = ["candidate", "model", "images", "epochs", "clean_epochs", "precision", "threads", "original_minutes",
            "retrain_minutes", "original_cpu_minutes", "retrain_cpu_minutes", "train_acc", "test_acc", "original_UA", "retrain_UA", "retrain_TA", "original_MIA",

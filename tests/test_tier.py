@@ -159,3 +159,75 @@ def test_onecycle_schedule_warms_up_then_falls_to_zero():
         sched.step()
     assert lrs[0] == pytest.approx(0.2) and max(lrs) == pytest.approx(1.0, abs=0.01)
     assert 20 <= lrs.index(max(lrs)) <= 25 and lrs[-1] < 0.02
+
+
+def test_lookahead_averages_every_fifth_step_ends_on_the_average_and_resumes(tmp_path):
+    """The weights are pulled to their running average on steps 5, 10, ... and set to it at the last step; a run
+    stopped after an epoch and resumed ends with the weights of the uninterrupted one."""
+    from unlearn.train import Checkpoints, Lookahead
+    model = torch.nn.Linear(2, 1, bias=False)
+    avg = Lookahead(model, total=12)
+    seen = []
+    for step in range(1, 13):
+        with torch.no_grad():
+            model.weight.add_(1.0)  # an optimiser step
+        before = model.weight.clone()
+        avg.step(step)
+        seen.append(not torch.equal(before, model.weight))
+    # step 5 takes the average's first snapshot (nothing moves), step 10 pulls, the last step sets the average
+    assert seen == [s in (10, 12) for s in range(1, 13)]
+    data = _data()
+    recipe = Recipe(epochs=2, lr=0.05, batch_size=16, optimizer="sgd", momentum=0.9, weight_decay=0.0,
+                    scheduler="onecycle", lookahead=True)
+
+    def run(checkpoints=None):
+        torch.manual_seed(0)
+        m = yaml_model("fastcnn", 4, (3, 32, 32), widths=[4], stem_stride=2)
+        return fit(m, data, torch.arange(48), recipe, seed=0, checkpoints=checkpoints)
+
+    whole = run()
+    ck = Checkpoints(tmp_path / "r.pt", {"k": 1}, every=1)
+    run(ck)
+    state = torch.load(tmp_path / "r.pt", weights_only=True)
+    assert "lookahead" in state
+    # stopped right after epoch 1 (its checkpoint written), then resumed
+    ck1 = Checkpoints(tmp_path / "r1.pt", {"k": 2}, every=1)
+    import unittest.mock as mock
+    with mock.patch("unlearn.train._kill_drill", side_effect=lambda e: (_ for _ in ()).throw(KeyboardInterrupt)
+                    if e == 1 else None):
+        with pytest.raises(KeyboardInterrupt):
+            run(ck1)
+    resumed = run(Checkpoints(tmp_path / "r1.pt", {"k": 2}, every=1))
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_bias_lr_scale_steps_one_dimensional_parameters_faster_with_the_same_decay():
+    base = dict(epochs=1, lr=0.1, batch_size=8, optimizer="sgd", momentum=0.0, weight_decay=0.01, scheduler="none")
+    layer = torch.nn.Linear(3, 2)
+    groups = Recipe(**base, bias_lr_scale=8.0).optimizer_for(layer.parameters()).param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([0.1, 0.8])
+    assert [g["lr"] * g["weight_decay"] for g in groups] == pytest.approx([0.001, 0.001])
+    assert groups[0]["params"][0] is layer.weight and groups[1]["params"][0] is layer.bias
+    assert len(Recipe(**base).optimizer_for(layer.parameters()).param_groups) == 1
+    with pytest.raises(ValueError, match="bias_lr_scale"):
+        Recipe(**base, bias_lr_scale=0)
+
+
+def test_crop_pad_and_mode_translate_by_at_most_the_pad_and_reflect_the_border():
+    from unlearn.data import crop_flip
+    x = torch.arange(1, 1 + 6 * 6, dtype=torch.float32).view(1, 1, 6, 6).repeat(64, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    out = crop_flip(x, g, pad=2, mode="reflect")
+    assert (out > 0).all()  # reflected borders: no zero padding enters the image
+    assert not (crop_flip(x, torch.Generator().manual_seed(0), pad=2) > 0).all()  # zeros do
+    # every output is the image (or its mirror) shifted by at most 2 pixels each way
+    padded = torch.nn.functional.pad(x[:1], (2, 2, 2, 2), mode="reflect")[0, 0]
+    views = [padded[i:i + 6, j:j + 6] for i in range(5) for j in range(5)]
+    views += [v.flip(1) for v in views]
+    assert all(any(torch.equal(o[0], v) for v in views) for o in out)
+    assert torch.equal(crop_flip(x, g, pad=0).abs().sum((1, 2, 3)), x.sum((1, 2, 3)))  # flips only
+    data = _data()
+    for key, bad in (("crop_pad", -1), ("crop_pad", 1.5), ("crop_mode", "wrap")):
+        with pytest.raises(ValueError, match=f"dataset.{key}"):
+            dataclasses.replace(data, **{key: bad})

@@ -43,6 +43,8 @@ class Recipe:
     accumulate: int = 1  # micro-batches per optimiser step (`accumulated_step`); 1 = the whole batch at once
     nesterov: bool = False  # Nesterov momentum (SGD only)
     label_smoothing: float = 0.0  # smoothing of `fit`'s cross-entropy in its augmented epochs (clean ones use 0)
+    lookahead: bool = False  # `fit` pulls the weights towards their running average every 5 steps (`Lookahead`)
+    bias_lr_scale: float = 1.0  # 1-D parameters (biases, norm shifts) step at lr x this, weight decay / this
 
     def __post_init__(self):
         checks = [
@@ -59,6 +61,8 @@ class Recipe:
             ("nesterov", isinstance(self.nesterov, bool) and not (self.nesterov and (self.optimizer != "sgd"
                                                                                or not self.momentum > 0)),
              "true only with optimizer=sgd and momentum > 0; else false"),
+            ("lookahead", isinstance(self.lookahead, bool), "true or false"),
+            ("bias_lr_scale", finite(self.bias_lr_scale) and self.bias_lr_scale > 0, "a finite number > 0"),
             ("label_smoothing", finite(self.label_smoothing) and 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
             ("accumulate", integer(self.accumulate, 1) and integer(self.batch_size, 1)
              and self.batch_size % self.accumulate == 0,
@@ -70,13 +74,17 @@ class Recipe:
         out = asdict(self)
         if not self.clean_epochs:
             del out["clean_epochs"]  # recipes without it keep the cache keys they always had
-        for key in ("accumulate", "nesterov", "label_smoothing"):
+        for key in ("accumulate", "nesterov", "label_smoothing", "lookahead", "bias_lr_scale"):
             if out[key] == getattr(Recipe, key):
                 del out[key]  # likewise at their defaults
         return out
 
     def optimizer_for(self, params) -> torch.optim.Optimizer:
         params = [p for p in params if p.requires_grad]
+        if self.bias_lr_scale != 1:  # (the same decay per step: lr x weight_decay is unchanged)
+            params = [{"params": [p for p in params if p.ndim > 1]},
+                      {"params": [p for p in params if p.ndim <= 1], "lr": self.lr * self.bias_lr_scale,
+                       "weight_decay": self.weight_decay / self.bias_lr_scale}]
         if self.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
                                    nesterov=self.nesterov)
@@ -276,6 +284,34 @@ def micro_slices(n: int, accumulate: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
+class Lookahead:
+    """Weight averaging of the fast-training recipes (airbench's lookahead): every `every` steps the running
+    average moves towards the weights by 1 - decay and the weights are set to it, with decay 0.95^5 * (t/T)^3
+    rising from 0 (no averaging early) towards 0.77 at the end; the last update returns the average itself.
+    Floating-point state (weights and BatchNorm statistics) only; its own state resumes with the run."""
+
+    def __init__(self, model: nn.Module, total: int, every: int = 5):
+        self.model, self.total, self.every, self.avg = model, total, every, {}
+
+    @torch.no_grad()
+    def step(self, step: int) -> None:
+        if step % self.every and step < self.total:
+            return
+        decay = 0.95 ** 5 * (step / self.total) ** 3 if step < self.total else 1.0
+        state = self.model.state_dict()
+        if not self.avg:  # taken at the first update, after any data-dependent init (decay is ~0 there)
+            self.avg = {k: v.detach().clone() for k, v in state.items() if v.is_floating_point()}
+        for k, avg in self.avg.items():
+            avg.lerp_(state[k], 1 - decay)
+            state[k].copy_(avg)
+
+    def state_dict(self) -> dict:
+        return self.avg
+
+    def load_state_dict(self, avg: dict) -> None:
+        self.avg = {k: v.clone() for k, v in avg.items()}
+
+
 def accumulated_step(stepper: Stepper, n: int, accumulate: int, loss_of: Callable[[slice], Tensor],
                      check: Callable[[Tensor], None], before_step: Callable[[], None] | None = None) -> Tensor:
     """One optimiser step on a batch of `n` rows whose mean loss is `loss_of(rows)`; returns it, detached.
@@ -380,6 +416,7 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
     steps = recipe.epochs * math.ceil(len(idx) / recipe.batch_size)
     sched = recipe.scheduler_for(opt, steps)
     stepper = compute.stepper(model, opt)
+    average = Lookahead(model, steps) if recipe.lookahead else None
     model.train()
     step, first, history = 0, 0, []
     if checkpoints is not None and (state := checkpoints.load()) is not None:
@@ -388,6 +425,8 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
         if sched is not None:
             sched.load_state_dict(state["scheduler"])
         stepper.load_state_dict(state["scaler"])
+        if average is not None:
+            average.load_state_dict(state["lookahead"])
         g.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
@@ -420,6 +459,8 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
                 if sched is not None:
                     sched.step()
                 step += 1
+                if average is not None:
+                    average.step(step)
                 loss_sum += loss * len(b)  # on the device: no host sync per step
             point = {f"{desc}/loss": loss_sum.item() / len(idx), f"{desc}/acc": 100.0 * correct.item() / len(idx),
                      f"{desc}/epoch": epoch + 1}
@@ -431,6 +472,7 @@ def fit(model: nn.Module, data, idx: Tensor, recipe: Recipe, seed: int, desc: st
                 checkpoints.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                   "scheduler": sched.state_dict() if sched is not None else {},
                                   "scaler": stepper.state_dict(), "generator": g.get_state(),
+                                  **({"lookahead": average.state_dict()} if average is not None else {}),
                                   "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "step": step,
                                   "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                                   "history": history})

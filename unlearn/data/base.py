@@ -35,12 +35,18 @@ class Data:
     group_test: Tensor | None = None
     mean: tuple[float, ...] | None = None  # per-channel normalisation for uint8 images
     std: tuple[float, ...] | None = None
-    augment: bool = False  # random crop (pad 4) + horizontal flip on training batches (a LazyImages store with
-    # random_resized: its random resized crop + flip instead)
+    augment: bool = False  # random crop (pad `crop_pad`) + horizontal flip on training batches (a LazyImages
+    # store with random_resized: its random resized crop + flip instead)
+    crop_pad: int = 4  # pixels of padding around an image before its random crop (0 = flips only)
+    crop_mode: str = "zeros"  # how the padding is filled: zeros | reflect (mirrors the border pixels)
 
     def __post_init__(self):
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
             raise ValueError(f"{self.name}: inputs and labels differ in length")
+        if not (isinstance(self.crop_pad, int) and not isinstance(self.crop_pad, bool) and self.crop_pad >= 0):
+            raise ValueError(f"dataset.crop_pad={self.crop_pad!r} is invalid; allowed: an integer >= 0 (pixels)")
+        if self.crop_mode not in CROP_MODES:
+            raise ValueError(f"dataset.crop_mode={self.crop_mode!r} is invalid; allowed: one of {tuple(CROP_MODES)}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -115,7 +121,7 @@ class Data:
                 mean, std = _on_device(tuple(self.mean), tuple(self.std), x.device)
                 x = (x - mean) / std
         if train and self.augment:
-            x = crop_flip(x, generator)
+            x = crop_flip(x, generator, self.crop_pad, self.crop_mode)
         return x
 
 
@@ -144,15 +150,18 @@ def _to_device(t: Tensor, device: torch.device) -> Tensor:
     return t.pin_memory().to(device, non_blocking=True)
 
 
-def crop_flip(x: Tensor, generator: torch.Generator | None = None, pad: int = 4) -> Tensor:
-    """Random crop with zero padding and horizontal flip, done batch-wise on the device.
+CROP_MODES = {"zeros": "constant", "reflect": "reflect"}  # dataset.crop_mode -> torch.nn.functional.pad's mode
+
+
+def crop_flip(x: Tensor, generator: torch.Generator | None = None, pad: int = 4, mode: str = "zeros") -> Tensor:
+    """Random crop of the image padded by `pad` pixels (`mode`: zeros | reflect) and horizontal flip, batch-wise.
 
     The offsets and flips are drawn on the CPU from `generator` (the same numbers on every device, so a seed
     means the same augmentation on CPU and GPU) and sent in one asynchronous copy.
     """
     n, _, h, w = x.shape
     dev = x.device
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode=CROP_MODES[mode])
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu")
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device="cpu")
     coin = torch.rand(n, generator=generator, device="cpu")

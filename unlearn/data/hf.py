@@ -43,7 +43,8 @@ def _decode(split, image_key: str, image_size: int | None) -> torch.Tensor:
 def load_hf(name_or_path: str, image_key: str = "image", label_key: str = "label", train_split: str = "train",
             test_split: str = "test", revision: str | None = None, image_size: int | None = None,
             per_class_train: int | None = None, per_class_test: int | None = None, subsample_seed: int = 0,
-            superclasses=None, cache_dir: str | None = None, augment: bool = True, mean=IMAGENET_STATS[0],
+            superclasses=None, cache_dir: str | None = None, augment: bool = True, crop_pad: int = 4,
+            crop_mode: str = "zeros", mean=IMAGENET_STATS[0],
             std=IMAGENET_STATS[1]) -> Data:
     """`name_or_path`'s `train_split` and `test_split`: images in column `image_key`, integer labels in `label_key` (class
     names from its ClassLabel feature when it has one); `per_class_*` keep at most that many random samples."""
@@ -87,4 +88,4 @@ def load_hf(name_or_path: str, image_key: str = "image", label_key: str = "label
     return Data(Path(name).name, x["x_train"], torch.as_tensor(y_train, dtype=torch.long), x["x_test"],
                 torch.as_tensor(y_test, dtype=torch.long), num_classes=k, classes=classes,
                 coarse_of=None if coarse is None else coarse[0], coarse_classes=[] if coarse is None else coarse[1],
-                mean=tuple(mean), std=tuple(std), augment=augment)
+                mean=tuple(mean), std=tuple(std), augment=augment, crop_pad=crop_pad, crop_mode=crop_mode)

@@ -66,7 +66,8 @@ def load_imagefolder(root: str, train_dir: str = "train", test_dir: str | None =
                      per_class_train: int | None = None, per_class_test: int | None = None,
                      subsample_seed: int = 0, image_size: int | None = None, superclasses=None,
                      in_memory: bool = True, cache_dir: str | None = None, num_workers: int = 2,
-                     augment: bool = True, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1]) -> Data:
+                     augment: bool = True, crop_pad: int = 4, crop_mode: str = "zeros",
+                     mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1]) -> Data:
     """Class folders become labels (sorted by name); `per_class_*` keep at most that many random images
     per class; `image_size` resizes the shorter side and centre-crops (null keeps the files' size).
 
@@ -110,4 +111,5 @@ def load_imagefolder(root: str, train_dir: str = "train", test_dir: str | None =
         x = {f"x_{p}": LazyImages(picks[p][0], image_size, num_workers) for p in picks}
     return Data(base.name, x["x_train"], picks["train"][1], x["x_test"], picks["test"][1], num_classes=len(classes),
                 classes=classes, coarse_of=None if coarse is None else coarse[0],
-                coarse_classes=[] if coarse is None else coarse[1], mean=tuple(mean), std=tuple(std), augment=augment)
+                coarse_classes=[] if coarse is None else coarse[1], mean=tuple(mean), std=tuple(std), augment=augment,
+                crop_pad=crop_pad, crop_mode=crop_mode)

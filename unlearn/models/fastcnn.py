@@ -78,7 +78,7 @@ class FastCNN(nn.Module):
     resolution (4x fewer operations per channel). Pools are skipped once the map is 1 px (8x8 inputs work)."""
 
     def __init__(self, num_classes: int, input_shape: tuple, *, widths: list, stem_stride: int,
-                 temperature: float = 9.0):
+                 temperature: float):
         super().__init__()
         widths = list(widths)
         if len(widths) < 1 or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
