@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from tests.conftest import TINY, compose_cfg
 from unlearn.identity import config_id
 from unlearn.train import apply_fast
+from unlearn.validate import check_config
 from unlearn.workspace import run_experiment
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # apply_fast reads only the device type: no GPU needed
@@ -43,7 +44,8 @@ def test_fast_off_changes_nothing_and_a_bad_value_is_refused(tmp_path):
     before = OmegaConf.to_container(cfg)
     assert apply_fast(cfg, CUDA) is None and OmegaConf.to_container(cfg) == before
     with pytest.raises(ValueError, match=r"^fast='yes' is invalid; allowed: true or false"):
-        apply_fast(_cfg(tmp_path, "fast=yes"), CPU)
+        check_config(_cfg(tmp_path, "fast=yes"))  # the value's rule lives with the config's others
+    assert apply_fast(_cfg(tmp_path, "fast=false"), CUDA) is None
 
 
 def test_fast_is_in_the_config_id_before_and_after_the_job_applies_it(tmp_path):

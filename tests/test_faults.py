@@ -2,7 +2,7 @@
 CSVs, two sweeps started together, a lock held by another job. After each, nothing partial is used, no
 result is lost or counted twice, and the results equal those of a run that met no fault.
 
-Kills are injected deterministically through `unlearn.cache.fault` ($UNLEARN_FAULT names the stage)."""
+Kills are injected deterministically at the stages of `unlearn.stages`, by the suite's watcher (tests/faults.py)."""
 import os
 import re
 import shutil
@@ -16,8 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
+from tests import faults
 from tests.conftest import HANG_GUARD, ROOT, TINY, compose_cfg
-from unlearn import cache
+from unlearn import cache, results_csv, stages
 from unlearn.data.imagefolder import load_imagefolder
 from unlearn.identity import config_hash, dirname
 from unlearn.references import environment
@@ -26,7 +27,7 @@ from unlearn.results_csv import ForeignCSVError, append_row, read_runs
 from unlearn.validate import ConfigError, check_results_csv
 from unlearn.workspace import Workspace, run_experiment
 
-ENV = {k: v for k, v in os.environ.items() if k != "UNLEARN_FAULT"}
+ENV = {k: v for k, v in os.environ.items() if k not in faults.at("-")}
 ENV.update({"WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
 RUN = [*(o for o in TINY if o != "method.epochs=1"), "threads=1", "checkpoint_every=1", "method.epochs=2"]
 # synthetic: the original model and Retrain train 4 epochs, checkpointed after each
@@ -35,7 +36,7 @@ FINISHED = "?" * 16 + ".pt"  # <kind>-<16 hex>.pt: a finished cache file, not a 
 
 def launch(cwd: Path, args: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
     """`run.py args` started from `cwd` (Hydra's run folders land under cwd/results), killed at `fault`."""
-    env = ENV if fault is None else {**ENV, "UNLEARN_FAULT": fault}
+    env = ENV if fault is None else {**ENV, **faults.at(fault)}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=HANG_GUARD)
 
@@ -220,10 +221,34 @@ def test_a_held_lock_is_reported_and_given_up_on(tmp_path, monkeypatch, caplog):
     assert not path.exists()
 
 
-def test_lock_timeout_reaches_the_cache(tiny_cfg, monkeypatch):
-    monkeypatch.setattr(cache, "LOCK_TIMEOUT", cache.LOCK_TIMEOUT)  # restored afterwards
-    Workspace(tiny_cfg("lock_timeout=12.5"))
-    assert cache.LOCK_TIMEOUT == 12.5
+def test_lock_timeout_reaches_every_lock_of_the_job_and_no_other(tiny_cfg, monkeypatch):
+    """lock_timeout=12.5: every lock the job takes without its own timeout (data, reference models, metrics, the
+    results CSV) waits at most 12.5 s, and the process default is back once the job is over."""
+    seen = []
+    real = cache.locked
+
+    def spy(path, timeout=None, what=""):
+        seen.append((Path(path).name, cache.lock_timeout() if timeout is None else timeout))
+        return real(path, timeout, what)
+
+    monkeypatch.setattr(cache, "locked", spy)
+    monkeypatch.setattr(results_csv, "locked", spy)
+    ws = Workspace(tiny_cfg("lock_timeout=12.5"))
+    ws.run()
+    waits = {name: t for name, t in seen if t != 0.0}  # 0.0: check_lockable's try at once
+    assert {n.split("-")[0] for n in waits} >= {"original", "retrain", "metrics", "runs.csv"}, waits
+    assert set(waits.values()) == {12.5}, waits
+    assert cache.lock_timeout() == cache.LOCK_TIMEOUT
+
+
+def test_a_stage_watcher_is_loaded_from_its_file_and_a_bad_one_is_named(tmp_path):
+    """unlearn.stages runs the watcher $UNLEARN_WATCH names; a name that is no Python file is refused in one line."""
+    (tmp_path / "w.py").write_text("SEEN = []\ndef note(stage):\n    SEEN.append(stage)\n")
+    (watch,) = stages.load(f"{tmp_path}/w.py:note")
+    watch("csv")
+    assert watch.__globals__["SEEN"] == ["csv"] and stages.load(None) == [] and stages.load("") == []
+    with pytest.raises(ValueError, match=r"^UNLEARN_WATCH='nope:kill' is invalid; allowed: path/to/file.py:function"):
+        stages.load("nope:kill")
 
 
 # --- reference metrics follow the checkpoint's content ---------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests import faults
 from tests.conftest import HANG_GUARD, ROOT
 from tests.test_faults import ENV, RUN, launch, row
 from unlearn import cache
@@ -321,7 +322,7 @@ def test_a_stopped_job_leaves_its_curves_a_failed_status_a_failed_wandb_run_and_
     out = subprocess.run([sys.executable, str(ROOT / "run.py"), *RUN, f"run_dir={folder}", f"cache_dir={work}/cache",
                           f"results_csv={work}/runs.csv", "wandb.mode=offline", f"wandb.dir={work}",
                           "wandb.project=unit"], cwd=work, capture_output=True, text=True, timeout=HANG_GUARD,
-                         env={**env, "UNLEARN_FAULT": "retrain/2", "UNLEARN_FAULT_SIGNAL": signame})
+                         env={**env, **faults.at("retrain/2", signame)})
     # SIGTERM exits 128 + 15 without a traceback; Ctrl-C stays Python's KeyboardInterrupt (notebooks expect it)
     assert out.returncode == 143 if signame == "SIGTERM" else out.returncode != 0, out.stderr[-3000:]
     assert (folder / "status").read_text().startswith("failed ") and f"stopped by {signame}" in \
@@ -347,7 +348,7 @@ def test_a_string_of_wandb_tags_is_one_tag(tiny_cfg):
     assert "abc" in tags and "a" not in tags
     assert {"x", "y"} <= set(run_tags(tiny_cfg("wandb.tags=[x,y]"), ident))
     from omegaconf import OmegaConf
-    from unlearn.results import check_recording
+    from unlearn.validate import check_recording
     cfg = OmegaConf.create({"eval": {"every_epoch": False}, "wandb": {"silent": True, "log_models": False}})
     cfg.wandb.tags = {"a": 1}  # a mapping, from a YAML file
     with pytest.raises(ConfigError, match=r"wandb.tags=.*allowed: null, one tag"):

@@ -13,6 +13,7 @@ import torch
 from omegaconf import open_dict
 
 from unlearn.tables import plan as planning
+from tests import faults
 from tests.conftest import HANG_GUARD, TINY
 from unlearn.tables import limits, references
 from unlearn.tables.preset import load
@@ -116,13 +117,13 @@ def test_warmed_references_are_the_ones_the_table_loads(tmp_path, caplog, monkey
 def test_a_killed_reference_job_resumes_to_the_uninterrupted_weights_and_trains_only_its_model(tmp_path):
     """stage=original killed (SIGKILL) after its second epoch, run again: it resumes from the checkpoint and ends
     with the weights of an uninterrupted job, and trains no Retrain model; stage=retrain then trains only that."""
-    env = {**{k: v for k, v in os.environ.items() if k != "UNLEARN_FAULT"}, "WANDB_MODE": "disabled",
+    env = {**{k: v for k, v in os.environ.items() if k not in faults.at("-")}, "WANDB_MODE": "disabled",
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     base = [o for o in TINY if o != "method.epochs=1"] + ["threads=1", "checkpoint_every=1", "results_csv=null"]
 
     def job(stage: str, cache: str, fault: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "unlearn.app", f"stage={stage}", *base, f"cache_dir={cache}"],
-                              cwd=tmp_path, env={**env, **({"UNLEARN_FAULT": fault} if fault else {})},
+                              cwd=tmp_path, env={**env, **(faults.at(fault) if fault else {})},
                               capture_output=True, text=True, timeout=HANG_GUARD)
 
     store = tmp_path / "cache"

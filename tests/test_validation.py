@@ -552,3 +552,31 @@ def test_a_results_csv_without_flock_is_refused_before_any_work(tmp, monkeypatch
         Workspace(cfg)
     assert not (Path(cfg.run_dir) / "status").exists()  # the claim given back
     assert not (tmp / "runs.csv").exists()
+
+
+def test_the_checks_run_in_the_phases_validate_lists(tmp_path, monkeypatch):
+    """unlearn.validate.PHASES is the order Workspace checks in: each phase's function runs once, in that order."""
+    from unlearn import validate, workspace
+    ran = []
+    for phase in validate.PHASES:
+        assert phase.check is getattr(validate, f"check_{phase.name}")  # the list names the functions that run
+
+        def record(*args, _phase=phase):
+            ran.append(_phase.name)
+            return _phase.check(*args)
+        monkeypatch.setattr(workspace, phase.check.__name__, record)
+    Workspace(compose_cfg(TINY, tmp_path))
+    assert ran == [p.name for p in validate.PHASES]
+
+
+def test_a_rule_two_places_need_says_the_same_at_the_top_and_in_the_method(tmp_path):
+    """smooth_rate is checked at the top level (any method) and by the methods that take it, from one rule."""
+    from tests.conftest import yaml_method
+    from unlearn.checks import SMOOTH_RATE
+    from unlearn.validate import check_config
+    with pytest.raises(ConfigError) as top:
+        check_config(compose_cfg([*TINY, "method=ga", "smooth_rate=2"], tmp_path))
+    with pytest.raises(ValueError) as method:
+        yaml_method("ugradsl_no_retain", smooth_rate=2)
+    assert str(top.value) == f"smooth_rate=2 is invalid; allowed: {SMOOTH_RATE.allowed}"
+    assert str(method.value) == f"ugradsl_no_retain: {top.value}"

@@ -10,22 +10,21 @@ named) and parallel jobs compute a key once under a file lock that logs while it
 `lock_timeout` seconds; temp files of a killed save are removed under that lock. A lock that cannot be taken at
 all (a file system without flock, a folder in its place) is a one-line LockError naming the path.
 
-`fault` is the one fault-injection point of the package (tests/test_faults.py kills runs at named stages).
+Saves announce `save:<file name>` to unlearn.stages (tests/test_faults.py kills runs there).
 """
 from __future__ import annotations
 
 import errno
-import fnmatch
 import hashlib
 import inspect
 import json
 import logging
 import os
-import signal
 import socket
 import tempfile
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable
 
@@ -33,15 +32,15 @@ import torch
 from filelock import FileLock, Timeout
 from hydra.utils import to_absolute_path
 
+from unlearn import stages
 from unlearn.identity import config_hash
 
 log = logging.getLogger("unlearn")
-LOCK_TIMEOUT = 24 * 3600.0  # seconds a job waits for another job's lock before giving up (set by the runner)
+LOCK_TIMEOUT = 24 * 3600.0  # seconds a job waits for another job's lock before giving up, unless `lock_wait` says
+_LOCK_WAIT: ContextVar[float] = ContextVar("lock_wait", default=LOCK_TIMEOUT)  # the job's lock_timeout (lock_wait)
 LOCK_LOG_EVERY = 30.0  # seconds between "still waiting" messages
 UNSAFE = ("Unsupported global", "Unsupported class")  # torch.load(weights_only=True) refusing an object (torch
 # >= 2.4, 2.3); other failures (garbage, truncation, "Unsupported operand") are a corrupt file
-FAULT = os.environ.get("UNLEARN_FAULT")  # fault injection (tests only): a stage pattern, see `fault`
-FAULT_SIGNAL = os.environ.get("UNLEARN_FAULT_SIGNAL", "SIGKILL")  # the signal `fault` sends (SIGTERM: a polite stop)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # a file system without flock (Lustre mounted without
 # -o flock, some NFS setups)
@@ -60,16 +59,20 @@ class UnreadableFileError(PermissionError):
     """A file this user may not read (another user's, mode 0600): reported, never taken for corrupt or moved."""
 
 
-def fault(stage: str) -> None:
-    """Fault-injection point: SIGKILL this process (or send $UNLEARN_FAULT_SIGNAL, e.g. SIGTERM) when
-    $UNLEARN_FAULT (an fnmatch pattern) matches `stage`.
+@contextmanager
+def lock_wait(seconds: float | None):
+    """Inside, a lock taken without its own timeout waits at most `seconds` (None: LOCK_TIMEOUT); a job sets its
+    `lock_timeout` this way for its set-up and its run, and the value is restored on leaving."""
+    token = _LOCK_WAIT.set(LOCK_TIMEOUT if seconds is None else float(seconds))
+    try:
+        yield
+    finally:
+        _LOCK_WAIT.reset(token)
 
-    Stages: `<phase>/<epoch>` after a training curve point (original/2, retrain/1, unlearn/1), `save:<file
-    name>` between writing a cache or resume file's temp file and renaming it, `csv` right after a results
-    row is appended. Unset (always, outside tests/test_faults.py), it costs one comparison.
-    """
-    if FAULT is not None and fnmatch.fnmatchcase(stage, FAULT):
-        os.kill(os.getpid(), getattr(signal, FAULT_SIGNAL))
+
+def lock_timeout() -> float:
+    """Seconds a lock taken here without its own timeout waits (`lock_wait`)."""
+    return _LOCK_WAIT.get()
 
 
 def umask() -> int:
@@ -144,7 +147,7 @@ def atomic_write(path: str | Path, write: Callable, exclusive: bool = False) -> 
                 raise disk_full(path, cause) from None
             raise
         os.chmod(tmp, new_file_mode(path))
-        fault(f"save:{path.name}")
+        stages.reached(f"save:{path.name}")
         if exclusive:
             _link(tmp, path)
         else:
@@ -206,8 +209,8 @@ def check_lockable(path: Path) -> None:
 @contextmanager
 def locked(path: Path, timeout: float | None = None, what: str = ""):
     """Hold `<path>.lock`; while another process holds it, log who and since when every 30 s; give up
-    with a clear error after `timeout` seconds (default LOCK_TIMEOUT)."""
-    timeout = LOCK_TIMEOUT if timeout is None else timeout
+    with a clear error after `timeout` seconds (default: `lock_timeout()`)."""
+    timeout = lock_timeout() if timeout is None else timeout
     # mode 0666 (no umask): a lock file holds no data, and every user sharing the cache or CSV must open it to lock
     lock, owner = file_lock(str(path) + ".lock", mode=0o666), Path(str(path) + ".lock.owner")
     start = time.monotonic()

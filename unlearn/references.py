@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from unlearn.cache import cached, weights_digest
-from unlearn.checks import integer
 from unlearn.identity import AT_DEFAULT, NOT_IDENTITY, config_hash
 from unlearn.metrics import METRICS_VERSION
 from unlearn.progress import Diverged, nonfinite
@@ -49,37 +49,80 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-class References:
-    """Load-or-train the original and Retrain models of one (config, split, seed); memoised per run."""
+@dataclass(frozen=True)
+class Spec:
+    """What determines the two reference models and their metrics, read once from the config: the parts of the
+    cache keys that are not the data, the split or the environment."""
 
-    def __init__(self, cfg: DictConfig, data, split, device: torch.device, recipe: Recipe,
-                 build_model: Callable[[], nn.Module], cache_dir: str, labels: str, log_curve=None):
-        self.cfg, self.data, self.split, self.device, self.recipe = cfg, data, split, device, recipe
-        self.build_model, self.cache_dir, self.labels = build_model, cache_dir, labels
-        self.log_curve = log_curve
-        self.replay_curve = log_curve  # where a cached model's training curve is replayed (no fault hooks)
+    dataset: dict  # the data set's config without the keys that do not change its samples (NOT_IDENTITY)
+    model: dict  # the model's config
+    labels: str  # the label set the paradigm trains on (fine or coarse)
+    holdout: float | None  # eval.validation_fraction when the test set is a validation split taken from D_tr
+    seed: int
+    recipe: Recipe  # how both models train
+    compute: Compute  # precision, memory format, compilation of the steps
+    eval: dict  # the evaluation settings that change the reference metrics
+    checkpoint: str | None  # original.checkpoint: the original model's weights from outside, or None
+
+    @classmethod
+    def of(cls, cfg: DictConfig, recipe: Recipe, labels: str) -> "Spec":
+        """The spec of a validated run config."""
+        return cls(dataset={k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items()
+                            if k not in NOT_IDENTITY["dataset"]},
+                   model=OmegaConf.to_container(cfg.model, resolve=True), labels=labels,
+                   holdout=cfg.eval.validation_fraction if cfg.eval.split == "validation" else None, seed=cfg.seed,
+                   recipe=recipe, compute=Compute(precision=cfg.precision, channels_last=cfg.channels_last,
+                                                  compile=cfg.compile, cudnn=cfg.cudnn),
+                   eval={k: v for k, v in OmegaConf.to_container(cfg.eval, resolve=True).items()
+                         if k not in NOT_IDENTITY["eval"] and AT_DEFAULT["eval"].get(k, object()) != v},
+                   checkpoint=cfg.original.checkpoint or None)
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where the reference models are cached and how their training is kept (config keys cache_dir,
+    lock_timeout, checkpoint_every; checked by validate.check_config)."""
+
+    folder: str | None  # the cache folder (absolute); None = no cache, train every time
+    lock_timeout: float  # seconds to wait for another job computing the same model
+    checkpoint_every: int  # epochs between resume checkpoints; 0 = never
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> "Store":
+        return cls(folder=to_absolute_path(cfg.cache_dir), lock_timeout=float(cfg.lock_timeout),
+                   checkpoint_every=cfg.checkpoint_every)
+
+
+class References:
+    """Load-or-train the original and Retrain models of one (spec, data, split); memoised per run. `build_model`
+    returns a fresh model; `log_curve(metrics, step)` receives the training curves."""
+
+    def __init__(self, spec: Spec, store: Store, data, split, device: torch.device,
+                 build_model: Callable[[], nn.Module], log_curve=None):
+        self.spec, self.store, self.data, self.split, self.device = spec, store, data, split, device
+        self.build_model, self.log_curve = build_model, log_curve
+        self.replay_curve = log_curve  # where a cached model's training curve is replayed (no stage hooks)
         self._models: dict[str, tuple[nn.Module, dict]] = {}
-        self.compute = Compute(precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile,
-                               cudnn=cfg.cudnn)
-        self.checkpoint_every = cfg.checkpoint_every
-        if not integer(self.checkpoint_every, 0):
-            raise ValueError(f"checkpoint_every={self.checkpoint_every!r} is invalid; allowed: an integer >= 0 "
-                             f"(epochs between resume checkpoints; 0 = never)")
-        self.external = External(cfg.original.checkpoint, build_model) if cfg.original.checkpoint else None
+        self.external = External(spec.checkpoint, build_model) if spec.checkpoint else None
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.spec.recipe
+
+    @property
+    def compute(self) -> Compute:
+        return self.spec.compute
 
     def original_key(self) -> dict:
-        dataset = {k: v for k, v in OmegaConf.to_container(self.cfg.dataset, resolve=True).items()
-                   if k not in NOT_IDENTITY["dataset"]}
-        holdout = self.cfg.eval.validation_fraction if self.cfg.eval.split == "validation" else None
-        key = {"dataset": dataset, "labels": self.labels, "holdout": holdout,
-               "model": OmegaConf.to_container(self.cfg.model, resolve=True)}
+        s = self.spec
+        key = {"dataset": s.dataset, "labels": s.labels, "holdout": s.holdout, "model": s.model}
         if self.external is not None:  # not trained: the weights are the file's content
             return {**key, "checkpoint": {"sha256": self.external.sha256}}
-        return {**key, "train": self.recipe.to_dict(), "seed": self.cfg.seed, **self._env()}
+        return {**key, "train": s.recipe.to_dict(), "seed": s.seed, **self._env()}
 
     def retrain_key(self) -> dict:
         return {"original": config_hash(self.original_key()), "split": self.split.fingerprint(),
-                "train": self.recipe.to_dict(), "seed": self.cfg.seed, **self._env()}
+                "train": self.recipe.to_dict(), "seed": self.spec.seed, **self._env()}
 
     def _env(self) -> dict:
         env = {"env": environment(self.device)}
@@ -90,10 +133,10 @@ class References:
 
     def cache_path(self, name: str) -> Path | None:
         """The cache file of reference model `name` (original or retrain); None without a cache."""
-        if self.cache_dir is None:
+        if self.store.folder is None:
             return None
         key = self.original_key() if name == "original" else self.retrain_key()
-        return Path(to_absolute_path(str(self.cache_dir))) / f"{name}-{config_hash(key)}.pt"
+        return Path(self.store.folder) / f"{name}-{config_hash(key)}.pt"
 
     def is_cached(self, name: str) -> bool:
         """Whether `name` has a cache file (not checked: the cost estimate's guess that it need not train)."""
@@ -102,12 +145,12 @@ class References:
 
     def resume_path(self, name: str, key: dict) -> Path | None:
         """Where training of `name` keeps its resume state: next to its cache file."""
-        return None if self.cache_dir is None else Path(self.cache_dir) / f"{name}-{config_hash(key)}.resume.pt"
+        return None if self.store.folder is None else Path(self.store.folder) / f"{name}-{config_hash(key)}.resume.pt"
 
     def _model(self, name: str, key: dict, idx) -> tuple[nn.Module, dict]:
         if name not in self._models:
             resume = self.resume_path(name, key)
-            checkpoints = Checkpoints(resume, key, self.checkpoint_every) if resume is not None else None
+            checkpoints = Checkpoints(resume, key, self.store.checkpoint_every) if resume is not None else None
 
             trained, points = [], []
 
@@ -121,7 +164,7 @@ class References:
                 if name == "original" and self.external is not None:
                     return self.external.stored()
                 model, start = self.build_model().to(self.device), time.perf_counter()
-                fit(model, self.data, idx, self.recipe, self.cfg.seed, desc=name, log=keep,
+                fit(model, self.data, idx, self.recipe, self.spec.seed, desc=name, log=keep,
                     compute=self.compute, checkpoints=checkpoints)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
@@ -133,13 +176,13 @@ class References:
                         "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
                 return {"state_dict": state, "info": info, "curve": points}
 
-            stored = cached(name, key, self.cache_dir, train)
+            stored = self._cached(name, key, train)
             if bad := nonfinite(stored["state_dict"]):  # cached by an older version: never reused
                 path = self.cache_path(name)
                 log.warning("cached %s model %s has non-finite weights (%s); moved it aside and training again",
                             name, path, ", ".join(bad[:3]))
                 path.replace(path.with_name(path.name + f".{time.strftime('%Y%m%d-%H%M%S')}.nonfinite"))
-                stored = cached(name, key, self.cache_dir, train)
+                stored = self._cached(name, key, train)
             if not trained and self.replay_curve is not None:  # from the cache: its curve still reaches curves.csv and W&B
                 for metrics, step in stored.get("curve", []):
                     self.replay_curve(metrics, step)
@@ -164,21 +207,22 @@ class References:
     def _eval_key(self, name: str) -> tuple[nn.Module, dict]:
         model, info = self.original() if name == "original" else self.retrain()
         return model, {"weights": info["digest"], "split": self.split.fingerprint(),
-                       "eval": {k: v for k, v in OmegaConf.to_container(self.cfg.eval, resolve=True).items()
-                                if k not in NOT_IDENTITY["eval"] and AT_DEFAULT["eval"].get(k, object()) != v},
-                       "seed": self.cfg.seed,
+                       "eval": self.spec.eval, "seed": self.spec.seed,
                        "metrics_version": METRICS_VERSION,  # a change of evaluate's keys recomputes them
                        "env": environment(self.device)}  # float sums (and so MIA decisions) vary with it
 
     def metrics(self, name: str, evaluate: Callable[[nn.Module], dict]) -> dict[str, float]:
         """`evaluate(model)` of a reference model on this split, computed once per model content and split."""
         model, key = self._eval_key(name)
-        return dict(cached(f"metrics-{name}", key, self.cache_dir, lambda: evaluate(model)))
+        return dict(self._cached(f"metrics-{name}", key, lambda: evaluate(model)))
 
     def predictions(self, name: str, predict: Callable[[nn.Module], dict]) -> dict[str, torch.Tensor]:
         """`predict(model)` (per-sample tensors for predictions.npz) of a reference model, cached like `metrics`."""
         model, key = self._eval_key(name)
-        return dict(cached(f"predictions-{name}", key, self.cache_dir, lambda: predict(model)))
+        return dict(self._cached(f"predictions-{name}", key, lambda: predict(model)))
+
+    def _cached(self, kind: str, key: dict, compute: Callable[[], dict]) -> dict:
+        return cached(kind, key, self.store.folder, compute, lock_timeout=self.store.lock_timeout)
 
 
 class External:

@@ -22,7 +22,7 @@ from unlearn.identity import axes, code_digest, compute, config_id, params
 from unlearn.metrics import HEADLINE
 from unlearn.references import cpu_capability
 from unlearn.results_csv import append_row
-from unlearn.validate import ConfigError, check_results_csv
+from unlearn.validate import check_results_csv
 
 log = logging.getLogger("unlearn")
 CURVE_COLUMNS = ["phase", "epoch", "step", "metric", "value"]
@@ -74,18 +74,6 @@ def table(metrics: dict[str, float]) -> str:
             for r in ("original", "retrain", "unlearned")}
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(HEADLINE)).to_string(
         float_format=lambda v: f"{v:.2f}")
-
-
-def check_recording(cfg: DictConfig) -> None:
-    """The switches of what a run records are booleans (a YAML typo such as `ture` would be a truthy string)."""
-    for key in ("eval.every_epoch", "wandb.silent", "wandb.log_models"):
-        value = OmegaConf.select(cfg, key, throw_on_missing=False)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r}; allowed: true or false")
-    tags = OmegaConf.select(cfg, "wandb.tags", throw_on_missing=False)
-    if OmegaConf.is_dict(tags) or OmegaConf.is_list(tags) and not all(isinstance(t, (str, int, float)) for t in tags):
-        raise ConfigError(f"wandb.tags={tags!r}; allowed: null, one tag (wandb.tags=mine) or a list of tags "
-                          f"(wandb.tags=[a,b])")
 
 
 def job_overrides() -> list[str]:

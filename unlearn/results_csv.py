@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from unlearn.cache import DISK_FULL, atomic_write, disk_full, fault, locked
+from unlearn import stages
+from unlearn.cache import DISK_FULL, atomic_write, disk_full, locked
 
 log = logging.getLogger("unlearn")
 IDENTITY = ("table", "dataset", "model", "paradigm", "method", "seed", "config_id")  # what names a run's row
@@ -149,16 +150,16 @@ def append_row(path: str | Path, row: dict) -> None:
             _set_aside_torn_tail(path, data, header_of(data))
         if not path.exists() or path.stat().st_size == 0:  # created as open() creates files: the umask's mode
             _append(path, _line(list(row)) + _line(list(row.values())))
-            fault("csv")
+            stages.reached("csv")
             return
         with path.open(newline="", encoding="utf-8-sig") as f:
             header = next(csv.reader(f), [])
         if set(row) <= set(header):
             _append(path, _line([row.get(k, "") for k in header]))
-            fault("csv")
+            stages.reached("csv")
             return
         _widen(path, header, row)
-        fault("csv")
+        stages.reached("csv")
 
 
 def _append(path: Path, text: str) -> None:

@@ -182,11 +182,9 @@ FAST = {"cuda": {"precision": "bf16", "channels_last": True, "cudnn": "benchmark
 def apply_fast(cfg, device: torch.device) -> str | None:
     """`fast=true`: bf16 autocast (unless fp16 was asked for), channels_last and cuDNN benchmark on a GPU, only bf16
     on the CPU, written into `cfg` (so the results row and the cache keys say what ran); returns what it did.
-    Not bit-reproducible: bf16 rounds, and benchmark picks cuDNN algorithms by timing."""
-    fast = cfg.get("fast", False)
-    if not isinstance(fast, bool):
-        raise ValueError(f"fast={fast!r} is invalid; allowed: true or false (bf16, channels_last, cudnn benchmark)")
-    if not fast:
+    Not bit-reproducible: bf16 rounds, and benchmark picks cuDNN algorithms by timing. Its value was checked with
+    the config's others (validate.check_config)."""
+    if cfg.get("fast", False) is not True:
         return None
     setting = FAST["cuda" if device.type == "cuda" else "cpu"]
     for key, value in setting.items():
@@ -362,11 +360,10 @@ def prefetched(index_batches: Iterable[Tensor], store) -> Iterator[Tensor]:
 
 class Checkpoints:
     """Resume state of one training run at `path`, written atomically every `every` epochs (0 = never) and
-    used only by a run with the same `key`, so a preempted or killed job continues where it stopped."""
+    used only by a run with the same `key`, so a preempted or killed job continues where it stopped. `every` is
+    `checkpoint_every`, checked with the config (validate.check_config)."""
 
     def __init__(self, path: str | Path, key: dict, every: int):
-        if not integer(every, 0):
-            raise ValueError(f"checkpoint_every={every!r} is invalid; allowed: an integer >= 0 (0 = never)")
         self.path, self.key, self.every = Path(path), json.dumps(key, sort_keys=True, default=str), every
 
     def load(self) -> dict | None:

@@ -1,23 +1,27 @@
-"""Checks of the whole config and of the output paths, before anything is built, trained or written.
+"""Every check a run makes before it trains, in one place: `PHASES` below lists them in the order they run.
 
-Group configs check their own values when they are constructed (methods, recipes, paradigms, loaders);
-this module checks what no constructor sees: the top-level keys, `eval`, `train`, the step mechanics,
-model/data modality and whether the results CSV, cache and run folders can be written; and, once the
-data is split, whether the split is large enough for the evaluation (`check_split`).
+Each phase runs as soon as what it checks exists, and before the work it guards. The rules of a group's own values
+live with the class that takes them (a method's hyperparameters in its constructor, the train recipe in
+`train.Recipe`, a paradigm's in `paradigms`, `budget.check_keys`); a rule two places need is one `checks.Rule`.
+Every failure is a ConfigError (a ValueError) whose one-line message names the key, the value and what is allowed.
 """
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import difflib
 import inspect
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from hydra.utils import get_object, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn.checks import finite, integer, require
+from unlearn import cache
+from unlearn.checks import P, SMOOTH_RATE, finite, integer, require
+from unlearn.help import CONF
 from unlearn.mia import SOLVERS
 from unlearn.results_csv import ForeignCSVError, check_file, check_regular
 from unlearn.train import Compute, Recipe
@@ -47,7 +51,6 @@ def _value(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, throw_on_missing=False)
 
 
-CONF = Path(__file__).parent / "conf"
 PLAIN_GROUPS = ("eval", "wandb", "original")  # groups of conf/config.yaml that no constructor checks
 BUILT_GROUPS = ("dataset", "model", "paradigm", "method")  # `_target_` groups: their keys are its arguments
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "name", "modality"}
@@ -90,16 +93,15 @@ def check_keys(cfg: DictConfig) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Fail on any invalid top-level, `eval` or `train` value, naming the key and what is allowed."""
+    """Every key and value of the composed config that no constructor sees: unknown keys, the top-level, `eval`,
+    `train`, step mechanics, W&B and recording switches, the budget, and whether model and data modality agree."""
     check_keys(cfg)
     v = {k: _value(cfg, k) for k in ("smooth_rate", "p", "seed", "device", "threads", "wandb.mode", "lock_timeout",
                                       "checkpoint_every", "eval.batch_size", "eval.mia_shadow_size", "eval.split",
-                                      "eval.validation_fraction", "eval.mia_solver")}
+                                      "eval.validation_fraction", "eval.mia_solver", "fast")}
     try:
         require([
-            ("smooth_rate", finite(v["smooth_rate"]) and v["smooth_rate"] <= 1,
-             "a finite number <= 1 (alpha < 0: NLS, 0: CE, (0, 1]: PLS)"),
-            ("p", finite(v["p"]) and 0 <= v["p"] <= 1, "a number in [0, 1] (weight of the gradient-descent term)"),
+            SMOOTH_RATE.row(v["smooth_rate"]), P.row(v["p"]),
             ("seed", integer(v["seed"], 0) and v["seed"] < 2 ** 32, "an integer in [0, 2^32)"),
             ("device", v["device"] in DEVICES, f"one of {DEVICES}"),
             ("threads", v["threads"] is None or integer(v["threads"], 1), "null (torch's default) or an integer >= 1"),
@@ -114,6 +116,7 @@ def check_config(cfg: DictConfig) -> None:
             ("eval.validation_fraction", finite(v["eval.validation_fraction"])
              and 0 < v["eval.validation_fraction"] < 1, "a number in (0, 1)"),
             ("eval.mia_solver", v["eval.mia_solver"] in SOLVERS, f"one of {SOLVERS}"),
+            ("fast", isinstance(v["fast"], bool), "true or false (bf16, channels_last, cudnn benchmark)"),
         ], v)
         Compute(precision=_value(cfg, "precision"), channels_last=_value(cfg, "channels_last"),
                 compile=_value(cfg, "compile"), cudnn=_value(cfg, "cudnn"))
@@ -136,6 +139,21 @@ def check_config(cfg: DictConfig) -> None:
     if data_kind and model_kind and data_kind != model_kind:
         raise ConfigError(f"model={cfg.model.name} reads {model_kind} data but dataset={cfg.dataset.name} is "
                           f"{data_kind}; pick a {data_kind} model (model/*.yaml with modality: {data_kind})")
+    check_recording(cfg)
+    from unlearn import budget  # budget's own keys; budget imports this module
+    budget.check_keys(cfg)
+
+
+def check_recording(cfg: DictConfig) -> None:
+    """The switches of what a run records are booleans (a YAML typo such as `ture` would be a truthy string)."""
+    for key in ("eval.every_epoch", "wandb.silent", "wandb.log_models"):
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r}; allowed: true or false")
+    tags = OmegaConf.select(cfg, "wandb.tags", throw_on_missing=False)
+    if OmegaConf.is_dict(tags) or OmegaConf.is_list(tags) and not all(isinstance(t, (str, int, float)) for t in tags):
+        raise ConfigError(f"wandb.tags={tags!r}; allowed: null, one tag (wandb.tags=mine) or a list of tags "
+                          f"(wandb.tags=[a,b])")
 
 
 def _writable(folder: Path, key: str, value) -> None:
@@ -200,3 +218,50 @@ def check_split(cfg: DictConfig, split) -> None:
     if len(split.forget) < 2 or len(split.test) < 2:
         raise ConfigError(f"D_f has {len(split.forget)} and the evaluation set {len(split.test)} samples; the "
                           f"MIA metrics need at least 2 in each: forget more")
+
+
+def check_task(method, task, model: str, sizing: str) -> None:
+    """The method can run on this data and split (its `Method.check`), and the model reads the data: one forward
+    pass on two training samples returns one logit per class."""
+    method.check(task)
+    net = task.build_model().to(task.device).eval()
+    x = task.data.prepare(task.data.x_train[task.split.retain[:2]])
+    try:
+        with torch.no_grad():
+            out = net(x)
+    except RuntimeError as e:
+        raise ConfigError(f"model={model} ({sizing}) cannot read {task.data.name} inputs of shape "
+                          f"{list(x.shape[1:])}: {str(e).splitlines()[0][:200]}") from None
+    if out.shape != (len(x), task.data.num_classes):
+        raise ConfigError(f"model={model} returns {list(out.shape)} for {len(x)} samples; "
+                          f"expected [{len(x)}, {task.data.num_classes}]")
+
+
+def check_lock(cfg: DictConfig, claim) -> None:
+    """The results CSV's lock can be taken (it is first needed after training): a file system without flock is a
+    LockError now, and the run folder's claim is given back."""
+    if cfg.results_csv is None:
+        return
+    try:
+        cache.check_lockable(Path(to_absolute_path(cfg.results_csv)))
+    except cache.LockError:
+        claim.abandon()
+        raise
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    when: str  # what exists when it runs, and what has not happened yet
+    check: Callable
+
+
+# The phases of checking, in the order unlearn.workspace.Workspace runs them (tests/test_validation.py checks that
+# order); what each checks is its function's docstring.
+PHASES = (
+    Phase("config", "the config is composed; nothing is built or written", check_config),
+    Phase("outputs", "the run folder is named; no file is written", check_outputs),
+    Phase("split", "the data is loaded and split; nothing is trained", check_split),
+    Phase("task", "the method, the task and the model are built; nothing is trained", check_task),
+    Phase("lock", "the run folder is claimed; nothing is trained", check_lock),
+)

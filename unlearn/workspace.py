@@ -11,17 +11,18 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn import budget, cache, progress
+from unlearn import budget, cache, progress, stages
+from unlearn.checks import finite
 from unlearn.methods.base import Task
 from unlearn.metrics import accuracy, evaluate, outputs, predict_probs, prediction_labels, predictions, score
-from unlearn.references import References
-from unlearn.results import Recorder, check_recording
+from unlearn.references import References, Spec, Store
+from unlearn.results import Recorder
 from unlearn.rundir import Claim, job, stopping_on_signals
 from unlearn.train import CompileClock, Recipe, apply_fast
-from unlearn.validate import ConfigError, check_config, check_outputs, check_split
+from unlearn.validate import ConfigError, check_config, check_lock, check_outputs, check_split, check_task
 
 log = logging.getLogger("unlearn")
 
@@ -55,12 +56,13 @@ def build(node: DictConfig, **runtime):
 
 
 class Workspace:
-    """Everything is validated in `__init__`, before any training or any file is written; its last step claims
-    the run folder (`unlearn.rundir`)."""
+    """Everything is validated in `__init__`, before any training or any file is written, in the phases that
+    unlearn.validate.PHASES lists; `__init__` claims the run folder (`unlearn.rundir`) before the last one."""
 
     def __init__(self, cfg: DictConfig):
         try:
-            with stopping_on_signals():  # SIGTERM while data decodes into the cache: its lock is released
+            # SIGTERM while data decodes into the cache: its lock is released; locks wait at most lock_timeout
+            with stopping_on_signals(), cache.lock_wait(_lock_timeout(cfg)):
                 self._setup(cfg)
         except ConfigError:
             raise
@@ -70,12 +72,9 @@ class Workspace:
     def _setup(self, cfg: DictConfig, fitting: bool = True) -> None:
         self.cfg = cfg
         check_config(cfg)
-        budget.check_keys(cfg)
-        check_recording(cfg)
         self.out_dir = Path(cfg.run_dir or (HydraConfig.get().runtime.output_dir if HydraConfig.initialized()
                                             else "."))
         check_outputs(cfg, self.out_dir)
-        cache.LOCK_TIMEOUT = float(cfg.lock_timeout)
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         progress.configure(cfg)  # progress keys; warns on more threads than cores
@@ -95,26 +94,20 @@ class Workspace:
         check_split(cfg, self.split)
         self.data = data.to(self.device)
         self.recorder = Recorder(cfg, self.out_dir, self.split.info)
-        self.refs = References(cfg, self.data, self.split, self.device, self.recipe, self.new_model,
-                               to_absolute_path(cfg.cache_dir), self.paradigm.labels, self.curve)
-        self.refs.replay_curve = self.recorder.curve  # a cached model's curve: recorded, no fault injection
+        self.refs = References(Spec.of(cfg, self.recipe, self.paradigm.labels), Store.of(cfg), self.data, self.split,
+                               self.device, self.new_model, self.curve)
+        self.refs.replay_curve = self.recorder.curve  # a cached model's curve: recorded, no stage reached
         self.task = Task(self.data, self.split, self.device, cfg.seed, self.new_model, self.refs.retrain,
                          self.recipe, self.curve, compute=self.refs.compute)
         self.probe_seconds = 0.0  # time spent in `probe`, kept out of the method's RTE
         if cfg.eval.every_epoch:
             self.task.probe = self.probe
-        self.method.check(self.task)
-        self.probe_model()
+        check_task(self.method, self.task, cfg.model.name, self.sizing())
         self.budget = budget.check(self, apply=fitting)  # budget.minutes: does the run fit?
         if self.budget is not None and self.budget.applied:
             return self._setup(cfg, fitting=False)  # once more with the recipe that fits, written into cfg
         self.claim = Claim(self.out_dir)  # before any training: a second job given this run_dir is refused now
-        if cfg.results_csv is not None:  # its lock is first needed after training: a file system without flock now
-            try:
-                cache.check_lockable(Path(to_absolute_path(cfg.results_csv)))
-            except cache.LockError:
-                self.claim.abandon()
-                raise
+        check_lock(cfg, self.claim)
         log.info("data %s: %d train / %d test, %d classes; D_f %d, D_r %d; model %s %s; device %s, %d threads",
                  data.name, len(data.y_train), len(data.y_test), data.num_classes, len(self.split.forget),
                  len(self.split.retain), cfg.model.name, self.sizing(), self.device, torch.get_num_threads())
@@ -126,28 +119,13 @@ class Workspace:
         keys = [k for k in ("width", "depth", "hidden", "dim", "patch_size") if k in self.cfg.model]
         return ", ".join(f"{k}={self.cfg.model[k]}" for k in keys)
 
-    def probe_model(self) -> None:
-        """One forward pass on two training samples, so a model that cannot read this data fails now."""
-        model = self.new_model().to(self.device).eval()
-        x = self.data.prepare(self.data.x_train[self.split.retain[:2]])
-        try:
-            with torch.no_grad():
-                out = model(x)
-        except RuntimeError as e:
-            raise ConfigError(f"model={self.cfg.model.name} ({self.sizing()}) cannot read {self.data.name} inputs of "
-                              f"shape {list(x.shape[1:])}: {str(e).splitlines()[0][:200]}") from None
-        if out.shape != (len(x), self.data.num_classes):
-            raise ConfigError(f"model={self.cfg.model.name} returns {list(out.shape)} for {len(x)} samples; "
-                              f"expected [{len(x)}, {self.data.num_classes}]")
-
     def curve(self, metrics: dict, step: int) -> None:
-        """A training curve point (original, retrain, unlearn) to the recorder, then the fault-injection point
-        `<phase>/<epoch>` (cache.fault)."""
+        """A training curve point (original, retrain, unlearn) to the recorder, then the stage `<phase>/<epoch>`
+        (unlearn.stages: where the fault tests kill a run)."""
         self.recorder.curve(metrics, step)
-        if cache.FAULT is not None:
-            for key, epoch in metrics.items():
-                if key.endswith("/epoch"):
-                    cache.fault(f"{key.removesuffix('/epoch')}/{epoch}")
+        for key, epoch in metrics.items():
+            if key.endswith("/epoch"):
+                stages.reached(f"{key.removesuffix('/epoch')}/{epoch}")
 
     def new_model(self):
         torch.manual_seed(self.cfg.seed)
@@ -191,7 +169,8 @@ class Workspace:
 
     def run(self) -> dict[str, float]:
         """The whole pipeline; returns every metric of the unlearned model plus `original/` and `retrain/` copies."""
-        with job(self.claim), self.recorder:  # status finished / failed (SIGTERM too) in the run folder
+        with job(self.claim), self.recorder, cache.lock_wait(self.cfg.lock_timeout):  # status finished / failed
+            # (SIGTERM too) in the run folder; the results CSV's lock waits at most lock_timeout
             original, original_info = self.refs.original()  # trained once per (data, model, recipe, seed)
             _, retrain_info = self.refs.retrain()  # the exact-unlearning reference, cached per split
             unlearned, seconds = self.unlearn(original)
@@ -209,6 +188,12 @@ class Workspace:
         if note := progress.regime_note(metrics, self.cfg.min_train_acc):
             log.warning(note)
         return metrics
+
+
+def _lock_timeout(cfg: DictConfig) -> float | None:
+    """cfg.lock_timeout if valid, else None (the default): check_config refuses a bad one before any lock is taken."""
+    value = OmegaConf.select(cfg, "lock_timeout", default=None, throw_on_resolution_failure=False)
+    return value if finite(value) and value > 0 else None
 
 
 def run_experiment(cfg: DictConfig) -> dict[str, float]:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unlearn.checks import finite, require
+from unlearn.checks import P, SMOOTH_RATE, finite, require
 from unlearn.losses import mixed_loss
 from unlearn.methods.base import LossMethod
 
@@ -40,11 +40,9 @@ def adaptive_smooth_rate(alpha: float, dist: Tensor, delta: float) -> Tensor:
 
 
 def check_mixed(smooth_rate, p, prefix: str) -> None:
-    """The two sweep axes of Eq. 10, checked by every method that uses them."""
-    require([("smooth_rate", finite(smooth_rate) and smooth_rate <= 1,
-              "a finite number <= 1 (< 0: NLS, 0: CE, (0, 1]: PLS)"),
-             ("p", finite(p) and 0 <= p <= 1, "a number in [0, 1] (weight of the gradient-descent term)")],
-            {"smooth_rate": smooth_rate, "p": p}, prefix)
+    """The two sweep axes of Eq. 10 (rules in unlearn.checks), checked by every method that takes them."""
+    SMOOTH_RATE.check(smooth_rate, prefix)
+    P.check(p, prefix)
 
 
 class UGradSL(LossMethod):
