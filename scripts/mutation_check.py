@@ -2,9 +2,11 @@
 
     .venv/bin/python scripts/mutation_check.py [method ...]
 
-For every method in unlearn/conf/method/ (or those named), the tests registered for it in
-tests/test_mechanisms.py (`@pins`) run once unchanged (they must pass) and once per mutant; a mutant is
-killed when at least one of them fails. Mutants replace, in this process only (unittest.mock.patch):
+For every method in conf/method/ (or those named), its tests run once unchanged (they must pass) and once per
+mutant; a mutant is killed when at least one of them fails. A method's tests are found, with no registration,
+as every argument-free `test_*` function of tests/methods/test_<method>.py (what `unlearn new-method` writes),
+plus those registered for it in tests/test_mechanisms.py (`@pins`).
+Mutants replace, in this process only (unittest.mock.patch):
 - loss-based methods: `loss` by GA's (-CE on the forget batch, or on the retain batch when a method sees
   none) or FT's (CE on the retain batch, or on the forget batch when it sees none); the method's hooks
   (relabelling, masks, penalties' schedule) stay;
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
+import inspect
 import sys
 import time
 import traceback
@@ -37,14 +41,38 @@ from unlearn.methods.base import LossMethod  # noqa: E402
 from unlearn.methods.ft import FT  # noqa: E402
 from unlearn.methods.ga import GA  # noqa: E402
 from unlearn.methods.retrain import Retrain  # noqa: E402
+from unlearn.help import CONF  # noqa: E402
 from unlearn.methods.scrub import SCRUB  # noqa: E402
 
-METHODS = sorted(p.stem for p in (ROOT / "unlearn" / "conf" / "method").glob("*.yaml"))
-LOOP = dict(epochs=2, lr=0.05, batch_size=16, optimizer="sgd", momentum=0.9, weight_decay=5e-4, scheduler="none")
+TESTS = ROOT / "tests" / "methods"  # tests/methods/test_<method>.py: a method's mechanism tests, found by name
+LOOP = dict(epochs=2, lr=0.05, batch_size=16, optimizer="sgd", momentum=0.9, weight_decay=5e-4, scheduler="none",
+            accumulate=1)  # the GA / FT loop a one-shot mutant runs
 
 
-def method_class(name: str) -> type:
-    target = OmegaConf.load(ROOT / "unlearn" / "conf" / "method" / f"{name}.yaml")["_target_"]
+def methods(conf: Path = CONF) -> list[str]:
+    return sorted(p.stem for p in (conf / "method").glob("*.yaml"))
+
+
+def discovered(name: str, tests: Path = TESTS) -> list:
+    """The argument-free `test_*` functions of `tests`/test_<name>.py, in file order; [] without that file."""
+    path = tests / f"test_{name}.py"
+    if not path.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location(f"mutation_check_tests.test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found = [f for n, f in vars(module).items() if n.startswith("test_") and inspect.isfunction(f)
+             and f.__module__ == module.__name__ and not inspect.signature(f).parameters]
+    return sorted(found, key=lambda f: f.__code__.co_firstlineno)
+
+
+def tests_of(name: str, tests: Path = TESTS) -> list:
+    """Every test that pins `name`'s mechanism: those found by file name, then those registered with `@pins`."""
+    return [*discovered(name, tests), *test_mechanisms.PINS.get(name, [])]
+
+
+def method_class(name: str, conf: Path = CONF) -> type:
+    target = OmegaConf.load(conf / "method" / f"{name}.yaml")["_target_"]
     module, cls = target.rsplit(".", 1)
     return getattr(importlib.import_module(module), cls)
 
@@ -89,13 +117,14 @@ def run_tests(tests) -> str | None:
     return None
 
 
-def main(names: list[str]) -> int:
+def main(names: list[str], conf: Path = CONF, tests_dir: Path = TESTS) -> int:
     start, bad = time.perf_counter(), 0
     print(f"{'method':<18} {'mutant':<6} result")
     for name in names:
-        tests = test_mechanisms.PINS.get(name, [])
+        tests = tests_of(name, tests_dir)
         if not tests:
-            print(f"{name:<18} {'-':<6} NO REGISTERED TEST")
+            print(f"{name:<18} {'-':<6} NO TEST: no {tests_dir / f'test_{name}.py'} and no @pins({name!r}) in "
+                  f"tests/test_mechanisms.py (unlearn new-method writes the first)")
             bad += 1
             continue
         failure = run_tests(tests)
@@ -103,7 +132,7 @@ def main(names: list[str]) -> int:
             print(f"{name:<18} {'none':<6} BROKEN: registered test fails unmutated ({failure})")
             bad += 1
             continue
-        cls = method_class(name)
+        cls = method_class(name, conf)
         for kind in ("GA", "FT"):
             if cls is (GA if kind == "GA" else FT):
                 print(f"{name:<18} {kind:<6} skipped (the method itself)")
@@ -130,7 +159,8 @@ def main(names: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    unknown = [n for n in sys.argv[1:] if n not in METHODS]
+    known = methods()
+    unknown = [n for n in sys.argv[1:] if n not in known]
     if unknown:
-        sys.exit(f"mutation_check: unknown method(s) {unknown}; allowed: {METHODS}")
-    sys.exit(main(sys.argv[1:] or METHODS))
+        sys.exit(f"mutation_check: unknown method(s) {unknown}; allowed: {known}")
+    sys.exit(main(sys.argv[1:] or known))

@@ -1,8 +1,9 @@
 """Each method's mechanism, pinned so that swapping in another method's update fails a test.
 
-A test registered with `@pins(method, ...)` pins that method's update: scripts/mutation_check.py replaces
-the method's loss (or one-shot update) by GA's and by FT's and checks that at least one registered test fails.
-Registered tests take no arguments (the script calls them directly) and share cached tiny models.
+scripts/mutation_check.py replaces a method's loss (or one-shot update) by GA's and by FT's and checks that at
+least one of its tests fails. Its tests are those of tests/methods/test_<method>.py (found by name; `unlearn
+new-method` writes one, importing the helpers here) and those registered here with `@pins(method, ...)`. They
+take no arguments (the script calls them directly) and share cached tiny models.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from unlearn.paradigms import Classwise, Random
 from unlearn.train import Recipe, fit
 
 PINS: dict[str, list] = defaultdict(list)
+SEARCH_PATH: list[str] = []  # extra config folders `method` composes from (a generated method's, in a test)
 RECIPE = Recipe(epochs=6, lr=0.05, batch_size=16, optimizer="sgd", momentum=0.9, weight_decay=5e-4, scheduler="none")
 
 
@@ -43,7 +45,8 @@ def pins(*methods):
 def _spec(name: str) -> dict:
     from hydra import compose, initialize_config_dir
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        node = compose("config", overrides=[f"method={name}", "dataset=synthetic"]).method
+        extra = [f"hydra.searchpath=[{','.join(f'file://{p}' for p in SEARCH_PATH)}]"] if SEARCH_PATH else []
+        node = compose("config", overrides=[f"method={name}", "dataset=synthetic", *extra]).method
     spec = OmegaConf.to_container(node, resolve=True)
     spec.pop("name")
     return spec

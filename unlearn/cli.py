@@ -29,6 +29,7 @@ SUBCOMMANDS = {  # `unlearn <name> ARGS`: the module whose main(argv) runs it
     "figure": "unlearn.figures.__main__",  # run / draw the paper's figures (make fig1 ...)
     "tune": "unlearn.tune",  # select a method's values for your data on a validation split (docs/own-data.md)
     "compare": "unlearn.compare",  # every method on your data with seeds: tune, run, the Retrain-relative table
+    "new-method": "unlearn.new_method",  # a method's YAML, class and mechanism test from the template
 }
 # Hydra plugins a launcher / sweeper preset needs: {config name prefix: (module, the extra that installs it)}
 PLUGINS = {"joblib": ("hydra_plugins.hydra_joblib_launcher", "launchers"),

@@ -73,7 +73,8 @@ class Method:
         raise NotImplementedError
 
     def check(self, task: Task) -> None:
-        """Raise ValueError if the method cannot run on this data and split (called before any training)."""
+        """Raise ValueError if the method cannot run on this data and split: what it needs from the data (classes,
+        continuous inputs, a linear head). Called by the `task` phase of unlearn.validate, before any training."""
 
     def runtime(self, seconds: float, task: Task) -> float:
         """The RTE to report for a call that took `seconds` (Retrain reports its reference's training time)."""
