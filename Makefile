@@ -45,7 +45,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
 # Sweeps behind the README's tables (results land in results/runs.csv; `make report` summarises them).
-METHODS := $(shell ls unlearn/conf/method | sed 's/\.yaml$$//' | paste -sd, -)
+METHODS := $(shell ls conf/method | sed 's/\.yaml$$//' | paste -sd, -)
 SEEDS ?= 0,1,2
 
 all-methods: $(STAMP)  ## every method x class-wise, random on the default data

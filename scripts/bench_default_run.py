@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from unlearn.workspace import Workspace
 
-CONF = Path(__file__).resolve().parents[1] / "unlearn" / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def timed_run(cfg) -> dict[str, float]:

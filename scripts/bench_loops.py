@@ -50,7 +50,7 @@ def pick_files(n: int) -> list[tuple[str, int]]:
 
 def model_for(name: str):
     target, sizing = MODELS[name]
-    spec = OmegaConf.to_container(OmegaConf.load(ROOT / "unlearn" / "conf" / "model" / f"{target}.yaml"))
+    spec = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{target}.yaml"))
     for meta in ("name", "modality", "num_classes", "input_shape"):
         spec.pop(meta)
     torch.manual_seed(0)
@@ -59,7 +59,7 @@ def model_for(name: str):
 
 def method(name: str, batch: int):
     """The method as configured (conf/method/<name>.yaml), one epoch at `batch` samples per step."""
-    with initialize_config_dir(config_dir=str(ROOT / "unlearn" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         node = compose("config", overrides=[f"method={name}", "dataset=synthetic"]).method
     spec = OmegaConf.to_container(node, resolve=True)
     spec.pop("name")

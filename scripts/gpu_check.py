@@ -56,7 +56,7 @@ def step_throughput(out: Path, device: str, smoke: bool) -> None:
     cases = [("resnet18", {"width": 4 if smoke else 64}, "fp32", False), ("resnet18", {"width": 4 if smoke else 64},
              "bf16", False), ("resnet18", {"width": 4 if smoke else 64}, "bf16", dev.type == "cuda"),
              ("vgg16_bn", {"width": 4 if smoke else 64}, "fp32", False), ("vit", {"depth": 1} if smoke else {}, "fp32", False)]
-    with initialize_config_dir(config_dir=str(ROOT / "unlearn" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         specs = {name: OmegaConf.to_container(compose("config", overrides=[f"model={name}"]).model, resolve=False)
                  for name in ("resnet18", "vgg16_bn", "vit")}
     for name, keys, precision, channels_last in cases:

@@ -15,7 +15,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ROOT / "results" / "tables"
 FIGURES = ROOT / "results" / "figures"
-METHOD_CONF = ROOT / "unlearn" / "conf" / "method"
+METHOD_CONF = ROOT / "conf" / "method"
 METHOD_SRC = ROOT / "unlearn" / "methods"
 
 
@@ -73,8 +73,8 @@ def on_page_markdown(markdown, page, config, files):
     name = Path(src).stem
     yaml, py = METHOD_CONF / f"{name}.yaml", METHOD_SRC / f"{name}.py"
     if not yaml.exists():
-        raise FileNotFoundError(f"docs/methods/{name}.md has no unlearn/conf/method/{name}.yaml")
-    parts = [markdown.rstrip(), "", f"## Configuration: `unlearn/conf/method/{name}.yaml`", "",
+        raise FileNotFoundError(f"docs/methods/{name}.md has no conf/method/{name}.yaml")
+    parts = [markdown.rstrip(), "", f"## Configuration: `conf/method/{name}.yaml`", "",
              "```yaml", yaml.read_text(encoding="utf-8").rstrip(), "```"]
     if py.exists():
         parts += ["", f"## Source: `unlearn/methods/{name}.py`", "", '??? note "Show the source"', "",

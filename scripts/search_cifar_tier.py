@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from unlearn.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "unlearn" / "conf"
+CONF = ROOT / "conf"
 BASE = ["experiment=cifar10_random_fast_cpu", "method=retrain", "seed=0", "threads=1", "device=cpu",
         "wandb.mode=disabled", "checkpoint_every=1"]  # the resume file keeps the curve
 # name -> overrides of BASE; the chosen tier is the experiment's defaults ("airbench_20k"). Rows of the first

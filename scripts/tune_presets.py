@@ -7,7 +7,7 @@ For every point of the method's grid (GRIDS below) it runs class-wise (class dra
 forgetting with `eval.split=validation` (TA and the MIA's non-members come from 10% of D_tr held out of
 training; the test set is never touched) and keeps the point with the smallest avg_gap to Retrain averaged
 over both paradigms: every method gets its best shot at matching exact unlearning. The chosen values, the
-command and every point's score go to unlearn/conf/tuned/<regime>/<method>.yaml.
+command and every point's score go to conf/tuned/<regime>/<method>.yaml.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import pandas as pd
 from unlearn.results_csv import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
-TUNED = ROOT / "unlearn" / "conf" / "tuned"
+TUNED = ROOT / "conf" / "tuned"
 REGIMES = {  # regime (train recipe) -> the overrides that select its data and model
     "cifar_cpu": ["dataset=cifar10_cpu"],
     "text_cpu": ["experiment=newsgroups20_cpu"],

@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by subprocess runs
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "unlearn" / "conf"
+CONF = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Subprocess tests stop a hung child after this long. It guards against hangs only: CI runs on a loaded

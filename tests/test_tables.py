@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from omegaconf import open_dict
 
-from tests.conftest import HANG_GUARD, ROOT
+from tests.conftest import CONF, HANG_GUARD, ROOT
 from unlearn.identity import config_id
 from unlearn.results_csv import read_runs
 from unlearn.tables import plan as planning
@@ -182,6 +182,7 @@ def _package_copy(tmp_path):
     from unlearn import identity
     root = tmp_path / "unlearn"
     shutil.copytree(identity.PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(CONF, root / "conf", ignore=shutil.ignore_patterns("__pycache__"))  # the wheel's layout
     return root
 
 

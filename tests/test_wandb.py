@@ -348,7 +348,7 @@ def dashboard(monkeypatch):
 def test_dashboard_builds_a_report_for_every_paper_table(dashboard):
     specs = dashboard["table_specs"]()
     assert list(specs) == [f"table{i}" for i in range(1, 15)]
-    available = sorted(p.stem for p in (ROOT / "unlearn" / "conf" / "dataset").glob("*.yaml"))
+    available = sorted(p.stem for p in (ROOT / "conf" / "dataset").glob("*.yaml"))
     for table, spec in specs.items():
         report = dashboard["build_report"](table, spec, "me", "unit", available)
         grids = [b for b in report.blocks if type(b).__name__ == "PanelGrid"]

@@ -1,4 +1,4 @@
-"""The Hydra application behind `run.py` and the `unlearn` command (unlearn.cli); configs ship in unlearn/conf."""
+"""The Hydra application behind `run.py` and the `unlearn` command (unlearn.cli); configs: conf/ (unlearn/paths.py)."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +13,7 @@ from unlearn import gpus
 from unlearn.cli import rejecting_bad_config
 from unlearn.metrics import HEADLINE
 from unlearn.mia import FEATURES
+from unlearn.paths import CONF
 from unlearn.rundir import job
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
@@ -34,7 +35,7 @@ if not OmegaConf.has_resolver("unlearn.sqlite"):
     OmegaConf.register_new_resolver("unlearn.sqlite", sqlite_url)
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 @rejecting_bad_config  # a rejected config prints one line, leaves no run folder behind and exits 2
 def main(cfg: DictConfig) -> float | None:
     """Train-or-load the original and Retrain models, unlearn, evaluate, record; returns the unlearned model's

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-PACKAGE = Path(__file__).resolve().parent  # the installed package: its paper values and configs ship with it
+from unlearn.paths import CONF
+
+PACKAGE = Path(__file__).resolve().parent  # the installed package: its paper values ship with it
 PAPER_VALUES = PACKAGE / "tables" / "paper_values.csv"
-DATASETS = PACKAGE / "conf" / "dataset"
+DATASETS = CONF / "dataset"
 # the paper's block names and the data set configs they cover (the longest matching prefix of a config name:
 # cifar100_super_cpu is CIFAR-100, cifar10_jpg is CIFAR-10)
 FAMILIES = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "SVHN": "svhn", "ImageNet": "imagenet",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONF = Path(__file__).resolve().parent / "conf"
+from unlearn.paths import CONF
+
 TEMPLATE = CONF / "hydra" / "help" / "unlearn.yaml"
 WIDTH = 118  # the page fits a 120-column terminal
 # The groups a user picks from, in the order a run is described; the others (dataset_model, tuned/*, optim) are

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from unlearn.paths import PACKAGE, conf_dir
+
 SECTIONS = ("dataset", "model", "paradigm", "train", "method", "eval")  # what determines a result
 NOT_IDENTITY = {"dataset": {"cache_dir", "num_workers", "download"},  # where/how data is read, not what it is
                 "model": {"num_classes", "input_shape"}, "paradigm": {"_target_"},
@@ -34,7 +36,7 @@ AT_DEFAULT = {"eval": {"mia_solver": "svc"}, "train": {"accumulate": 1}, "method
 COMPUTE = {"precision": "fp32", "channels_last": False, "compile": False, "cudnn": "deterministic"}  # the plain loop
 ENVIRONMENT = ("device", "threads", "cpu_capability", "torch")  # row columns of the machine that change numbers
 
-PACKAGE = Path(__file__).parent
+# Paths of the code digest, under the package (the config folder as conf/, wherever it lives).
 # Never imported or composed by a job: launching, printing and searching. Their edits change no result.
 OUTSIDE_JOBS = ("tables/", "figures/", "report.py", "conf/hparams_search/", "conf/hydra/")
 
@@ -96,11 +98,14 @@ def config_id(cfg: DictConfig) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _sources(root: Path) -> tuple[tuple[str, str], ...]:
-    """(path under `root`, SHA-256) of every .py and .yaml file a job may import or compose, read once per process
-    (so a job's digest is the code it started with)."""
+    """(path, SHA-256) of every .py and .yaml file a job may import or compose, read once per process (so a job's
+    digest is the code it started with); paths are under the package `root`, its config folder's under conf/
+    whether it sits inside the package (a wheel) or beside it (a checkout)."""
+    conf = conf_dir(root)
+    files = [(p, p.relative_to(root).as_posix()) for p in root.rglob("*") if not p.is_relative_to(conf)]
+    files += [(p, "conf/" + p.relative_to(conf).as_posix()) for p in conf.rglob("*")]
     out = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
+    for path, rel in sorted(files, key=lambda f: f[1].split("/")):  # the order of one folder's sorted walk
         if path.suffix in (".py", ".yaml") and "__pycache__" not in rel and not rel.startswith(OUTSIDE_JOBS):
             out.append((rel, hashlib.sha256(path.read_bytes()).hexdigest()))
     return tuple(out)
@@ -129,7 +134,7 @@ def code_digest(cfg: DictConfig, root: Path = PACKAGE) -> str:
     target = str(cfg.method.get("_target_") or "")
     module = target.split(".")[2] if target.startswith("unlearn.methods.") and target.count(".") >= 3 else ""
     mine = _method_modules(root, module) | {cfg.method.get("name")}
-    others = {p.stem for p in (root / "conf" / "method").glob("*.yaml")} - mine
+    others = {p.stem for p in (conf_dir(root) / "method").glob("*.yaml")} - mine
 
     def other_method(rel: str) -> bool:
         stem = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]

@@ -6,7 +6,7 @@ setting's identity, and let every later run of that setting pick them up.
         [budget.minutes=15 budget.apply=true]
 
 The search is the method's Optuna study (`hparams_search=<method>`: search space and its source in
-unlearn/conf/hparams_search/<method>.yaml), minimising the Avg. Gap to Retrain measured with
+conf/hparams_search/<method>.yaml), minimising the Avg. Gap to Retrain measured with
 `eval.split=validation` (TA and the MIA's non-members on a stratified 10% of D_tr held out of training; the test
 set is never read). Trials run one process at a time until `--trials` are done or `--minutes` have passed, so a
 budget in minutes stops between trials. The best trial is written to `<tuned-dir>/<setting>/<method>.yaml`, where
@@ -31,10 +31,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn.identity import config_hash, params
+from unlearn.paths import CONF
 
 log = logging.getLogger("unlearn")
-SEARCH = Path(__file__).parent / "conf" / "hparams_search"
-CONF = Path(__file__).parent / "conf"
+SEARCH = CONF / "hparams_search"
 SETTING_SECTIONS = ("dataset", "model", "train")  # what a method's values depend on, besides the paradigm
 
 

@@ -7,17 +7,16 @@ the results CSV whatever table they were first run for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, open_dict
 
 from unlearn.identity import config_id
+from unlearn.paths import CONF
 from unlearn.tables.preset import Block, Preset, Row
 from unlearn.workspace import build
 
-CONF = Path(__file__).parents[1] / "conf"
 
 
 @dataclass

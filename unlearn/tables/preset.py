@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from unlearn.paths import CONF
+
 PRESETS = Path(__file__).parent / "presets"
 SCALES = ("cpu", "paper")
 COLUMNS = ("UA", "MIA", "RA", "TA", "H", "RTE", "avg_gap", "sum", "additional_mia")
@@ -124,7 +126,7 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
                          f"{sorted(set(elsewhere.values()))} scale, not {scale}; select them at {scale} scale first "
                          f"(make tune METHOD=<method> TABLE={table} SCALE={scale})")
     rows = [r for r in rows if r.id not in elsewhere]  # hyperparameters chosen for other data sizes and models
-    methods = {p.stem for p in (Path(__file__).parents[1] / "conf" / "method").glob("*.yaml")}
+    methods = {p.stem for p in (CONF / "method").glob("*.yaml")}
     bad = [r.method for r in rows if r.method not in methods]
     if bad or len({r.id for r in rows}) != len(rows):
         raise ValueError(f"{path}: unknown methods {bad} or duplicate row ids")

@@ -4,7 +4,7 @@
         [--storage sqlite:///results/optuna.db] [-- extra Hydra overrides]
 
 For every block of the table (or those named) it runs the Optuna study of `hparams_search=<method>` (search space
-and its source in unlearn/conf/hparams_search/<method>.yaml; objective and direction in
+and its source in conf/hparams_search/<method>.yaml; objective and direction in
 conf/hydra/sweeper/optuna_study.yaml: avg_gap to Retrain, minimised) on the block's data with
 `eval.split=validation`: TA, the MIA's non-members and so the Avg. Gap come from a stratified 10% of D_tr held
 out of training, never from the test set (arXiv A:462: "we use the validation set to select the
@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 from filelock import FileLock
 
+from unlearn.paths import CONF
 from unlearn.tables.preset import PRESETS, load
 
 BEGIN, END = "# >>> (R) rows", "# <<< (R) rows"
@@ -35,7 +36,7 @@ LABELS = {"ft": "FT", "ga": "GA", "iu": "IU", "rl": "RL", "be": "BE", "bs": "BS"
           "scrub": "SCRUB", "ff": "FF", "salun": "SalUn", "neggrad_plus": "NegGrad+", "ugradsl": "UGradSL",
           "ugradsl_plus": "UGradSL+", "ugradsl_no_retain": "UGradSL w/o D_r"}
 PAPER_LABELS = {**LABELS, "l1_sparse": "-sparse"}  # as paper_values.csv names the rows (the arXiv text lost the l1)
-SEARCH = Path(__file__).parents[1] / "conf" / "hparams_search"
+SEARCH = CONF / "hparams_search"
 
 
 def slug(block: str) -> str:
@@ -171,7 +172,6 @@ def missing_data(block_overrides: list[str], extra: list[str], scale: str) -> st
     """The loader's message if the block's data set (after the user's overrides) is absent, else None; no compute."""
     from hydra import compose, initialize_config_dir
 
-    from unlearn.tables.plan import CONF
     from unlearn.tables.plan import missing_data as absent
     ours = [o for o in extra if not o.lstrip("+~").startswith("hydra")]  # launcher/sweeper settings are not data
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
