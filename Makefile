@@ -51,7 +51,7 @@ SEEDS ?= 0,1,2
 all-methods: $(STAMP)  ## every method x class-wise, random on the default data
 	$(PY) run.py -m method=$(METHODS) paradigm=classwise,random seed=$(SEEDS) table=digits_methods
 
-# The paper's tables (unlearn/tables/presets/<table>.yaml): each runs its sweep (only jobs not yet in the results
+# The paper's tables (conf/tables/<table>.yaml): each runs its sweep (only jobs not yet in the results
 # CSV from this code) and prints ours beside the paper's numbers to results/tables/<table>_<scale>.{md,tex,csv}.
 # SCALE=paper is the paper's recipe (the default when CUDA is present), SCALE=cpu what 2 CPU cores do in minutes;
 # ARGS passes Hydra overrides to every job, e.g. ARGS="hydra/launcher=local" for parallel local jobs.
@@ -109,7 +109,7 @@ bench: $(STAMP)  ## images/s of the bare loop, GA, UGradSL and the public code's
 	OMP_NUM_THREADS=1 $(PY) scripts/bench_loops.py
 
 # Issue 9: figures, the extra attack table and the "(R)" selection toward Retrain.
-# Figures (unlearn/figures/specs/<fig>.yaml): each runs its sweep at SCALE (only jobs not yet in the results CSV
+# Figures (conf/figures/<fig>.yaml): each runs its sweep at SCALE (only jobs not yet in the results CSV
 # from this code, sharing the tables' runs), then draws results/figures/<fig>.{png,pdf,csv} from saved results
 # (logged to W&B unless WANDB_MODE=disabled). FIG_SEEDS for the figures read from table runs, SWEEP_SEEDS for the
 # reviewers' sweeps (fewer, to stay within an hour cold on 2 CPU cores).
@@ -142,7 +142,7 @@ table5: $(STAMP)  ## arXiv Table 5 (additional MIA, CIFAR-10 class-wise + random
 
 # "(R)": `make tune METHOD=ga TABLE=table13` runs an Optuna study per block of the table (hparams_search=<METHOD>,
 # avg_gap on the validation split, never the test set) and writes the best values as an "(R)" row into
-# unlearn/tables/presets/<TABLE>.yaml. TRIALS per process; several processes with the same arguments and STORAGE
+# conf/tables/<TABLE>.yaml. TRIALS per process; several processes with the same arguments and STORAGE
 # share one study. `make table13` selects every method of arXiv Table 13 (one target select13-<method> each, so
 # `make -j2 table13 ARGS=threads=1` runs two selections side by side), then runs the table.
 TRIALS ?= 12

@@ -38,7 +38,8 @@ ENVIRONMENT = ("device", "threads", "cpu_capability", "torch")  # row columns of
 
 # Paths of the code digest, under the package (the config folder as conf/, wherever it lives).
 # Never imported or composed by a job: launching, printing and searching. Their edits change no result.
-OUTSIDE_JOBS = ("tables/", "figures/", "report.py", "conf/hparams_search/", "conf/hydra/")
+OUTSIDE_JOBS = ("tables/", "figures/", "report.py", "conf/hparams_search/", "conf/hydra/", "conf/tables/",
+                "conf/figures/")
 
 
 def config_hash(obj) -> str:

@@ -1,5 +1,5 @@
 """Where the configuration lives: the one definition of the config folder (and of the table presets and figure
-specs in it), found the same way from a checkout, an editable install and a wheel.
+specs in it: conf/tables/, conf/figures/), found the same way from a checkout, an editable install and a wheel.
 
 A checkout keeps the configs at the repository root (`conf/`, beside `unlearn/`); the wheel ships the same folder
 inside the package (`unlearn/conf/`, pyproject.toml's package-dir), so both layouts are looked for.
@@ -20,3 +20,5 @@ def conf_dir(package: Path = PACKAGE) -> Path:
 
 
 CONF = conf_dir()
+PRESETS = CONF / "tables"  # the paper tables' presets, <table>.yaml (unlearn.tables.preset)
+SPECS = CONF / "figures"  # the figures' specs, <fig>.yaml (unlearn.figures.sweep)

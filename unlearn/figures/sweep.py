@@ -1,6 +1,6 @@
 """What a figure reads: blocks and rows of paper-table presets, optionally crossed with a grid of overrides.
 
-A figure spec (`unlearn/figures/specs/<fig>.yaml`) lists `sweeps`, each naming a table preset, some of its
+A figure spec (`conf/figures/<fig>.yaml`) lists `sweeps`, each naming a table preset, some of its
 blocks and rows, and an optional `grid` ({key: [values]}; the rows are crossed with every combination). Jobs
 are composed by the table planner (unlearn/tables/plan.py), so a figure that reads table 8's runs finds them by
 `config_id` whoever ran them, and `run` launches only the (config_id, seed) pairs the results CSV does not yet
@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from unlearn.paths import SPECS
 from unlearn.report import latest_per_job
 from unlearn.results_csv import read_runs
 from unlearn.tables import launch
@@ -25,7 +26,6 @@ from unlearn.tables import plan as planning
 from unlearn.tables.preset import load
 from unlearn.tables.select import LABELS
 
-SPECS = Path(__file__).parent / "specs"
 NAMES = {**LABELS, "retrain": "Retrain"}  # printed names of rows a preset lists by method id alone
 
 

@@ -1,4 +1,4 @@
-"""Paper-table presets (`unlearn/tables/presets/<table>.yaml`): rows, blocks and columns of one table.
+"""Paper-table presets (`conf/tables/<table>.yaml`): rows, blocks and columns of one table.
 
 A row is a method (or a method plus overrides, e.g. an ablation row or an epoch count), a block is one data
 set of the table with its overrides at each scale (`paper`: the paper's recipe, `cpu`: what 2 CPU cores run
@@ -12,9 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from unlearn.paths import CONF
+from unlearn.paths import CONF, PRESETS
 
-PRESETS = Path(__file__).parent / "presets"
 SCALES = ("cpu", "paper")
 COLUMNS = ("UA", "MIA", "RA", "TA", "H", "RTE", "avg_gap", "sum", "additional_mia")
 KEYS = ("title", "rows", "columns", "blocks", "select_blocks")  # a preset file's keys; all but the last required

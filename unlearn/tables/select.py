@@ -11,7 +11,7 @@ out of training, never from the test set (arXiv A:462: "we use the validation se
 hyper-parameters"). The study lives in `--storage` under the name `r-<table>-<block>-<method>-<scale>`, so
 several processes started with the same arguments share its trials (parallel workers), and a rerun adds trials
 to it. The best trial's values become the row `<method>_r_<block>` ("<Method> (R)") of
-unlearn/tables/presets/<table>.yaml, with the study's summary as its comment; the other blocks skip it. The table
+conf/tables/<table>.yaml, with the study's summary as its comment; the other blocks skip it. The table
 then evaluates the row on the test set like any other (`make table13`).
 """
 from __future__ import annotations
