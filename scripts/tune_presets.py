@@ -120,7 +120,8 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
     path = TUNED / regime / f"{method}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():  # keep the commands of earlier passes (e.g. before a grid was extended past its edge)
-        old = [line[4:] for line in path.read_text().splitlines() if line.startswith("#   python run.py")]
+        old = [line[4:].replace(f"={ROOT}/", "=") for line in path.read_text().splitlines()  # no machine paths
+               if line.startswith("#   python run.py")]
         commands = list(dict.fromkeys(old + commands))
     lines = ["# @package method",
              f"# {method} on the {regime} regime: the grid point with the smallest avg_gap to Retrain (mean of",
