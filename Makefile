@@ -142,8 +142,8 @@ table5: $(STAMP)  ## arXiv Table 5 (additional MIA, CIFAR-10 class-wise + random
 
 # "(R)": `make tune METHOD=ga TABLE=table13` runs an Optuna study per block of the table (hparams_search=<METHOD>,
 # avg_gap on the validation split, never the test set) and writes the best values as an "(R)" row into
-# conf/tables/<TABLE>.yaml. TRIALS per process; several processes with the same arguments and STORAGE
-# share one study. `make table13` selects every method of arXiv Table 13 (one target select13-<method> each, so
+# conf/tables/selected/<TABLE>.yaml (the preset reads it, never edited). TRIALS per process; several processes
+# with the same arguments and STORAGE share one study. `make table13` selects every method of arXiv Table 13 (one target select13-<method> each, so
 # `make -j2 table13 ARGS=threads=1` runs two selections side by side), then runs the table.
 TRIALS ?= 12
 STORAGE ?= sqlite:///$(CURDIR)/results/optuna.db

@@ -1,14 +1,13 @@
 """"(R)" selection toward Retrain: a tiny Optuna study on synthetic data runs, its best trial becomes an (R) row
-of the table's preset (with the study's summary), and the evaluation it optimises never touches the test set."""
+of the table (in its data file, with the study's summary; the preset is never edited), and the evaluation it optimises never touches the test set."""
 import math
-import re
 import shutil
 
 import pytest
-import yaml
 
 import unlearn.data.synthetic as synthetic
 from tests.conftest import TINY, compose_cfg
+from unlearn import paths
 from unlearn.tables import preset as presets
 from unlearn.tables import select
 from unlearn.tables.preset import load
@@ -22,12 +21,7 @@ def tmp_presets(tmp_path, monkeypatch):
     """A copy of the table presets that selection may rewrite, table 13 without the (R) rows it ships with."""
     folder = tmp_path / "presets"
     shutil.copytree(presets.PRESETS, folder)
-    path = folder / "table13.yaml"
-    lines = path.read_text().splitlines()
-    a, b = select._rows_region(lines, path)
-    lines = [re.sub(r"skip_rows: \[.*\]", "skip_rows: []", x) if x.endswith(select.SKIP_MARK) else x
-             for x in lines[:a + 1] + lines[b:]]
-    path.write_text("\n".join(lines) + "\n")
+    (folder / "selected" / "table13.yaml").unlink()
     monkeypatch.setattr(presets, "PRESETS", folder)
     monkeypatch.setattr(select, "PRESETS", folder)
     return folder
@@ -41,7 +35,7 @@ def test_a_tiny_study_runs_and_writes_its_choice_as_an_r_row(tmp_path, tmp_prese
     assert select.main(argv) == 0
     params, summary = select.best(select.study_name("table13", "CIFAR-10", "ga", "cpu"), db)
     assert summary["trials"] == 2 and set(params) == {"method.lr"}  # method.epochs=1 fixed by the command line
-    text = (tmp_presets / "table13.yaml").read_text()
+    text = (tmp_presets / "selected" / "table13.yaml").read_text()
     assert "GA (R) on CIFAR-10: Optuna study 'r-table13-cifar10-ga-cpu'" in text and "2 completed trials" in text
     preset = load("table13", "cpu")
     row = next(r for r in preset.rows if r.id == "ga_r_cifar10")
@@ -58,18 +52,19 @@ def test_a_tiny_study_runs_and_writes_its_choice_as_an_r_row(tmp_path, tmp_prese
     assert set(trials["eval.split"]) == {"validation"}
     # selecting again replaces the row, keeping one per (method, block)
     assert select.main([*argv[:2], "--no-study", *argv[2:]]) == 0
-    assert (tmp_presets / "table13.yaml").read_text().count("id: ga_r_cifar10,") == 1
+    assert (tmp_presets / "selected" / "table13.yaml").read_text().count("id: ga_r_cifar10,") == 1
 
 
-def test_rows_are_written_in_the_papers_order_and_the_file_stays_a_valid_preset(tmp_presets):
+def test_rows_are_written_in_the_papers_order_and_the_preset_reads_them(tmp_presets):
     summary = {"trials": 3, "best_avg_gap": 1.5, "direction": "minimize", "best_trial": 1}
     for method, block in (("ugradsl", "CIFAR-100"), ("ft", "CIFAR-10"), ("ga", "CIFAR-100")):
         select.write_row("table13", method, block, select.row_text(method, block, {"method.lr": 0.01}, summary,
                                                                    scale="cpu", storage="s", name="n", seed=0))
-    spec = yaml.safe_load((tmp_presets / "table13.yaml").read_text())
-    ids = [r if isinstance(r, str) else r["id"] for r in spec["rows"]]
+    preset = load("table13", "cpu")
+    ids = [r.id for r in preset.rows]
     assert ids == ["retrain", "ft_r_cifar10", "ga_r_cifar100", "ugradsl_r_cifar100", "ugradsl", "ugradsl_plus"]
-    assert spec["blocks"]["CIFAR-10"]["skip_rows"] == ["ga_r_cifar100", "ugradsl_r_cifar100"]
+    assert preset.blocks[0].skip_rows == ["ga_r_cifar100", "ugradsl_r_cifar100"]
+    assert (tmp_presets / "table13.yaml").read_text() == (paths.PRESETS / "table13.yaml").read_text()  # untouched
     with pytest.raises(ValueError, match="allowed"):
         select.write_row("table13", "ga", "ImageNet", ["  - {id: ga_r_imagenet, method: ga}"])
     assert select.main(["nosuch", "table13"]) == 2
@@ -124,27 +119,27 @@ def test_a_block_without_its_data_is_skipped_before_any_study_and_none_at_all_is
     assert [c for c in studied[0] if c.startswith("hydra.sweeper.study_name=")] == \
         ["hydra.sweeper.study_name=r-table13-cifar10-ga-cpu"] and len(studied) == 1
     assert "block 'CIFAR-100' will not be selected: absent" in capsys.readouterr().err
-    ids = [r if isinstance(r, str) else r["id"] for r in yaml.safe_load((tmp_presets / "table13.yaml").read_text())["rows"]]
+    ids = [r.id for r in load("table13", "cpu").rows]
     assert "ga_r_cifar10" in ids and "ga_r_cifar100" not in ids
     # --no-study only reads the stored study: it needs no data, so it never checks for it
     monkeypatch.setattr(select, "missing_data", lambda *a: pytest.fail("--no-study checked the data"))
     assert select.main(["ga", "table13", "--no-study", "--blocks", "CIFAR-100", "--storage", db]) == 0
-    assert "id: ga_r_cifar100," in (tmp_presets / "table13.yaml").read_text() and len(studied) == 1
+    assert "id: ga_r_cifar100," in (tmp_presets / "selected" / "table13.yaml").read_text() and len(studied) == 1
 
 
 def test_writing_a_row_waits_for_the_presets_lock(tmp_presets):
-    """Selections running side by side (make -j2 table13) take turns on the preset file, so none drops a row."""
+    """Selections running side by side (make -j2 table13) take turns on the (R) rows' file, so none drops a row."""
     import threading
 
     from filelock import FileLock
     summary = {"trials": 3, "best_avg_gap": 1.5, "direction": "minimize", "best_trial": 1}
     text = select.row_text("rl", "CIFAR-10", {"method.lr": 0.01}, summary, scale="cpu", storage="s", name="n", seed=0)
-    path = tmp_presets / "table13.yaml"
+    path = tmp_presets / "selected" / "table13.yaml"
     with FileLock(str(path) + ".lock"):
         writer = threading.Thread(target=select.write_row, args=("table13", "rl", "CIFAR-10", text))
         writer.start()
         writer.join(timeout=1.0)
-        assert writer.is_alive() and "rl_r_cifar10" not in path.read_text()  # blocked while another holds it
+        assert writer.is_alive() and not path.exists()  # blocked while another holds it
     writer.join()
     assert "id: rl_r_cifar10," in path.read_text()
 
@@ -161,7 +156,7 @@ def test_r_rows_run_only_at_the_scale_they_were_selected_at(tmp_path, tmp_preset
     assert [r.id for r in paper.rows] == ["retrain", "ugradsl", "ugradsl_plus"]
     with pytest.raises(ValueError, match=r"selected toward Retrain at \['cpu'\] scale, not paper"):
         load("table13", "paper", ["rl_r_cifar10"])
-    path = tmp_presets / "table13.yaml"
+    path = tmp_presets / "selected" / "table13.yaml"
     good = path.read_text()
     path.write_text(good.replace("selected_at: cpu", "selected_at: gpu"))  # a typo must not hide the row everywhere
     with pytest.raises(ValueError, match=r"rows \{'rl_r_cifar10': 'gpu'\} have an invalid selected_at; allowed"):

@@ -7,6 +7,7 @@ in minutes), and the columns are the metrics printed in the paper's order.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ COLUMNS = ("UA", "MIA", "RA", "TA", "H", "RTE", "avg_gap", "sum", "additional_mi
 KEYS = ("title", "rows", "columns", "blocks", "select_blocks")  # a preset file's keys; all but the last required
 ROW_KEYS = ("id", "method", "label", "overrides", "paper_row", "selected_at")  # a row given as a mapping
 BLOCK_KEYS = (*SCALES, "paper_block", "note", "rte_unit", "skip_rows", "rte_like")
+SELECTED = "(R)"  # the entry of a preset's rows where its (R) rows go, read from selected_file(table)
 
 
 @dataclass
@@ -96,6 +98,29 @@ def _row(spec) -> Row:
                selected_at=spec.get("selected_at"))
 
 
+def slug(block: str) -> str:
+    """A block name as (R) row ids end in it: `ga_r_cifar10` is GA (R) of block CIFAR-10."""
+    return re.sub(r"[^a-z0-9]+", "", block.lower())
+
+
+def selected_file(table: str) -> Path:
+    """The (R) rows of `table`: a list of rows that `make tune` (unlearn.tables.select) writes, never the preset."""
+    return PRESETS / "selected" / f"{table}.yaml"
+
+
+def selected_rows(table: str) -> list:
+    """The rows of selected_file(table), their keys checked; [] before any selection."""
+    path = selected_file(table)
+    if not path.exists():
+        return []
+    rows = yaml.safe_load(path.read_text()) or []
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: a list of (R) rows, not a {type(rows).__name__}")
+    for row in rows:
+        _check_keys(path, f"row {row.get('id') if isinstance(row, dict) else row!r}", row, ROW_KEYS, ROW_KEYS[:2])
+    return rows
+
+
 def available() -> list[str]:
     return sorted((p.stem for p in PRESETS.glob("*.yaml")), key=lambda t: int(t.removeprefix("table")))
 
@@ -110,7 +135,8 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
         raise ValueError(f"table={table!r} has no preset; allowed: {available()}")
     text = path.read_text()
     spec = read(path)
-    rows = [_row(r) for r in spec["rows"]]
+    selected = selected_rows(table) if SELECTED in spec["rows"] else []
+    rows = [_row(r) for entry in spec["rows"] for r in (selected if entry == SELECTED else [entry])]
     if only:
         unknown = [r for r in only if r not in {x.id for x in rows}]
         if unknown:
@@ -133,7 +159,9 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
     if unknown:
         raise ValueError(f"{path}: unknown columns {unknown}; allowed: {COLUMNS}")
     blocks = [Block(name=name, overrides=b.get(scale), paper_block=b.get("paper_block", name), note=b.get("note", ""),
-                    rte_unit=b.get("rte_unit", "min"), skip_rows=list(b.get("skip_rows", [])),
+                    rte_unit=b.get("rte_unit", "min"),  # and the (R) rows selected on the other blocks
+                    skip_rows=[*b.get("skip_rows", []), *sorted(r["id"] for r in selected
+                                                                if r["id"].rpartition("_r_")[2] != slug(name))],
                     rte_like=b.get("rte_like"))
               for name, b in spec["blocks"].items()]
     source = "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))

@@ -1,4 +1,4 @@
-""""(R)": a method's hyperparameters selected toward Retrain, written into a table's preset as an "(R)" row.
+""""(R)": a method's hyperparameters selected toward Retrain, written as an "(R)" row of a table.
 
     python -m unlearn.tables.select ga table13 [--blocks CIFAR-10] [--scale cpu] [--trials 12] [--seed 0]
         [--storage sqlite:///results/optuna.db] [-- extra Hydra overrides]
@@ -10,9 +10,10 @@ conf/hydra/sweeper/optuna_study.yaml: avg_gap to Retrain, minimised) on the bloc
 out of training, never from the test set (arXiv A:462: "we use the validation set to select the
 hyper-parameters"). The study lives in `--storage` under the name `r-<table>-<block>-<method>-<scale>`, so
 several processes started with the same arguments share its trials (parallel workers), and a rerun adds trials
-to it. The best trial's values become the row `<method>_r_<block>` ("<Method> (R)") of
-conf/tables/<table>.yaml, with the study's summary as its comment; the other blocks skip it. The table
-then evaluates the row on the test set like any other (`make table13`).
+to it. The best trial's values become the row `<method>_r_<block>` ("<Method> (R)") in the table's data file
+conf/tables/selected/<table>.yaml, with the study's summary as its comment; the preset reads it where its rows list
+`(R)`, and the other blocks skip it. The preset itself is never edited. The table then evaluates the row on the
+test set like any other (`make table13`).
 """
 from __future__ import annotations
 
@@ -26,10 +27,8 @@ import yaml
 from filelock import FileLock
 
 from unlearn.paths import CONF
-from unlearn.tables.preset import PRESETS, load
+from unlearn.tables.preset import PRESETS, SELECTED, load, selected_file, slug
 
-BEGIN, END = "# >>> (R) rows", "# <<< (R) rows"
-SKIP_MARK = "# (R) rows of other blocks: written by make tune"
 ORDER = ("ft", "ga", "iu", "rl", "be", "bs", "l1_sparse", "scrub", "ff", "salun", "neggrad_plus", "ugradsl",
          "ugradsl_plus", "ugradsl_no_retain")  # the paper's row order (arXiv Table 13)
 LABELS = {"ft": "FT", "ga": "GA", "iu": "IU", "rl": "RL", "be": "BE", "bs": "BS", "l1_sparse": "l1-sparse",
@@ -37,10 +36,6 @@ LABELS = {"ft": "FT", "ga": "GA", "iu": "IU", "rl": "RL", "be": "BE", "bs": "BS"
           "ugradsl_plus": "UGradSL+", "ugradsl_no_retain": "UGradSL w/o D_r"}
 PAPER_LABELS = {**LABELS, "l1_sparse": "-sparse"}  # as paper_values.csv names the rows (the arXiv text lost the l1)
 SEARCH = CONF / "hparams_search"
-
-
-def slug(block: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "", block.lower())
 
 
 def study_name(table: str, block: str, method: str, scale: str) -> str:
@@ -104,66 +99,60 @@ def shown(storage: str) -> str:
     return storage
 
 
-def _rows_region(lines: list[str], path: Path) -> tuple[int, int]:
-    starts = [i for i, line in enumerate(lines) if line.strip().startswith(BEGIN)]
-    ends = [i for i, line in enumerate(lines) if line.strip().startswith(END)]
-    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
-        raise ValueError(f"{path} has no '{BEGIN}' ... '{END}' region in its rows; add one to hold (R) rows")
-    return starts[0], ends[0]
+def has_place(table: str) -> None:
+    """Raise unless the preset of `table` lists `(R)` among its rows, where its (R) rows are read."""
+    path = PRESETS / f"{table}.yaml"
+    if SELECTED not in (yaml.safe_load(path.read_text())["rows"] or []):
+        raise ValueError(f"{path} has no '- {SELECTED}' entry in its rows; add one where the (R) rows go")
 
 
 def write_row(table: str, method: str, block: str, text: list[str]) -> Path:
-    """Put the (R) row of (method, block) into the preset's region (replacing an older one), in the paper's order,
-    and recompute the skip list of every block with a SKIP_MARK line: the (R) rows of the other blocks. The file is checked by loading it;
-    on failure it is left unchanged. A file lock makes the read-modify-write atomic, so selections of several
-    methods running side by side (`make -j2 table13`) never drop each other's rows."""
-    path = PRESETS / f"{table}.yaml"
+    """Put the (R) row of (method, block) into the table's data file selected_file(table) (replacing an older one),
+    in the paper's order. The preset is checked by loading it; on failure the file is left unchanged. A file lock
+    makes the read-modify-write atomic, so selections of several methods running side by side (`make -j2 table13`)
+    never drop each other's rows."""
+    path = selected_file(table)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         return _write_row(path, table, method, block, text)
 
 
+HEADER = ["# The (R) rows of {table} (conf/tables/{table}.yaml), selected toward Retrain: written by `make tune`",
+          "# (unlearn/tables/select.py), one per (method, block) in the paper's order; a row runs on the block its id",
+          "# ends in (the others skip it) and at the scale it was selected at. A new selection replaces its row."]
+
+
 def _write_row(path: Path, table: str, method: str, block: str, text: list[str]) -> Path:
-    original = path.read_text()
-    lines = original.splitlines()
-    a, b = _rows_region(lines, path)
+    original = path.read_text() if path.exists() else None
     entries: dict[str, list[str]] = {}
     pending: list[str] = []
-    for line in lines[a + 1:b]:
+    for line in (original or "").splitlines():
+        if not line.startswith("  "):  # the header (and `[]` of a file without rows)
+            continue
         pending.append(line)
         m = re.match(r"\s*- \{id: (\w+),", line)
         if m:
             entries[m.group(1)] = pending
             pending = []
-    rid = f"{method}_r_{slug(block)}"
-    entries[rid] = text
-    blocks = list(yaml.safe_load(original)["blocks"])
+    blocks = list(yaml.safe_load((PRESETS / f"{table}.yaml").read_text())["blocks"])
     if block not in blocks:
         raise ValueError(f"block {block!r} is not in {table}; allowed: {blocks}")
+    entries[f"{method}_r_{slug(block)}"] = text
     rank = {m: i for i, m in enumerate(ORDER)}
 
     def key(r):
         meth, _, blk = r.rpartition("_r_")
         return rank.get(meth, len(ORDER)), meth, [slug(x) for x in blocks].index(blk) if blk in map(slug, blocks) else 0
     body = [line for r in sorted(entries, key=key) for line in entries[r]]
-    lines = lines[:a + 1] + body + lines[b:]
-    ids = {r: r.rpartition("_r_")[2] for r in entries}
-    current = None
-    out = []
-    for line in lines:
-        m = re.match(r"^  (\S[^:]*):\s*$", line)
-        if m and m.group(1).strip("\"'") in blocks:
-            current = m.group(1).strip("\"'")
-        if line.rstrip().endswith(SKIP_MARK):
-            indent = line[:len(line) - len(line.lstrip())]
-            skip = sorted(r for r, s in ids.items() if s != slug(current))
-            line = f"{indent}skip_rows: [{', '.join(skip)}]  {SKIP_MARK}"
-        out.append(line)
-    path.write_text("\n".join(out) + "\n")
+    path.write_text("\n".join([h.format(table=table) for h in HEADER] + body) + "\n")
     try:
         for scale in ("cpu", "paper"):
             load(table, scale)
     except Exception:
-        path.write_text(original)
+        if original is None:
+            path.unlink()
+        else:
+            path.write_text(original)
         raise
     return path
 
@@ -202,7 +191,7 @@ def main(argv=None) -> int:
     try:
         preset = load(args.table, args.scale)
         text = (PRESETS / f"{args.table}.yaml").read_text()
-        _rows_region(text.splitlines(), PRESETS / f"{args.table}.yaml")
+        has_place(args.table)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
