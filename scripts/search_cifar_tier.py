@@ -32,6 +32,8 @@ BASE = ["experiment=cifar10_random_fast_cpu", "method=retrain", "seed=0", "threa
 # FastCNN (conv stem, plain SGD; before the airbench recipe) are kept in cifar10_tier_search_v1.csv.
 CANDIDATES = {
     "airbench_20k": [],  # 20,000 images x 16 passes (6 clean)
+    "airbench_20k_ls02": ["train.label_smoothing=0.2"],  # airbench's label smoothing in the augmented passes
+    "airbench_10k_no_lookahead": ["dataset.per_class_train=1000", "train.lookahead=false"],  # the averaging's share
     "airbench_10k": ["dataset.per_class_train=1000"],  # half the images: half the minutes
     "airbench_40k": ["dataset.per_class_train=4000", "train.epochs=14"],  # accuracy at ~2x the minutes
     "airbench_20k_wide": ["model.widths=[32,128,128]"],  # wider blocks 2 and 3: ~1.5x the minutes

@@ -231,3 +231,19 @@ def test_crop_pad_and_mode_translate_by_at_most_the_pad_and_reflect_the_border()
     for key, bad in (("crop_pad", -1), ("crop_pad", 1.5), ("crop_mode", "wrap")):
         with pytest.raises(ValueError, match=f"dataset.{key}"):
             dataclasses.replace(data, **{key: bad})
+
+
+def test_tier_page_shows_the_search_csv_and_its_bottom_line_comes_from_the_chosen_row():
+    """docs/tier.md's table is the search script's --markdown of the committed CSV, and every number of its
+    bottom line is the chosen tier's (airbench_20k) row."""
+    import csv
+    script = runpy.run_path(str(ROOT / "scripts" / "search_cifar_tier.py"), run_name="tier")
+    with (ROOT / "results" / "tier" / "cifar10_tier_search.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    page = (ROOT / "docs" / "tier.md").read_text()
+    assert script["markdown"](rows) in page
+    row = next(r for r in rows if r["candidate"] == "airbench_20k")
+    bottom = page.split("## The recipe")[0]
+    for key in ("train_acc", "original_UA", "test_acc", "retrain_UA", "original_MIA", "original_cpu_minutes"):
+        assert f"{row[key]}" in bottom, key
+    assert float(row["train_acc"]) >= 99 and float(row["test_acc"]) >= 80 and float(row["retrain_UA"]) <= 20
