@@ -163,3 +163,19 @@ def test_sigterm_reaches_the_running_job_and_nothing_more_starts(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(job, 0)  # the job is gone (and reaped), not left running
     assert not marker.exists()
+
+
+def test_benchmarked_cudnn_keys_gpu_reference_models_apart_and_leaves_cpu_keys_alone(tiny_cfg):
+    """fast=true on a GPU benchmarks cuDNN kernels (other numbers): its reference models get their own cache
+    keys; on a CPU cuDNN plays no part and the keys stay those of the plain loop."""
+    import dataclasses
+    ws = Workspace(tiny_cfg())
+    refs = ws.refs
+    plain = refs.original_key()
+    cudnn = lambda mode: dataclasses.replace(refs.spec, compute=dataclasses.replace(refs.compute, cudnn=mode))  # noqa: E731
+    refs.spec = cudnn("benchmark")
+    assert refs.original_key() == plain
+    refs.device = torch.device("cuda")  # only the key is computed: no GPU needed
+    gpu_benchmark = refs.original_key()
+    refs.spec = cudnn("deterministic")
+    assert gpu_benchmark["compute"] == {"cudnn": "benchmark"} and "compute" not in refs.original_key()

@@ -144,3 +144,17 @@ def test_a_killed_reference_job_resumes_to_the_uninterrupted_weights_and_trains_
     retrain = job("retrain", str(store))
     assert retrain.returncode == 0, retrain.stderr[-2000:]
     assert digest(store, "retrain") and "original: not cached" not in retrain.stdout + retrain.stderr
+
+
+def test_fast_jobs_ask_for_other_reference_models_than_plain_ones():
+    """fast=true changes the step mechanics when the job starts (bf16, and on a GPU channels_last and benchmarked
+    cuDNN): `make references` must not warm the plain models for it, nor count them as its own."""
+    jobs = planning.plan(load("table10", "cpu"), [0], SHRINK)
+    job = jobs[0]
+    plain = {stage: references.reference_key(job, stage) for stage in ("original", "retrain")}
+    with open_dict(job.cfg):
+        job.cfg.fast = True
+    assert all(references.reference_key(job, stage) != key for stage, key in plain.items())
+    with open_dict(job.cfg):
+        job.cfg.fast = False
+    assert {stage: references.reference_key(job, stage) for stage in plain} == plain

@@ -126,9 +126,13 @@ class References:
 
     def _env(self) -> dict:
         env = {"env": environment(self.device)}
-        if not self.compute.plain:  # the plain fp32 loop keeps the keys (and caches) it always had
-            env["compute"] = {"precision": self.compute.precision, "channels_last": self.compute.channels_last,
-                              "compile": self.compute.compile}
+        compute = {} if self.compute.plain else {  # the plain fp32 loop keeps the keys (and caches) it always had
+            "precision": self.compute.precision, "channels_last": self.compute.channels_last,
+            "compile": self.compute.compile}
+        if self.device.type == "cuda" and self.compute.cudnn != "deterministic":
+            compute["cudnn"] = self.compute.cudnn  # benchmarked kernels give other GPU numbers (fast=true)
+        if compute:
+            env["compute"] = compute
         return env
 
     def cache_path(self, name: str) -> Path | None:

@@ -37,6 +37,8 @@ def reference_key(job: Job, stage: str = "retrain") -> str:
     skip = ("method.", "paradigm.") if stage == "original" else ("method.",)
     keys = {k: v for k, v in params(cfg).items() if not k.startswith(skip)}
     keys.update({k: cfg.get(k) for k in MECHANICS})
+    if cfg.get("fast", False):  # fast=true sets the mechanics when the job starts: its models are others
+        keys["fast"] = True
     sections = ("dataset", "model") if stage == "original" else ("dataset", "model", "paradigm")
     return config_hash({"names": {s: cfg[s].get("name") for s in sections}, **keys})
 
