@@ -179,3 +179,22 @@ def test_benchmarked_cudnn_keys_gpu_reference_models_apart_and_leaves_cpu_keys_a
     gpu_benchmark = refs.original_key()
     refs.spec = cudnn("deterministic")
     assert gpu_benchmark["compute"] == {"cudnn": "benchmark"} and "compute" not in refs.original_key()
+
+
+def test_reference_training_time_leaves_compilations_out(tiny_cfg, monkeypatch):
+    """original/RTE_s is the training's time without torch.compile's compilations (as the methods' RTE)."""
+    import unlearn.references as references
+
+    class Clock:  # a compile clock that saw 1000 s of compilation
+        def __init__(self, on):
+            self.seconds, self.count = 1000.0, 1
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(references, "CompileClock", Clock)
+    _, info = Workspace(tiny_cfg()).refs.original()  # tiny_cfg caches in its own temporary folder
+    assert info["train_seconds"] < 0  # the elapsed seconds minus the 1000 s the clock saw

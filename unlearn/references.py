@@ -28,7 +28,7 @@ from unlearn.cache import cached, weights_digest
 from unlearn.identity import AT_DEFAULT, NOT_IDENTITY, config_hash
 from unlearn.metrics import METRICS_VERSION
 from unlearn.progress import Diverged, nonfinite
-from unlearn.train import Checkpoints, Compute, Recipe, fit
+from unlearn.train import Checkpoints, CompileClock, Compute, Recipe, fit
 
 log = logging.getLogger("unlearn")
 
@@ -168,15 +168,17 @@ class References:
                 if name == "original" and self.external is not None:
                     return self.external.stored()
                 model, start = self.build_model().to(self.device), time.perf_counter()
-                fit(model, self.data, idx, self.recipe, self.spec.seed, desc=name, log=keep,
-                    compute=self.compute, checkpoints=checkpoints)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize()
+                with CompileClock(self.compute.compile) as clock:  # compilations are not the training's time
+                    fit(model, self.data, idx, self.recipe, self.spec.seed, desc=name, log=keep,
+                        compute=self.compute, checkpoints=checkpoints)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize()
                 state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
                 if bad := nonfinite(state):  # fit stops at a non-finite loss; this catches the rest
                     raise Diverged(f"{name}: training ended with non-finite weights ({', '.join(bad[:3])}); "
                                    f"lower train.lr={self.recipe.lr:g}. Nothing was cached")
-                info = {"train_seconds": time.perf_counter() - start, "digest": weights_digest(state),
+                info = {"train_seconds": time.perf_counter() - start - clock.seconds, "digest": weights_digest(state),
+                        **({"compile_seconds": clock.seconds} if self.compute.compile else {}),
                         "trained_at": time.strftime("%Y-%m-%d %H:%M:%S")}
                 return {"state_dict": state, "info": info, "curve": points}
 
