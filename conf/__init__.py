@@ -1,1 +1,2 @@
-"""Hydra configs of unlearn, shipped with the package (a package so Hydra can find them when installed)."""
+"""Hydra configs of unlearn at the repository root, installed as the package `unlearn.conf` (pyproject.toml's
+package-dir) so an installed `unlearn` finds them; unlearn/paths.py is where the code looks for them."""
