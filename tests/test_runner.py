@@ -93,14 +93,19 @@ def test_new_columns_widen_the_header(tmp_path):
 
 
 def test_where_data_is_cached_does_not_change_the_model_key(tiny_cfg):
+    from unlearn.references import Spec
     ws = Workspace(tiny_cfg())
     before = ws.refs.original_key()
-    with open_dict(ws.cfg):  # keys that say where/how data is read, not what it is
-        ws.cfg.dataset.cache_dir, ws.cfg.dataset.num_workers = "/elsewhere", 7
-    assert ws.refs.original_key() == before
-    with open_dict(ws.cfg):
-        ws.cfg.dataset.noise = 0.9
-    assert ws.refs.original_key() != before
+
+    def key(**dataset):  # the key of the same run whose dataset config had `dataset` as well
+        cfg = ws.cfg.copy()
+        with open_dict(cfg):
+            cfg.dataset.update(dataset)
+        ws.refs.spec = Spec.of(cfg, ws.refs.recipe, ws.refs.spec.labels)
+        return ws.refs.original_key()
+
+    assert key(cache_dir="/elsewhere", num_workers=7) == before  # keys that say where/how data is read
+    assert key(noise=0.9) != before  # what it is
 
 
 def test_reference_metrics_are_computed_once_per_split(tiny_cfg, monkeypatch):
