@@ -39,14 +39,10 @@ class Minutes:
         return max(self.original, self.retrain)
 
 
-def block_minutes(preset: Preset, block: Block, paper: pd.DataFrame | None = None) -> Minutes | None:
-    """The block's minutes from the paper's RTEs (as `estimate` counts them: a block without published RTEs
-    borrows `rte_like`'s, scaled by a row's `method.epochs=<n>` over 10; a row without one counts as FT), or None
-    when there is no Retrain time to start from."""
-    if preset.scale != "paper":
-        return None
-    paper = paper_values() if paper is None else paper
-
+def paper_minutes(preset: Preset, block: Block, paper: pd.DataFrame):
+    """({row id: the paper's RTE in minutes, nan where none}, rte(table, row_id, method, paper_row)): a row without
+    a published RTE borrows `rte_like`'s, scaled by its `method.epochs=<n>` over 10 (shared by `estimate` and the
+    time limits)."""
     def rte(table: str, row_id: str, method: str, paper_row: str | None) -> float:
         ref = paper_cell(paper, table, block.paper_block, row_id, method, paper_row, "RTE", version=None)
         return math.nan if ref is None else ref[0] * (60 if block.rte_unit == "hr" else 1)
@@ -58,6 +54,16 @@ def block_minutes(preset: Preset, block: Block, paper: pd.DataFrame | None = Non
             epochs = [int(o.split("=")[1]) for o in row.overrides if o.startswith("method.epochs=")]
             m = rte(block.rte_like, row.method, row.method, None) * (epochs[0] / 10 if epochs else 1)
         rows[row.id] = m
+    return rows, rte
+
+
+def block_minutes(preset: Preset, block: Block, paper: pd.DataFrame | None = None) -> Minutes | None:
+    """The block's minutes from the paper's RTEs (as `estimate` counts them: a block without published RTEs
+    borrows `rte_like`'s, scaled by a row's `method.epochs=<n>` over 10; a row without one counts as FT), or None
+    when there is no Retrain time to start from."""
+    if preset.scale != "paper":
+        return None
+    rows, rte = paper_minutes(preset, block, paper_values() if paper is None else paper)
     retrain = rows.get("retrain", math.nan)
     if math.isnan(retrain) and block.rte_like:
         retrain = rte(block.rte_like, "retrain", "retrain", None)

@@ -258,18 +258,9 @@ def gpu_hours(preset: Preset, seeds: int, paper: pd.DataFrame | None = None) -> 
         if block.overrides is None:
             continue
 
-        def rte(table: str, row_id: str, method: str, paper_row: str | None) -> float:
-            ref = paper_cell(paper, table, block.paper_block, row_id, method, paper_row, "RTE", version=None)
-            return math.nan if ref is None else ref[0] * (60 if block.rte_unit == "hr" else 1)
-
-        minutes = {}
-        for row in preset.rows:
-            m = rte(preset.table, row.id, row.method, row.paper_row)
-            if math.isnan(m) and block.rte_like:
-                epochs = [int(o.split("=")[1]) for o in row.overrides if o.startswith("method.epochs=")]
-                m = rte(block.rte_like, row.method, row.method, None) * (epochs[0] / 10 if epochs else 1)
-            if not math.isnan(m):
-                minutes[row.id] = m
+        from unlearn.tables.limits import paper_minutes
+        published, rte = paper_minutes(preset, block, paper)
+        minutes = {k: m for k, m in published.items() if not math.isnan(m)}
         retrain = minutes.get("retrain", math.nan)
         if math.isnan(retrain) and block.rte_like:
             retrain = rte(block.rte_like, "retrain", "retrain", None)
