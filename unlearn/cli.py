@@ -83,6 +83,16 @@ def one_line_errors(command):
         raise
 
 
+def split_argv(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """A tool's command line (`sys.argv[1:]` when None) as (its own arguments, the Hydra overrides for every job
+    given after `--`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
 def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
     """`0,1,2` -> [0, 1, 2]; anything else (an empty item, a word, a negative number) is a ValueError naming it."""
     items = text.split(",")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from unlearn import tune
 from unlearn.identity import config_id
+from unlearn.cli import split_argv
 
 COLUMNS = ["UA", "MIA", "RA", "TA", "H", "RTE", "avg_gap", "sum"]
 
@@ -64,9 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-tune", action="store_true", help="run with the values found, tuning none")
     ap.add_argument("--results", default="results/runs.csv", help="results CSV (finished jobs are not rerun)")
     ap.add_argument("--out", default="results/compare", help="folder of the printed table")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    own, extra = split_argv(argv)
+    args = ap.parse_args(own)
     methods = [m for m in args.methods.split(",") if m]
     try:
         seeds = [int(s) for s in args.seeds.split(",")]

@@ -72,11 +72,9 @@ class Recipe:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        if not self.clean_epochs:
-            del out["clean_epochs"]  # recipes without it keep the cache keys they always had
-        for key in ("accumulate", "nesterov", "label_smoothing", "lookahead", "bias_lr_scale"):
+        for key in ("clean_epochs", "accumulate", "nesterov", "label_smoothing", "lookahead", "bias_lr_scale"):
             if out[key] == getattr(Recipe, key):
-                del out[key]  # likewise at their defaults
+                del out[key]  # keys added later: at their defaults, recipes keep the cache keys they always had
         return out
 
     def optimizer_for(self, params) -> torch.optim.Optimizer:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from unlearn.cli import check_results_arg, one_line_errors, override_problem, parse_seeds, refuse
+from unlearn.cli import check_results_arg, one_line_errors, override_problem, parse_seeds, refuse, split_argv
 from unlearn.results_csv import read_runs
 from unlearn.tables import launch
 from unlearn.tables import plan as planning
@@ -117,8 +117,8 @@ def main(argv=None) -> int:
                     help="the paper version printed beside ours, one per table (a table only one version has "
                          "prints that one)")
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []  # Hydra overrides for every job
-    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    own, extra = split_argv(argv)  # extra: Hydra overrides for every job
+    args = ap.parse_args(own)
     args.overrides = extra
     if args.command == "submit":  # the whole table as one job array, returning at once (unlearn/tables/submit.py)
         return __import__("unlearn.tables.submit", fromlist=["main"]).main(argv[1:])

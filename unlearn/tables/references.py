@@ -24,6 +24,7 @@ from unlearn.tables import limits
 from unlearn.tables.launch import launch, say
 from unlearn.tables.plan import Job, launcher, plan
 from unlearn.tables.preset import Block, load
+from unlearn.cli import split_argv
 
 MECHANICS = ("precision", "channels_last", "compile", "cudnn")
 STAGES = ("original", "retrain")
@@ -108,12 +109,11 @@ def main(argv=None) -> int:
                     help="submit every reference job as one job array and return (python -m unlearn.tables.submit "
                          "--references-only)")
     ap.add_argument("--dry-run", action="store_true", help="print the reference sweeps without running them")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    own, extra = split_argv(argv)
+    args = ap.parse_args(own)
     if args.submit:
         from unlearn.tables import submit
-        head = [a for a in (argv[:argv.index("--")] if "--" in argv else argv) if a != "--submit"]
+        head = [a for a in own if a != "--submit"]
         return submit.main([*head, "--references-only", "--", *extra])
     try:
         seeds = [int(s) for s in args.seeds.split(",")]

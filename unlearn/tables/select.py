@@ -28,6 +28,7 @@ from filelock import FileLock
 
 from unlearn.paths import CONF
 from unlearn.tables.preset import PRESETS, SELECTED, load, selected_file, slug
+from unlearn.cli import split_argv
 
 ORDER = ("ft", "ga", "iu", "rl", "be", "bs", "l1_sparse", "scrub", "ff", "salun", "neggrad_plus", "ugradsl",
          "ugradsl_plus", "ugradsl_no_retain")  # the paper's row order (arXiv Table 13)
@@ -178,9 +179,8 @@ def main(argv=None) -> int:
     ap.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///results/optuna.db)")
     ap.add_argument("--results", default="results/selection.csv", help="results CSV of the trials")
     ap.add_argument("--no-study", action="store_true", help="write the best trial of the existing study only")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    own, extra = split_argv(argv)
+    args = ap.parse_args(own)
     if not (SEARCH / f"{args.method}.yaml").exists():
         print(f"error: method={args.method!r} has no search space; allowed: "
               f"{sorted(p.stem for p in SEARCH.glob('*.yaml'))}", file=sys.stderr)

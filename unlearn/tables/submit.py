@@ -32,6 +32,7 @@ from unlearn.tables import launch
 from unlearn.tables.launch import done, say
 from unlearn.tables.preset import SCALES, load
 from unlearn.tables.references import reference_jobs
+from unlearn.cli import split_argv
 
 ALLOWED = ("slurm", "local_submitit")
 
@@ -133,9 +134,8 @@ def main(argv=None) -> int:
     ap.add_argument("--references-only", action="store_true", help="only the reference models' jobs")
     ap.add_argument("--rerun", action="store_true", help="submit every job, even those already done")
     ap.add_argument("--dry-run", action="store_true", help="print the array's jobs and parameters, submit nothing")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    own, extra = split_argv(argv)
+    args = ap.parse_args(own)
     try:
         preset = load(args.table, args.scale, args.rows.split(",") if args.rows else None)
         try:
