@@ -2,12 +2,17 @@
 
     .venv/bin/python scripts/tune_presets.py cifar_cpu ga [--seeds 0] [--dry-run]
     .venv/bin/python scripts/tune_presets.py text_cpu ugradsl_plus
+    .venv/bin/python scripts/tune_presets.py cifar_fast_cpu ugradsl --paradigms random
 
 For every point of the method's grid (GRIDS below) it runs class-wise (class drawn per seed) and random (10%)
-forgetting with `eval.split=validation` (TA and the MIA's non-members come from 10% of D_tr held out of
-training; the test set is never touched) and keeps the point with the smallest avg_gap to Retrain averaged
-over both paradigms: every method gets its best shot at matching exact unlearning. The chosen values, the
-command and every point's score go to conf/tuned/<regime>/<method>.yaml.
+forgetting (or the `--paradigms` named) with `eval.split=validation` (TA and the MIA's non-members come from 10%
+of D_tr held out of training; the test set is never touched), scores every point by the regime's criterion
+averaged over the paradigms, and writes the chosen values, the command and every point's score to
+conf/tuned/<regime>/<method>.yaml. Two criteria (CRITERIA):
+- `sum` (the paper's plain rows, arXiv A:119: "maximize UA and MIA while maintaining the TA and RA"): the largest
+  Sum = UA + MIA + RA + TA among the points whose RA and TA stay within KEEP points of the original model's;
+- `avg_gap` (the paper's "(R)" rows): the smallest Avg. Gap to Retrain. The older regimes were selected this way,
+  so their plain rows are "(R)"-like; each file's header names its criterion.
 """
 from __future__ import annotations
 
@@ -25,9 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 TUNED = ROOT / "conf" / "tuned"
 REGIMES = {  # regime (train recipe) -> the overrides that select its data and model
     "cifar_cpu": ["dataset=cifar10_cpu"],
+    "cifar_fast_cpu": ["experiment=cifar10_random_fast_cpu"],  # the CIFAR-10 tier (docs/tier.md)
     "text_cpu": ["experiment=newsgroups20_cpu"],
 }
-REGIME_DATA = {"cifar_cpu": "cifar10_cpu", "text_cpu": "newsgroups20"}
+REGIME_DATA = {"cifar_cpu": "cifar10_cpu", "cifar_fast_cpu": "cifar10_fast_cpu", "text_cpu": "newsgroups20"}
+CRITERIA = {"cifar_cpu": "avg_gap", "text_cpu": "avg_gap", "cifar_fast_cpu": "sum"}  # see the docstring
+KEEP = 5.0  # criterion `sum`: points of RA and TA a plain row may lose against the original model
 PARADIGMS = {"classwise": ["paradigm=classwise", "paradigm.forget_class=random"],
              "random": ["paradigm=random", "paradigm.forget_fraction=0.1"]}
 STEPS = {"method.batch_size": [64]}  # a few thousand images: the paper's 256 would leave D_f one or two steps
@@ -52,6 +60,29 @@ GRIDS = {
 }
 
 
+# The CIFAR-10 tier (20,000 images; D_f 1,800 and D_r 16,200 on the validation split): methods that pass over D_f
+# keep batch 64 (28 steps per pass), those that pass over D_r take the tier's own batch of 256 (64 steps per pass).
+# UGradSL and UGradSL+ also choose their smooth rate and mixing weight (root keys smooth_rate and p: sweep axes).
+D_F = {"method.batch_size": [64]}
+D_R = {"method.batch_size": [256]}
+TIER_GRIDS = {
+    "ft": {**D_R, "method.epochs": [3, 6], "method.lr": [0.01, 0.05]},
+    "rl": {**D_R, "method.epochs": [2, 4], "method.lr": [0.01, 0.05]},
+    "l1_sparse": {**D_R, "method.epochs": [3, 6], "method.lr": [0.01, 0.05], "method.l1_coef": [1e-4]},
+    "scrub": {"method.batch_size": [256], "method.forget_batch_size": [64], "method.epochs": [3],
+              "method.lr": [5e-4, 5e-3]},
+    "ga": {**D_F, "method.epochs": [5, 10], "method.lr": [1e-4, 1e-3, 1e-2]},
+    "be": {**D_F, "method.epochs": [5, 10], "method.lr": [1e-4, 1e-3, 1e-2]},
+    "bs": {**D_F, "method.epochs": [5, 10], "method.lr": [1e-4, 1e-3, 1e-2]},
+    "ugradsl": {**D_F, "method.epochs": [5, 10], "method.lr": [1e-3, 1e-2], "smooth_rate": [-0.5, -1.0],
+                "p": [0.5, 0.8]},
+    "ugradsl_plus": {**D_R, "method.epochs": [2], "method.lr": [0.01, 0.05], "smooth_rate": [-0.5, -1.0],
+                     "p": [0.5, 0.8]},
+    "iu": GRIDS["iu"],
+    "ff": GRIDS["ff"],
+}
+
+
 TEXT_LRS = [1e-4, 1e-3, 1e-2]  # Adam's scale: the bag-of-embeddings model is trained with Adam (train/text_cpu.yaml)
 
 
@@ -61,7 +92,7 @@ EXTRA: dict[str, list] = {}  # --grid: values added to a grid (e.g. beyond its e
 def grid_for(regime: str, method: str) -> dict:
     """The method's grid on `regime`: on text_cpu every gradient method keeps its YAML batch size and optimises
     with Adam over TEXT_LRS, since SGD at the rates above barely moves a mean-pooled embedding table."""
-    grid = dict(GRIDS[method])
+    grid = dict(TIER_GRIDS[method] if regime == "cifar_fast_cpu" else GRIDS[method])
     if regime == "text_cpu":  # the full 11k posts: the paper's batch sizes (the method YAMLs) give enough steps
         grid.pop("method.batch_size", None)
         grid.pop("method.forget_batch_size", None)
@@ -80,10 +111,11 @@ def points(grid: dict) -> list[dict]:
     return [dict(zip(keys, v)) for v in itertools.product(*(grid[k] for k in keys))]
 
 
-def run(regime: str, method: str, seeds: str, results: Path, dry: bool) -> list[str]:
+def run(regime: str, method: str, seeds: str, results: Path, dry: bool, paradigms: list[str]) -> list[str]:
     grid = grid_for(regime, method)
     commands = []
-    for name, paradigm in PARADIGMS.items():
+    for name in paradigms:
+        paradigm = PARADIGMS[name]
         sweep = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in grid.items()]
         shown = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
         cmd = [sys.executable, "-m", "unlearn.app", "-m", *REGIMES[regime], *paradigm, f"method={method}", *sweep,
@@ -96,19 +128,33 @@ def run(regime: str, method: str, seeds: str, results: Path, dry: bool) -> list[
     return commands
 
 
-def choose(regime: str, method: str, results: Path) -> tuple[dict, pd.DataFrame]:
+def score(runs: pd.DataFrame, criterion: str) -> pd.Series:
+    """Each run's score under `criterion`, larger is better: -avg_gap, or Sum where RA and TA stay within KEEP
+    points of the original model's (elsewhere Sum - 1000, so a kept point always wins and the others still rank)."""
+    if criterion == "avg_gap":
+        return -runs["avg_gap"]
+    kept = (runs["RA"] >= runs["original/RA"] - KEEP) & (runs["TA"] >= runs["original/TA"] - KEEP)
+    return runs["sum"] - 1000.0 * (~kept)
+
+
+def choose(regime: str, method: str, results: Path, paradigms: list[str],
+           criterion: str = "avg_gap") -> tuple[dict, pd.DataFrame]:
     runs, _ = read_runs(results)
     runs = runs[(runs["method"] == method) & (runs["table"] == "tuning")]
     keys = list(grid_for(regime, method))
-    runs = runs[runs["dataset"] == REGIME_DATA[regime]]
-    scores = runs.groupby(keys + ["paradigm"])["avg_gap"].mean().unstack("paradigm")
+    runs = runs[(runs["dataset"] == REGIME_DATA[regime]) & runs["paradigm"].isin(paradigms)].copy()
+    if runs.empty:
+        raise SystemExit(f"no tuning runs of {method} on {regime} ({', '.join(paradigms)}) in {results}")
+    runs["score"] = score(runs, criterion)
+    scores = runs.groupby(keys + ["paradigm"])["score"].mean().unstack("paradigm")
     scores = scores.dropna()
     scores["mean"] = scores.mean(axis=1)
-    best = scores["mean"].idxmin()
+    best = scores["mean"].idxmax()
     best = dict(zip(keys, best if isinstance(best, tuple) else (best,)))
     grid = grid_for(regime, method)  # the values as the grid typed them (a CSV column with blanks reads 64 as 64.0)
     typed = {k: int(v) if isinstance(grid[k][0], int) and float(v).is_integer() else v for k, v in best.items()}
-    return typed, scores.sort_values("mean")
+    shown = scores.sort_values("mean", ascending=False)
+    return typed, (-shown if criterion == "avg_gap" else shown)
 
 
 def _plain(v):
@@ -116,26 +162,42 @@ def _plain(v):
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
-def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands: list[str]) -> Path:
+def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands: list[str],
+          criterion: str = "avg_gap") -> Path:
     path = TUNED / regime / f"{method}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():  # keep the commands of earlier passes (e.g. before a grid was extended past its edge)
         old = [line[4:].replace(f"={ROOT}/", "=") for line in path.read_text().splitlines()  # no machine paths
                if line.startswith("#   python run.py")]
         commands = list(dict.fromkeys(old + commands))
-    lines = ["# @package method",
-             f"# {method} on the {regime} regime: the grid point with the smallest avg_gap to Retrain (mean of",
-             "# class-wise and random forgetting) on a validation split held out of D_tr (eval.split=validation),",
+    paradigms = [p for p in PARADIGMS if p in scores.columns]
+    over = " and ".join({"classwise": "class-wise", "random": "random"}[p] for p in paradigms)
+    root = {k: v for k, v in chosen.items() if not k.startswith("method.")}  # sweep axes: smooth_rate, p
+    if criterion == "avg_gap":
+        aim = ["the grid point with the smallest avg_gap to Retrain (mean of", f"# {over} forgetting)"]
+        shown = "avg_gap"
+    else:
+        aim = [f"the grid point with the largest Sum = UA + MIA + RA + TA (mean of {over}",
+               f"# forgetting) among those whose RA and TA stay within {KEEP:g} points of the original model's (the paper's plain",
+               "# rows: 'maximize UA and MIA while maintaining the TA and RA'; its (R) rows minimise Avg. Gap instead)"]
+        shown = f"Sum (points losing more than {KEEP:g} of RA or TA: Sum - 1000)"
+    lines = ["# @package _global_" if root else "# @package method",
+             f"# {method} on the {regime} regime: {aim[0]}", *aim[1:],
+             "# on a validation split held out of D_tr (eval.split=validation),",
              "# chosen by `python scripts/tune_presets.py " + f"{regime} {method}`, which ran:"]
     lines += [f"#   {c}" for c in commands]
-    lines.append("# avg_gap per grid point (best first):")
+    lines.append(f"# {shown} per grid point (best first):")
     for idx, row in scores.iterrows():
         idx = idx if isinstance(idx, tuple) else (idx,)
         point = " ".join(f"{k.removeprefix('method.')}={_plain(v)}" for k, v in zip(scores.index.names, idx))
-        per = " ".join(f"{p} {row[p]:.2f}" for p in PARADIGMS if p in row)
+        per = " ".join(f"{p} {row[p]:.2f}" for p in paradigms)
         lines.append(f"#   {point}: {per}, mean {row['mean']:.2f}")
-    for k, v in chosen.items():
-        lines.append(f"{k.removeprefix('method.')}: {v}")
+    if root:  # root keys so that a command-line smooth_rate=/p= (a sweep) still wins; conf/config.yaml loads
+        lines.append("method:")  # tuned/ after its own root values
+        lines += [f"  {k.removeprefix('method.')}: {v}" for k, v in chosen.items() if k.startswith("method.")]
+        lines += [f"{k}: {v}" for k, v in root.items()]
+    else:
+        lines += [f"{k.removeprefix('method.')}: {v}" for k, v in chosen.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -146,6 +208,7 @@ def main() -> None:
     ap.add_argument("methods", help=f"comma-separated, from {sorted(GRIDS)}")
     ap.add_argument("--seeds", default="0", help="seeds per grid point (comma-separated)")
     ap.add_argument("--results", default="results/tuning/runs.csv")
+    ap.add_argument("--paradigms", default=",".join(PARADIGMS), help=f"comma-separated, from {list(PARADIGMS)}")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--choose-only", action="store_true", help="write the tuned file from existing results")
     ap.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2",
@@ -156,15 +219,20 @@ def main() -> None:
         key, values = item.split("=", 1)
         EXTRA[key] = [int(v) if v.lstrip("-").isdigit() else float(v) for v in values.split(",")]
     results = ROOT / args.results
+    paradigms = args.paradigms.split(",")
+    bad = [p for p in paradigms if p not in PARADIGMS]
+    if bad:
+        raise SystemExit(f"--paradigms {','.join(bad)}: allowed {list(PARADIGMS)}")
+    criterion = CRITERIA[args.regime]
     for method in args.methods.split(","):
         if method not in GRIDS:
             raise SystemExit(f"method={method!r} has no grid; allowed: {sorted(GRIDS)}")
-        commands = run(args.regime, method, args.seeds, results, args.dry_run or args.choose_only)
+        commands = run(args.regime, method, args.seeds, results, args.dry_run or args.choose_only, paradigms)
         if args.dry_run:
             continue
-        chosen, scores = choose(args.regime, method, results)
+        chosen, scores = choose(args.regime, method, results, paradigms, criterion)
         print(f"{method}: {chosen}\n{scores.to_string()}", file=sys.stderr)
-        print(f"written {write(args.regime, method, chosen, scores, commands)}", file=sys.stderr)
+        print(f"written {write(args.regime, method, chosen, scores, commands, criterion)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

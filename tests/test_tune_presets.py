@@ -1,0 +1,62 @@
+"""scripts/tune_presets.py's two selection criteria: the plain rows' (largest Sum while RA and TA stay near the
+original's) and the (R) rows' (smallest Avg. Gap), and the tuned file it writes for root sweep axes."""
+import importlib.util
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("tune_presets", ROOT / "scripts" / "tune_presets.py")
+tune = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tune)
+
+
+def runs(rows):
+    """Tuning rows of UGradSL on the tier: (lr, smooth_rate, UA, RA, TA, avg_gap); the original has RA 99, TA 80."""
+    frame = pd.DataFrame(rows, columns=["method.lr", "smooth_rate", "UA", "RA", "TA", "avg_gap"])
+    frame["MIA"] = frame["UA"]
+    frame["sum"] = frame[["UA", "MIA", "RA", "TA"]].sum(axis=1)
+    frame["original/RA"], frame["original/TA"] = 99.0, 80.0
+    frame["method"], frame["table"], frame["dataset"], frame["paradigm"] = "ugradsl", "tuning", "cifar10_fast_cpu", "random"
+    frame["method.batch_size"], frame["method.epochs"], frame["p"] = 64, 5, 0.8
+    return frame
+
+
+ROWS = [(0.001, -0.5, 10.0, 99.0, 80.0, 3.0),   # closest to Retrain, forgets little
+        (0.01, -0.5, 40.0, 96.0, 76.0, 9.0),    # forgets most within 5 points of RA and TA: the plain row
+        (0.01, -1.0, 90.0, 50.0, 40.0, 30.0)]   # forgets everything by losing RA and TA: never chosen
+
+
+def test_score_keeps_ra_and_ta_within_keep_points():
+    scores = tune.score(runs(ROWS), "sum")
+    assert scores.idxmax() == 1
+    assert scores[2] < scores[0] < scores[1]  # a point that loses RA/TA ranks below every kept point
+    assert list(tune.score(runs(ROWS), "avg_gap")) == [-3.0, -9.0, -30.0]
+
+
+@pytest.mark.parametrize("criterion, lr, first_mean", [("sum", 0.01, 252.0), ("avg_gap", 0.001, 3.0)])
+def test_choose_by_criterion(monkeypatch, tmp_path, criterion, lr, first_mean):
+    monkeypatch.setattr(tune, "read_runs", lambda path: (runs(ROWS), []))
+    chosen, scores = tune.choose("cifar_fast_cpu", "ugradsl", tmp_path, ["random"], criterion)
+    assert chosen["method.lr"] == lr and chosen["method.epochs"] == 5 and isinstance(chosen["method.epochs"], int)
+    assert scores["mean"].iloc[0] == pytest.approx(first_mean)  # best first, avg_gap shown as the gap itself
+
+
+def test_choose_names_missing_runs(monkeypatch, tmp_path):
+    monkeypatch.setattr(tune, "read_runs", lambda path: (runs(ROWS), []))
+    with pytest.raises(SystemExit, match="no tuning runs of ugradsl on cifar_fast_cpu \\(classwise\\)"):
+        tune.choose("cifar_fast_cpu", "ugradsl", tmp_path, ["classwise"], "sum")
+
+
+def test_write_puts_sweep_axes_at_the_root(monkeypatch, tmp_path):
+    monkeypatch.setattr(tune, "read_runs", lambda path: (runs(ROWS), []))
+    monkeypatch.setattr(tune, "TUNED", tmp_path)
+    chosen, scores = tune.choose("cifar_fast_cpu", "ugradsl", tmp_path, ["random"], "sum")
+    path = tune.write("cifar_fast_cpu", "ugradsl", chosen, scores, ["python run.py -m x=1"], "sum")
+    text = path.read_text()
+    assert text.startswith("# @package _global_\n") and "largest Sum" in text and "#   python run.py -m x=1" in text
+    values = yaml.safe_load(text)
+    assert values == {"method": {"batch_size": 64, "epochs": 5, "lr": 0.01}, "smooth_rate": -0.5, "p": 0.8}
+    assert "Sum - 1000" in text and "lr=0.01 smooth_rate=-1 p=0.8: random -730.00" in text  # every point's score is in the file
