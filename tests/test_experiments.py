@@ -17,11 +17,11 @@ SMALL = {"resnet18": ["model.width=4"], "vgg16_bn": ["model.width=4"], "cnn": ["
                   "model.config_overrides={num_hidden_layers:1,hidden_size:32,num_attention_heads:2,"
                   "intermediate_size:64}"],
          "mlp": [], "bow": [], "minilm": [], "fastcnn": ["model.widths=[4,8]"]}
-ROWS = {  # Table 6 row -> (method, sign of alpha)
-    "ga": ("ga", None), "ugradsl_no_retain_nls": ("ugradsl_no_retain", -1), "ugradsl_no_nls": ("ugradsl", 0),
-    "ugradsl_nls": ("ugradsl", -1), "ugradsl_pls": ("ugradsl", 1), "ft": ("ft", None),
-    "ugradsl_plus_no_nls": ("ugradsl_plus", 0), "ugradsl_plus_nls": ("ugradsl_plus", -1),
-    "ugradsl_plus_pls": ("ugradsl_plus", 1),
+ROWS = {  # Table 6 row -> (method, sign of alpha, the term of Eq. 10 left out): one method per family, one budget
+    "ga": ("ugradsl", 0, "retain"), "ugradsl_no_retain_nls": ("ugradsl", -1, "retain"),
+    "ugradsl_no_nls": ("ugradsl", 0, None), "ugradsl_nls": ("ugradsl", -1, None), "ugradsl_pls": ("ugradsl", 1, None),
+    "ft": ("ugradsl_plus", None, "forget"), "ugradsl_plus_no_nls": ("ugradsl_plus", 0, None),
+    "ugradsl_plus_nls": ("ugradsl_plus", -1, None), "ugradsl_plus_pls": ("ugradsl_plus", 1, None),
 }
 SHAPE = {"image": [3, 32, 32], "text": [256]}
 
@@ -74,11 +74,23 @@ def test_ablation_is_a_multirun_of_every_table6_row():
 @pytest.mark.parametrize("row", ROWS)
 def test_ablation_row_runs_with_its_method_and_alpha(row, tmp_path):
     cfg = compose_cfg(["experiment=ablation", f"+ablation={row}", *TINY], tmp_path)
-    method, sign = ROWS[row]
+    method, sign, without = ROWS[row]
     assert cfg.method.name == method and cfg.paradigm.name == "random" and cfg.table == "table6"
-    if sign is None:
-        assert "smooth_rate" not in cfg.method  # GA and FT rows leave the alpha column blank
-    else:
+    assert cfg.method.without == without
+    if sign is not None:  # FT (no forget term) has no alpha that acts
         assert _sign(cfg.method.smooth_rate) == sign
     metrics = run_experiment(cfg)
     assert all(v == v and abs(v) != float("inf") for k, v in metrics.items() if k in ("UA", "RA", "sum"))
+
+
+@pytest.mark.parametrize("regime", [[], ["dataset=digits"]])  # the method YAMLs' budget, and a regime's tuned one
+def test_ablation_rows_of_a_family_share_one_budget(regime, tmp_path):
+    """Table 6 compares components, not budgets: every GA-based row runs UGradSL's epochs, lr, batch and p, every
+    FT-based row UGradSL+'s (the regime's tuned values where it has them)."""
+    budget = lambda cfg: (cfg.method.epochs, cfg.method.lr, cfg.method.batch_size, cfg.method.p)  # noqa: E731
+    families = {}
+    for row, (method, _, _) in ROWS.items():
+        cfg = compose_cfg(["experiment=ablation", f"+ablation={row}", *regime], tmp_path)
+        families.setdefault(method, set()).add(budget(cfg))
+    assert {m: len(b) for m, b in families.items()} == {"ugradsl": 1, "ugradsl_plus": 1}
+    assert families["ugradsl"] != families["ugradsl_plus"]

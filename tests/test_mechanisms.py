@@ -143,6 +143,20 @@ def test_ugradsl_plus_gradient_is_eq10():
     _check_eq10("ugradsl_plus")
 
 
+@pytest.mark.parametrize("name", ["ugradsl", "ugradsl_plus"])
+def test_without_leaves_one_term_of_eq10_out_at_its_weight(name):
+    """Table 6's ablation rows: without=retain is the ascent term -(1 - p) CE_GLS(B_f) alone (GA at alpha 0),
+    without=forget the descent term p CE(B_r) alone (FT), each at the weight the mixed loss gives it."""
+    model, task = trained()
+    (xf, yf), (xr, yr) = forget, retain = fixed_batches(task)
+    ascent = loss_grad(method(name, smooth_rate=-0.5, p=0.7, without="retain"), model, task, forget, retain)
+    same(ascent, grad(lambda: -0.3 * gls_ce(model(xf), yf, -0.5), model))
+    descent = loss_grad(method(name, smooth_rate=-0.5, p=0.7, without="forget"), model, task, forget, retain)
+    same(descent, grad(lambda: 0.7 * F.cross_entropy(model(xr), yr), model))
+    with pytest.raises(Exception, match="without=.both. is invalid.*null, retain or forget"):  # via instantiate
+        method(name, smooth_rate=-0.5, p=0.7, without="both")
+
+
 @pins("ugradsl_no_retain")
 def test_ugradsl_no_retain_gradient_is_the_gls_ascent_term_only():
     model, task = trained()

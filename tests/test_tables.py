@@ -15,6 +15,7 @@ from unlearn.results_csv import read_runs
 from unlearn.tables import plan as planning
 from unlearn.tables import printer
 from unlearn.tables.preset import available, load
+from unlearn.tables.references import reference_key
 from unlearn.workspace import run_experiment
 
 TABLES = available()
@@ -167,12 +168,14 @@ def test_tables_of_the_same_experiment_share_their_references():
     """Tables 8, 13, 14 and 5's random block print one Retrain for the same data, split and seed: their Retrain jobs
     compose to one config (the table label aside), so one cached original and Retrain serve them all. (The 58.1 vs
     59.2 of the committed tables 13 and 8 came from runs a week apart in different environments, not presets.)"""
-    ids = {}
-    for table, block in (("table8", "CIFAR-10"), ("table13", "CIFAR-10"), ("table14", "CIFAR-10"),
-                         ("table5", "Random")):
-        jobs = [j for j in planning.plan(load(table, "cpu", ["retrain"]), [0, 1]) if j.block.name == block]
-        ids[table] = [j.config_id for j in jobs]
-    assert len({tuple(v) for v in ids.values()}) == 1, ids
+    def ids(table, block, row="retrain"):  # the Retrain models (cache keys) its jobs of seeds 0 and 1 load
+        jobs = [j for j in planning.plan(load(table, "cpu", [row]), [0, 1]) if j.block.name == block]
+        return tuple(reference_key(j) for j in jobs)
+
+    tier = {ids("table8", "CIFAR-10"), ids("table6", "CIFAR-10", "ugradsl_nls")}  # the fast tier (docs/tier.md)
+    # not yet moved to the tier: their (R) rows and epoch sweeps were chosen on the 2,500-image regime (issue 19)
+    old = {ids("table13", "CIFAR-10"), ids("table14", "CIFAR-10"), ids("table5", "Random")}
+    assert len(tier) == 1 and len(old) == 1 and tier != old
 
 
 # --- "already done" is a fact about inputs; partial runs never overwrite fuller tables ---------------------------

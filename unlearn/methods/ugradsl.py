@@ -11,6 +11,7 @@ from unlearn.methods.base import LossMethod
 
 MODES = ("fixed", "adaptive")
 DISTANCES = ("feature_cosine", "input_l2")
+TERMS = (None, "retain", "forget")  # `without`: a term of Eq. 10 left out (Table 6's ablation rows), or neither
 
 
 def pair_distances(model: nn.Module, xf: Tensor, xr: Tensor, distance: str) -> Tensor:
@@ -51,21 +52,25 @@ class UGradSL(LossMethod):
     Each forget batch is paired with an equal-size retain batch. `smooth_rate_mode=adaptive` (arXiv
     Sec. 10) gives each forget sample its own rate alpha_i = alpha * (1 - c_i / n_Br), c_i = number of
     retain samples of the paired batch B_r within distance `delta` of it (see `adaptive_smooth_rate`).
+    `without=retain|forget` leaves that term out and keeps the other's weight, its forward pass skipped: Table 6's
+    ablation rows (GA, "w/o D_r", FT) as the same method, loop and budget with one component removed.
     """
 
     drive = "forget"
     pair = True
 
     def __init__(self, *, smooth_rate: float, p: float, smooth_rate_mode: str, distance: str, delta: float,
-                 **recipe):
+                 without: str | None, **recipe):
         super().__init__(**recipe)
         name = type(self).__name__.lower()
         check_mixed(smooth_rate, p, f"{name}: ")
         require([("smooth_rate_mode", smooth_rate_mode in MODES, f"one of {MODES}"),
                  ("distance", distance in DISTANCES, f"one of {DISTANCES}"),
-                 ("delta", finite(delta) and delta > 0, "a finite number > 0 (distance threshold)")],
-                {"smooth_rate_mode": smooth_rate_mode, "distance": distance, "delta": delta}, f"{name}: ")
-        self.smooth_rate, self.p = smooth_rate, p
+                 ("delta", finite(delta) and delta > 0, "a finite number > 0 (distance threshold)"),
+                 ("without", without in TERMS, "null, retain or forget (a term of Eq. 10 to leave out)")],
+                {"smooth_rate_mode": smooth_rate_mode, "distance": distance, "delta": delta, "without": without},
+                f"{name}: ")
+        self.smooth_rate, self.p, self.without = smooth_rate, p, without
         self.smooth_rate_mode, self.distance, self.delta = smooth_rate_mode, distance, delta
 
     def forget_alpha(self, model: nn.Module, xf: Tensor, xr: Tensor) -> float | Tensor:
@@ -75,7 +80,15 @@ class UGradSL(LossMethod):
 
     def loss(self, run, forget, retain):
         (xf, yf), (xr, yr) = forget, retain
-        loss, f, r = mixed_loss(run.model(xf), yf, self.forget_alpha(run.model, xf, xr), self.p,
-                                run.model(xr), yr)
+        if self.without == "forget":  # p * CE(B_r): fine-tuning at the mixed loss's weight
+            r = F.cross_entropy(run.model(xr), yr)
+            run.record(retain_loss=r.detach())
+            return self.p * r
+        alpha = self.forget_alpha(run.model, xf, xr)
+        if self.without == "retain":  # -(1 - p) * CE_GLS(B_f): the ascent step the mixed loss takes
+            loss, f, _ = mixed_loss(run.model(xf), yf, alpha, self.p)
+            run.record(forget_loss=f.detach())
+            return loss
+        loss, f, r = mixed_loss(run.model(xf), yf, alpha, self.p, run.model(xr), yr)
         run.record(forget_loss=f.detach(), retain_loss=r.detach())
         return loss
