@@ -55,11 +55,13 @@ all-methods: $(STAMP)  ## every method x class-wise, random on the default data
 # CSV from this code) and prints ours beside the paper's numbers to results/tables/<table>_<scale>.{md,tex,csv}.
 # SCALE=paper is the paper's recipe (the default when CUDA is present), SCALE=cpu what 2 CPU cores do in minutes;
 # ARGS passes Hydra overrides to every job, e.g. ARGS="hydra/launcher=local" for parallel local jobs.
+# VARIANT=arxiv: UGradSL/UGradSL+ with the adaptive per-sample alpha, printed beside arXiv's numbers
+VARIANT ?= iclr
 SCALE ?= $(shell $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
 TABLES := table1 table2 table3 table4 table6 table7 table8 table9 table10 table11 table12 table14
 .PHONY: tables $(TABLES)
-$(TABLES): $(STAMP)  ## make table1 [SCALE=cpu|paper] [SEEDS=0,1,2] [ARGS="..."]: one paper table
-	$(PY) -m unlearn.tables run $@ --scale $(SCALE) --seeds $(SEEDS) -- $(ARGS)
+$(TABLES): $(STAMP)  ## make table1 [SCALE=cpu|paper] [SEEDS=0,1,2] [VARIANT=iclr|arxiv] [ARGS="..."]: one paper table
+	$(PY) -m unlearn.tables run $@ --scale $(SCALE) --seeds $(SEEDS) --variant $(VARIANT) -- $(ARGS)
 
 tables: $(TABLES)  ## every paper table above, one after the other
 

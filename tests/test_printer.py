@@ -191,3 +191,28 @@ def test_print_takes_the_paper_version_from_the_command_line(tmp_path):
     assert pd.read_csv(out / "table8_cpu.runs.csv").empty  # no runs yet: a header only
     assert main(args) == 0  # the default: ICLR
     assert "the paper's ICLR version (T8;" in (out / "table8_cpu.md").read_text()
+
+
+def test_the_arxiv_variant_runs_the_adaptive_alpha_and_prints_beside_arxiv_only(tmp_path, capsys):
+    """VARIANT=arxiv: every UGradSL/UGradSL+ job (and only those) runs smooth_rate_mode=adaptive, under its own
+    config id (never mistaken for the fixed-alpha run), and the table goes to <table>_<scale>_arxiv.* beside arXiv."""
+    plain, arxiv = load("table8", "cpu"), load("table8", "cpu", variant="arxiv")
+    jobs = {v: {(j.block.name, j.row.id): j for j in planning.plan(p, [0])} for v, p in (("iclr", plain), ("arxiv", arxiv))}
+    for key, job in jobs["arxiv"].items():
+        mode = job.cfg.method.get("smooth_rate_mode")
+        if job.row.method in ("ugradsl", "ugradsl_plus"):
+            assert mode == "adaptive" and job.config_id != jobs["iclr"][key].config_id, key
+        else:
+            assert job.config_id == jobs["iclr"][key].config_id, key
+    assert arxiv.stem == "table8_cpu_arxiv" and plain.stem == "table8_cpu"
+    out = tmp_path / "tables"
+    (tmp_path / "none.csv").write_text("")
+    args = ["print", "table8", "--rows", "retrain,ugradsl", "--results", str(tmp_path / "none.csv"), "--out", str(out)]
+    assert main([*args, "--variant", "arxiv"]) == 0
+    df = pd.read_csv(out / "table8_cpu_arxiv.csv", keep_default_na=False, na_values=[""])
+    assert {s.split()[0] for s in df["paper_source"].dropna()} == {"arxiv"} and not (out / "table8_cpu.csv").exists()
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--variant", "arxiv", "--paper", "iclr"])
+    assert stop.value.code == 2 and "--variant arxiv --paper iclr" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="variant='icml' is invalid; allowed: \\('iclr', 'arxiv'\\)"):
+        load("table8", "cpu", variant="icml")

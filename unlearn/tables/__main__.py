@@ -2,6 +2,7 @@
 
     python -m unlearn.tables run table1 --scale cpu --seeds 0,1,2 [-- extra overrides, e.g. device=cuda]
     python -m unlearn.tables print table1 --scale cpu [--paper arxiv]
+    python -m unlearn.tables run table8 --variant arxiv   UGradSL/UGradSL+ with arXiv's adaptive alpha, beside arXiv
     python -m unlearn.tables reprint table1 [--paper arxiv]   the paper's values beside a written table, no runs
     python -m unlearn.tables sentences [table1]    README sentences from results/tables/<table>_<scale>.csv (all: also
                                                    written to results/tables/sentences_<scale>.md; claims alike)
@@ -36,7 +37,7 @@ from unlearn.tables import launch
 from unlearn.tables import plan as planning
 from unlearn.tables import printer
 from unlearn.tables import preset as preset_files
-from unlearn.tables.preset import SCALES, available, load
+from unlearn.tables.preset import SCALES, VARIANTS, available, load
 
 
 def _runs(path: Path):
@@ -92,7 +93,7 @@ def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str], paper:
 def beside(df: pd.DataFrame, preset, out: Path) -> Path:
     """`out`, or `out/partial` when the table already written there holds more runs in some cell than this one:
     a partial run never overwrites a fuller (committed) table."""
-    written = out / f"{preset.table}_{preset.scale}.csv"
+    written = out / f"{preset.stem}.csv"
     cells = launch.fuller(df, pd.read_csv(written)) if written.is_file() else []
     if not cells:
         return out
@@ -113,13 +114,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/tables", help="folder of the printed tables")
     ap.add_argument("--rerun", action="store_true", help="run every job, even those already in the results CSV")
     ap.add_argument("--dry-run", action="store_true", help="list the jobs that would run, run nothing")
-    ap.add_argument("--paper", default="iclr", choices=("iclr", "arxiv"),
+    ap.add_argument("--paper", default=None, choices=("iclr", "arxiv"),
                     help="the paper version printed beside ours, one per table (a table only one version has "
-                         "prints that one)")
+                         "prints that one); default: the variant's")
+    ap.add_argument("--variant", default="iclr", choices=VARIANTS,
+                    help="arxiv: UGradSL and UGradSL+ rows run with the adaptive per-sample alpha (arXiv's Algorithm "
+                         "1) and print beside arXiv's numbers, to <table>_<scale>_arxiv.*")
     argv = list(sys.argv[1:] if argv is None else argv)
     own, extra = split_argv(argv)  # extra: Hydra overrides for every job
     args = ap.parse_args(own)
     args.overrides = extra
+    if args.variant == "arxiv" and args.paper == "iclr":
+        refuse("--variant arxiv --paper iclr would print arXiv's method beside ICLR's numbers; allowed with "
+               "--variant arxiv: --paper arxiv (the default)")
+    args.paper = args.paper or args.variant
     if args.command == "submit":  # the whole table as one job array, returning at once (unlearn/tables/submit.py)
         return __import__("unlearn.tables.submit", fromlist=["main"]).main(argv[1:])
     try:
@@ -154,14 +162,14 @@ def main(argv=None) -> int:
         ap.error("give a table, e.g. table1")
     if args.command == "reprint":  # the paper's values of one version beside a written table, without its runs
         try:
-            paths = printer.reprint(load(args.table, args.scale), Path(args.out), args.paper)
+            paths = printer.reprint(load(args.table, args.scale, variant=args.variant), Path(args.out), args.paper)
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print("written: " + ", ".join(str(p) for p in paths.values()))
         return 0
     try:
-        preset = load(args.table, args.scale, args.rows.split(",") if args.rows else None)
+        preset = load(args.table, args.scale, args.rows.split(",") if args.rows else None, args.variant)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

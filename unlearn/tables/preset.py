@@ -21,6 +21,11 @@ KEYS = ("title", "rows", "columns", "blocks", "select_blocks")  # a preset file'
 ROW_KEYS = ("id", "method", "label", "overrides", "paper_row", "selected_at")  # a row given as a mapping
 BLOCK_KEYS = (*SCALES, "paper_block", "note", "rte_unit", "skip_rows", "rte_like")
 SELECTED = "(R)"  # the entry of a preset's rows where its (R) rows go, read from selected_file(table)
+# VARIANT=arxiv: the arXiv version's Algorithm 1 computes a per-sample alpha (smooth_rate_mode=adaptive) in every run
+# of UGradSL and UGradSL+ (plain, (R) and ablation rows alike); the table prints beside arXiv's numbers only.
+VARIANTS = ("iclr", "arxiv")
+ADAPTIVE = ("ugradsl", "ugradsl_plus")
+ADAPTIVE_OVERRIDE = "method.smooth_rate_mode=adaptive"
 
 
 @dataclass
@@ -54,6 +59,12 @@ class Preset:
     columns: list[str]
     source: str  # the preset file's leading comment
     elsewhere: dict[str, str] = field(default_factory=dict)  # (R) rows left out: {row id: scale selected at}
+    variant: str = "iclr"  # VARIANTS: which version of the method the UGradSL rows run (and the paper printed)
+
+    @property
+    def stem(self) -> str:
+        """The written table's file stem: <table>_<scale>, and _arxiv for the arXiv variant."""
+        return f"{self.table}_{self.scale}" + ("" if self.variant == "iclr" else f"_{self.variant}")
 
 
 def _check_keys(path: Path, where: str, spec, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
@@ -125,11 +136,13 @@ def available() -> list[str]:
     return sorted((p.stem for p in PRESETS.glob("*.yaml")), key=lambda t: int(t.removeprefix("table")))
 
 
-def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
+def load(table: str, scale: str, only: list[str] | None = None, variant: str = "iclr") -> Preset:
     """The preset of `table` at `scale` (only the rows `only`, when given), checked: every row's method exists,
-    every column is known."""
+    every column is known. variant=arxiv runs UGradSL and UGradSL+ with the per-sample adaptive alpha."""
     if scale not in SCALES:
         raise ValueError(f"scale={scale!r} is invalid; allowed: {SCALES}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r} is invalid; allowed: {VARIANTS}")
     path = PRESETS / f"{table}.yaml"
     if not path.exists():
         raise ValueError(f"table={table!r} has no preset; allowed: {available()}")
@@ -151,6 +164,9 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
                          f"{sorted(set(elsewhere.values()))} scale, not {scale}; select them at {scale} scale first "
                          f"(make tune METHOD=<method> TABLE={table} SCALE={scale})")
     rows = [r for r in rows if r.id not in elsewhere]  # hyperparameters chosen for other data sizes and models
+    if variant == "arxiv":
+        rows = [Row(**{**vars(r), "overrides": [*r.overrides, ADAPTIVE_OVERRIDE]}) if r.method in ADAPTIVE else r
+                for r in rows]
     methods = {p.stem for p in (CONF / "method").glob("*.yaml")}
     bad = [r.method for r in rows if r.method not in methods]
     if bad or len({r.id for r in rows}) != len(rows):
@@ -165,5 +181,7 @@ def load(table: str, scale: str, only: list[str] | None = None) -> Preset:
                     rte_like=b.get("rte_like"))
               for name, b in spec["blocks"].items()]
     source = "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))
-    return Preset(table=table, title=spec["title"], scale=scale, rows=rows, blocks=blocks,
-                  columns=list(spec["columns"]), source=source, elsewhere=elsewhere)
+    title = spec["title"] + (" [arXiv variant: UGradSL and UGradSL+ with the adaptive per-sample alpha]"
+                             if variant == "arxiv" else "")
+    return Preset(table=table, title=title, scale=scale, rows=rows, blocks=blocks,
+                  columns=list(spec["columns"]), source=source, elsewhere=elsewhere, variant=variant)

@@ -212,16 +212,16 @@ def _atomic(path: Path, text: str) -> None:
 
 def write(df: pd.DataFrame, preset: Preset, notes: dict[str, str], folder: Path,
           runs: pd.DataFrame | None = None) -> dict[str, Path]:
-    """results/tables/<table>_<scale>.{md,tex,csv}, and .runs.csv (the rows behind the cells) when `runs` is
+    """results/tables/<table>_<scale>[_arxiv].{md,tex,csv}, and .runs.csv (the rows behind the cells) when `runs` is
     given; each written to a temp file and renamed."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"{preset.table}_{preset.scale}"
+    stem = folder / preset.stem
     paths = {"md": stem.with_suffix(".md"), "tex": stem.with_suffix(".tex"), "csv": stem.with_suffix(".csv")}
     _atomic(paths["md"], markdown(df, preset, notes))
     _atomic(paths["tex"], latex(df, preset))
     _atomic(paths["csv"], df.to_csv(index=False))
     if runs is not None:
-        paths["runs"] = folder / f"{preset.table}_{preset.scale}.runs.csv"
+        paths["runs"] = folder / f"{preset.stem}.runs.csv"
         _atomic(paths["runs"], runs.to_csv(index=False))
     return paths
 
@@ -229,7 +229,7 @@ def write(df: pd.DataFrame, preset: Preset, notes: dict[str, str], folder: Path,
 def reprint(preset: Preset, folder: Path, version: str = "iclr") -> dict[str, Path]:
     """Rewrite a written table with the paper's values of one version, from its own CSV (no runs needed): ours,
     bold and the block notes are kept as written."""
-    stem = folder / f"{preset.table}_{preset.scale}"
+    stem = folder / preset.stem
     if not stem.with_suffix(".csv").exists():
         raise ValueError(f"{stem.with_suffix('.csv')} does not exist; print the table first "
                          f"(python -m unlearn.tables print {preset.table} --scale {preset.scale})")
