@@ -35,7 +35,9 @@ REGIMES = {  # regime (train recipe) -> the overrides that select its data and m
 }
 REGIME_DATA = {"cifar_cpu": "cifar10_cpu", "cifar_fast_cpu": "cifar10_fast_cpu", "text_cpu": "newsgroups20"}
 CRITERIA = {"cifar_cpu": "avg_gap", "text_cpu": "avg_gap", "cifar_fast_cpu": "sum"}  # see the docstring
-KEEP = 5.0  # criterion `sum`: points of RA and TA a plain row may lose against the original model
+KEEP = 20.0  # criterion `sum`: points of RA and TA a plain row may lose against the original model. The paper's
+# own plain rows set the scale of "maintaining": its UGradSL row of Table 8 (CIFAR-10, ICLR) keeps RA 79.83 and TA
+# 73.94 against Retrain's 100.0 / 91.61 (GA: 99.48 / 94.55), i.e. it gave up ~20 points of each
 PARADIGMS = {"classwise": ["paradigm=classwise", "paradigm.forget_class=random"],
              "random": ["paradigm=random", "paradigm.forget_fraction=0.1"]}
 STEPS = {"method.batch_size": [64]}  # a few thousand images: the paper's 256 would leave D_f one or two steps
@@ -203,12 +205,14 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
 
 
 def main() -> None:
+    global KEEP  # --keep
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("regime", choices=sorted(REGIMES))
     ap.add_argument("methods", help=f"comma-separated, from {sorted(GRIDS)}")
     ap.add_argument("--seeds", default="0", help="seeds per grid point (comma-separated)")
     ap.add_argument("--results", default="results/tuning/runs.csv")
     ap.add_argument("--paradigms", default=",".join(PARADIGMS), help=f"comma-separated, from {list(PARADIGMS)}")
+    ap.add_argument("--keep", type=float, default=KEEP, help="criterion sum: RA/TA points a point may lose (default %(default)s)")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--choose-only", action="store_true", help="write the tuned file from existing results")
     ap.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2",
@@ -219,6 +223,9 @@ def main() -> None:
         key, values = item.split("=", 1)
         EXTRA[key] = [int(v) if v.lstrip("-").isdigit() else float(v) for v in values.split(",")]
     results = ROOT / args.results
+    if not 0 <= args.keep <= 100:
+        raise SystemExit(f"--keep {args.keep}: allowed a number of points in [0, 100]")
+    KEEP = args.keep
     paradigms = args.paradigms.split(",")
     bad = [p for p in paradigms if p not in PARADIGMS]
     if bad:

@@ -168,6 +168,11 @@ def test_claims_are_judged_from_the_tables(tmp_path):
     table = claims.render(tmp_path)
     assert "T8 CIFAR-10: UA 70.0 vs 0.00, RTE ×9.0 ✗ RTE" in table
     assert "T8 CIFAR-10: closest RL 8.00 (ranks: UGradSL 2 of 3) ✗" in table
+    _table(tmp_path, "table8", {"retrain": {"avg_gap": 0.0, "UA": 60.0, "RTE": 2.0},  # an (R) row aims at the gap:
+                                "ugradsl_r_cifar10": {"avg_gap": 1.0, "UA": 58.0, "RTE": 0.2},  # not counted
+                                "ugradsl": {"avg_gap": 9.0, "UA": 70.0, "RTE": 0.2},
+                                "rl": {"avg_gap": 8.0, "UA": 50.0, "RTE": 0.5}})
+    assert "T8 CIFAR-10: closest RL 8.00 (ranks: UGradSL 2 of 2) ✗" in claims.render(tmp_path)
 
 
 def test_the_sentences_command_writes_the_markdown_beside_the_tables(tmp_path, capsys):

@@ -5,7 +5,7 @@ generated, not argued:
 1. UGradSL forgets more than GA at a similar cost: UA higher by more than the two stds summed, with an RTE at most
    RTE_RATIO times GA's (every block of the standard tables that has both rows).
 2. With gradient mixing, NLS beats PLS (Table 6): higher UA and a smaller Avg. Gap, for UGradSL and UGradSL+.
-3. On random forgetting UGradSL or UGradSL+ is closest to Retrain (smallest Avg. Gap among all rows).
+3. On random forgetting UGradSL or UGradSL+ is closest to Retrain (smallest Avg. Gap among the plain rows).
 4. More epochs forget more (Table 14): UGradSL's and UGradSL+'s UA rises from the fewest to the most epochs.
 """
 from __future__ import annotations
@@ -22,6 +22,8 @@ CEILING = 99.5  # UA (%) at which a method has forgotten all of D_f
 STANDARD = ("table1", "table2", "table3", "table7", "table8", "table9", "table10", "table11", "table12")  # one row
 # per method (tables 5, 6, 13, 14 reuse these jobs or vary one method's settings)
 OURS = ("ugradsl", "ugradsl_plus")
+R_ROW = "_r_"  # an (R) row's id (<method>_r_<block>): selected toward Retrain, so left out of claim 3, which
+# compares the rows every method has (the paper's ICLR tables have no (R) rows)
 
 
 def _one(df: pd.DataFrame, block: str, row: str, column: str) -> tuple[float, float] | None:
@@ -97,7 +99,8 @@ def closest_on_random(tables: dict[str, pd.DataFrame], presets: dict) -> tuple[s
         if not is_random(presets[table], block):
             continue
         gap = cells(df, block, "avg_gap")
-        gap = gap[gap["method"] != "retrain"].sort_values("value", kind="stable").reset_index(drop=True)
+        plain = (gap["method"] != "retrain") & ~gap["row"].astype(str).str.contains(R_ROW)  # (R) rows aim elsewhere
+        gap = gap[plain].sort_values("value", kind="stable").reset_index(drop=True)
         if gap.empty or not gap["row"].isin(OURS).any():
             continue
         best = gap.iloc[0]
@@ -133,8 +136,8 @@ CLAIMS = (
      f"{RTE_RATIO:g}× GA's; every block of tables {', '.join(t[5:] for t in STANDARD)}", forgets_more_than_ga),
     ("NLS beats PLS with gradient mixing (Table 6)", "higher UA and smaller Avg. Gap, UGradSL and UGradSL+",
      nls_beats_pls),
-    ("UGradSL or UGradSL+ is closest to Retrain on random forgetting", "smallest Avg. Gap of all rows; random "
-     "blocks of the tables above", closest_on_random),
+    ("UGradSL or UGradSL+ is closest to Retrain on random forgetting", "smallest Avg. Gap of the plain rows ((R) "
+     "rows left out); random blocks of the tables above", closest_on_random),
     ("More epochs forget more (Table 14)", "UA rises by more than 1 point from the fewest to the most epochs, "
      "UGradSL and UGradSL+", epochs_trend),
 )
