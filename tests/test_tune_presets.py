@@ -60,3 +60,17 @@ def test_write_puts_sweep_axes_at_the_root(monkeypatch, tmp_path):
     values = yaml.safe_load(text)
     assert values == {"method": {"batch_size": 64, "epochs": 5, "lr": 0.01}, "smooth_rate": -0.5, "p": 0.8}
     assert "Sum - 1000" in text and "lr=0.01 smooth_rate=-1 p=0.8: random -730.00" in text  # every point's score is in the file
+
+
+def test_a_tuned_file_sets_the_sweep_axes_and_the_command_line_still_wins(tmp_path):
+    """conf/tuned/cifar_fast_cpu/ugradsl.yaml (written by write() above) sets smooth_rate and p at the root: they
+    reach the method on the tier, a command-line value beats them, and other regimes keep config.yaml's."""
+    from tests.conftest import compose_cfg
+    tuned = yaml.safe_load((ROOT / "conf" / "tuned" / "cifar_fast_cpu" / "ugradsl.yaml").read_text())
+    cfg = compose_cfg(["experiment=cifar10_random_fast_cpu", "method=ugradsl"], tmp_path)
+    assert (cfg.method.smooth_rate, cfg.method.p, cfg.method.lr) == (tuned["smooth_rate"], tuned["p"],
+                                                                      tuned["method"]["lr"])
+    cfg = compose_cfg(["experiment=cifar10_random_fast_cpu", "method=ugradsl", "smooth_rate=-0.3", "p=0.6"], tmp_path)
+    assert (cfg.method.smooth_rate, cfg.method.p) == (-0.3, 0.6)
+    cfg = compose_cfg(["method=ugradsl"], tmp_path)  # digits: its tuned file sets method keys only
+    assert (cfg.method.smooth_rate, cfg.method.p) == (-0.5, 0.8)
