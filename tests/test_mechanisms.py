@@ -511,3 +511,16 @@ def test_rl_sequential_passes_d_f_then_d_r_and_combined_mixes_them():
     steps, task = _visits("rl", loop="combined")
     assert _covers(steps, "f", task.split.forget) and _covers(steps, "r", task.split.retain)
     assert sum(len(s["f"]) > 0 and len(s["r"]) > 0 for s in steps) > len(steps) // 2
+
+
+def test_a_single_sample_last_batch_joins_the_one_before():
+    """Batch norm cannot train on one sample: a D_f of 161 at batch 32 crashed UGradSL on digits (table 8's (R)
+    selection). The unlearning loop folds such a last batch into the one before; every sample is seen once."""
+    from unlearn.train import batches, n_batches
+    g = torch.Generator().manual_seed(0)
+    got = list(batches(torch.arange(161), 32, g, fold_single=True))
+    assert [len(b) for b in got] == [32, 32, 32, 32, 33] == [len(b) for b in got][:n_batches(161, 32, True)]
+    assert sorted(torch.cat(got).tolist()) == list(range(161))
+    assert [len(b) for b in batches(torch.arange(161), 32, g)] == [32] * 5 + [1]  # fit() keeps its batches
+    assert [len(b) for b in batches(torch.arange(1), 32, g, fold_single=True)] == [1]
+    assert n_batches(160, 32, True) == 5 and n_batches(162, 32, True) == 6

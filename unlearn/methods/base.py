@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -13,7 +12,7 @@ from torch import Tensor, nn
 from unlearn.data import Data
 from unlearn.paradigms import Split
 from unlearn.progress import Diverged, Progress, nonfinite
-from unlearn.train import PLAIN, Compute, Cycler, Recipe, accumulated_step, batches, prefetched
+from unlearn.train import PLAIN, Compute, Cycler, Recipe, accumulated_step, batches, n_batches, prefetched
 
 
 @dataclass
@@ -173,8 +172,8 @@ class LossMethod(RecipeMethod):
         in_forget = torch.zeros(len(data.y_train), dtype=torch.bool, device=main.device)
         in_forget[split.forget] = True
         opt = r.optimizer_for(model.parameters())
-        per_epoch = (math.ceil(len(split.forget) / r.batch_size) + math.ceil(len(split.retain) / r.batch_size)
-                     if self.drive == "forget_then_retain" else math.ceil(len(main) / r.batch_size))
+        per_epoch = (n_batches(len(split.forget), r.batch_size, True) + n_batches(len(split.retain), r.batch_size, True)
+                     if self.drive == "forget_then_retain" else n_batches(len(main), r.batch_size, True))
         sched = r.scheduler_for(opt, r.epochs * per_epoch)
         run = Run(model, task, g)
         stepper = task.compute.stepper(model, opt)
@@ -193,10 +192,10 @@ class LossMethod(RecipeMethod):
                 run.epoch, run.sums = epoch, {}
                 self.start_epoch(run)
                 lr = opt.param_groups[0]["lr"]
-                epoch_batches = (prefetched(batches(main, r.batch_size, g), data.x_train)
+                epoch_batches = (prefetched(batches(main, r.batch_size, g, fold_single=True), data.x_train)
                                  if self.drive != "forget_then_retain" else
-                                 itertools.chain(prefetched(batches(split.forget, r.batch_size, g), data.x_train),
-                                                 prefetched(batches(split.retain, r.batch_size, g), data.x_train)))
+                                 itertools.chain(*(prefetched(batches(part, r.batch_size, g, fold_single=True),
+                                                              data.x_train) for part in (split.forget, split.retain))))
                 for b in epoch_batches:
                     if both:
                         is_f = in_forget[b]
