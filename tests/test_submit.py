@@ -1,5 +1,6 @@
-"""A whole table submitted as one job array that returns at once (unlearn/tables/submit.py), and tables whose
-jobs write no shared results CSV (results_csv=null): results collected from the run folders."""
+"""A whole table submitted as job arrays that return at once (unlearn/tables/submit.py): one per kind and time
+limit, method arrays after the reference arrays on SLURM; and tables whose jobs write no shared results CSV
+(results_csv=null): results collected from the run folders."""
 import pandas as pd
 
 from unlearn.tables import launch, submit
@@ -14,24 +15,129 @@ def _jobs(err: str) -> list[str]:
     return [line for line in err.splitlines() if " seed " in line.split(":")[0]]
 
 
-def test_dry_run_lists_every_block_row_and_seed_in_one_array_with_derived_limits(capsys):
-    """table1 at paper scale: one array of 3 blocks x 12 rows x 2 seeds (minus rows a block skips) plus one job per
-    reference model; its time limit is the cluster's, its requeues cover ImageNet's references, each job carries
-    its block's lock timeout; FF on ImageNet (the paper's ~145 h, not resumable) is said not to fit."""
+def _arrays(err: str) -> list[dict]:
+    """The dry run's or the submission's array lines, parsed."""
+    out = []
+    for line in err.splitlines():
+        if line.startswith("array "):
+            head, rest = line.split(": ", 1)
+            out.append({"n": int(rest.split()[0]), "references": " reference models of " in rest,
+                        "timeout_min": int(rest.split("timeout_min=")[1].split(",")[0]),
+                        "requeues": int(rest.split("requeues=")[1].split(",")[0]), "line": rest})
+    return out
+
+
+class _Job:  # what submit() returns per job: SLURM's id <array>_<task>
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+
+
+def _fake_submit(calls: list):
+    """A submit() that records each array (entries, init, update) and returns fake SLURM jobs: no cluster."""
+    def fake(entries, init, update, cwd):
+        calls.append((entries, init, update))
+        return [_Job(f"{1000 + len(calls)}_{k}") for k in range(len(entries))]
+    return fake
+
+
+def test_dry_run_lists_every_block_row_and_seed_in_arrays_by_derived_limits(capsys):
+    """table1 at paper scale: 3 blocks x 12 rows x 2 seeds (minus rows a block skips) plus one job per reference
+    model, in arrays by kind and derived limits: reference arrays first; CIFAR-10's method jobs get their own short
+    time limit, not ImageNet's 720 min; ImageNet's reference array requeues enough for its training; every method
+    array waits for every reference array; each job carries its block's lock timeout; FF on ImageNet (the paper's
+    ~145 h, not resumable) is said not to fit."""
     assert submit.main(["table1", "--seeds", "0,1", "--dry-run", "--", "hydra/launcher=slurm",
                         "hydra.launcher.partition=gpu"]) == 0
     err = capsys.readouterr().err
     jobs = _jobs(err)
     methods = planning.plan(load("table1", "paper"), [0, 1], [])
     assert len(jobs) == len(methods) + 3 * 2 * 2  # + an original and a Retrain per block and seed
-    head = next(line for line in err.splitlines() if "one array of" in line)
-    assert f"one array of {len(jobs)}" in head and "timeout_min=720" in head and "slurm_partition=gpu" in head
-    requeues = int(head.split("slurm_max_num_timeout=")[1].split(",")[0])
-    assert 720 * (requeues + 1) >= 1.5 * 1570.8 / 0.9  # ImageNet's original at the paper's Retrain RTE / 0.9
+    arrays = _arrays(err)
+    head = next(line for line in err.splitlines() if " to submit in " in line)
+    assert f"{len(jobs)} to submit in {len(arrays)} arrays" in head and "slurm_partition=gpu" in head
+    assert sum(a["n"] for a in arrays) == len(jobs)
+    kinds = [a["references"] for a in arrays]
+    assert kinds == sorted(kinds, reverse=True) and kinds.count(True) >= 2  # reference arrays first
+    refs = ", ".join(str(i) for i, a in enumerate(arrays, 1) if a["references"])
+    assert all(f"depends on arrays {refs} (afterany)" in a["line"] for a in arrays if not a["references"])
+    assert all("no dependency" in a["line"] for a in arrays if a["references"])
+    imagenet = [a for a in arrays if a["line"].split(" of ")[1].startswith("ImageNet")]
+    cifar = [a for a in arrays if not a["references"] and "CIFAR-10" in a["line"]]
+    assert cifar and all(a["timeout_min"] <= 720 / 4 and "ImageNet" not in a["line"] for a in cifar)
+    assert all(a["timeout_min"] == 720 for a in imagenet)
+    (ref,) = [a for a in imagenet if a["references"]]
+    assert 720 * (ref["requeues"] + 1) >= 1.5 * 1570.8 / 0.9  # ImageNet's original at the paper's Retrain RTE / 0.9
     locks = {line.split(" / ")[0]: int(line.rsplit("lock_timeout=", 1)[1]) for line in jobs}
     assert locks["ImageNet"] > 86400 > locks["CIFAR-10"]
     assert all(" seed=" in line for line in jobs)
     assert [line for line in err.splitlines() if line.startswith("warning: ImageNet / ff seed")]
+
+
+def test_on_slurm_method_arrays_start_after_every_reference_array(tmp_path, monkeypatch, capsys):
+    """Submitted (to a fake submit()): the reference arrays go first, each method array's update parameters carry
+    `dependency=afterany:<every reference array's id>`, and jobs.csv says which array holds which job."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(planning, "missing_data", lambda cfg, download=True: None)  # no data, and none fetched
+    calls = []
+    monkeypatch.setattr(submit, "submit", _fake_submit(calls))
+    assert submit.main(["table1", "--rows", "retrain,ft,ga", "--seeds", "0", "--", "hydra/launcher=slurm",
+                        "hydra.launcher.partition=gpu"]) == 0
+    refs = [c for c in calls if c[0][0].argv[0].startswith("stage=")]
+    assert refs and calls[:len(refs)] == refs  # reference arrays first
+    assert all(e.argv[0].startswith("stage=") == (c in refs) for c in calls for e in c[0])  # kinds never mixed
+    ids = [str(1000 + k) for k in range(1, len(refs) + 1)]
+    for entries, init, update in calls:
+        extra = update["slurm_additional_parameters"]
+        assert extra["requeue"] is True  # the preset's own sbatch --requeue
+        assert extra.get("dependency") == (None if entries[0].argv[0].startswith("stage=") else
+                                           "afterany:" + ":".join(ids))
+        assert {e.limits.timeout_min for e in entries} == {update["timeout_min"]}
+        assert {e.limits.max_num_timeout for e in entries} == {init["slurm_max_num_timeout"]}
+    timeout = {e.label.split(" / ")[0]: u["timeout_min"] for es, _, u in calls[len(refs):] for e in es}
+    assert timeout["CIFAR-10"] < timeout["ImageNet"] / 4
+    (folder,) = (tmp_path / "results" / "submitted").iterdir()
+    listed = pd.read_csv(folder / "jobs.csv")
+    assert list(listed["array"].unique()) == list(range(1, len(calls) + 1))
+    assert (listed["job_id"].str.split("_").str[0].astype(int) == 1000 + listed["array"]).all()
+    assert f"in {len(calls)} arrays" in capsys.readouterr().err
+
+
+def test_the_users_additional_parameters_survive_beside_the_dependency(tmp_path, monkeypatch):
+    """A preset's additional_parameters the user extended (mail_type) or that hold a dependency of theirs are
+    merged with the arrays' dependency, never overwritten (both dependencies must hold)."""
+    calls = []
+    monkeypatch.setattr(submit, "submit", _fake_submit(calls))
+    monkeypatch.chdir(tmp_path)  # the submission folder and jobs.csv
+    extra = [*SHRINK, "hydra/launcher=slurm", "+hydra.launcher.additional_parameters.mail_type=END",
+             "+hydra.launcher.additional_parameters.dependency=afterok:77"]
+    assert submit.main(["table10", "--scale", "cpu", "--rows", "ga", "--seeds", "0", "--", *extra]) == 0
+    assert len(calls) == 2  # at CPU scale no derived limits: one reference array, one method array
+    (_, _, ref), (_, _, method) = calls
+    assert ref["slurm_additional_parameters"] == {"requeue": True, "mail_type": "END", "dependency": "afterok:77"}
+    assert method["slurm_additional_parameters"] == {"requeue": True, "mail_type": "END",
+                                                     "dependency": "afterok:77,afterany:1001"}
+
+
+def test_the_local_executor_has_no_dependency_and_its_method_jobs_wait_on_locks(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(submit, "submit", _fake_submit(calls))
+    monkeypatch.chdir(tmp_path)  # the submission folder and jobs.csv
+    extra = [*SHRINK, "hydra/launcher=local_submitit"]
+    assert submit.main(["table10", "--scale", "cpu", "--rows", "ga,ft", "--seeds", "0", "--", *extra]) == 0
+    assert [len(c[0]) for c in calls] == [2, 2]  # the original and the Retrain model; GA and FT
+    assert not any("dependency" in str(update) for _, _, update in calls)
+    assert "waits on the reference jobs' locks" in capsys.readouterr().err
+
+
+def test_variant_arxiv_reaches_the_ugradsl_rows_and_a_bad_one_is_refused_in_one_line(capsys):
+    args = ["table10", "--scale", "cpu", "--rows", "ga,ugradsl", "--seeds", "0", "--dry-run"]
+    assert submit.main([*args, "--variant", "arxiv", "--", *SHRINK, "hydra/launcher=local_submitit"]) == 0
+    jobs = {line.split(":")[0]: line for line in _jobs(capsys.readouterr().err)}
+    assert "method.smooth_rate_mode=adaptive" in jobs["CIFAR-10 / ugradsl seed 0"]
+    assert "smooth_rate_mode" not in jobs["CIFAR-10 / ga seed 0"]
+    assert submit.main([*args, "--variant", "icml", "--", "hydra/launcher=local_submitit"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'icml'" in err and "iclr" in err and "arxiv" in err
 
 
 def test_a_launcher_that_cannot_submit_is_refused_in_one_line(capsys):
@@ -40,7 +146,7 @@ def test_a_launcher_that_cannot_submit_is_refused_in_one_line(capsys):
     assert len(err.splitlines()) == 1 and "hydra/launcher=JoblibLauncher" in err and "local_submitit" in err
 
 
-def test_a_table_submitted_as_one_array_runs_without_a_shared_csv_and_prints(tmp_path, monkeypatch, capsys):
+def test_a_table_submitted_as_arrays_runs_without_a_shared_csv_and_prints(tmp_path, monkeypatch, capsys):
     """Submitted through submitit's local executor with results_csv=null: the call returns with the jobs queued;
     once they end, the runner finds every job done from the run folders' metrics.json (nothing left to submit)
     and `tables print` collects them."""
@@ -50,14 +156,16 @@ def test_a_table_submitted_as_one_array_runs_without_a_shared_csv_and_prints(tmp
     real = submit.submit
 
     def keep(*args):
-        submitted.extend(real(*args))
-        return submitted
+        jobs = real(*args)  # once per array: the reference models', then the method jobs'
+        submitted.extend(jobs)
+        return jobs
     monkeypatch.setattr(submit, "submit", keep)
     args = ["table10", "--scale", "cpu", "--rows", "ga,ft", "--seeds", "0"]
     assert submit.main([*args, "--", *extra]) == 0
     assert len(submitted) == 4  # the original, the Retrain model, GA, FT
     (folder,) = (tmp_path / "results" / "submitted").iterdir()
     listed = pd.read_csv(folder / "jobs.csv")
+    assert listed.groupby("array")["overrides"].apply(lambda o: o.str.startswith("stage=").sum()).tolist() == [2, 0]
     assert listed["overrides"].str.startswith("stage=").sum() == 2 and not listed["overrides"].str.contains(
         "results_csv=results").any()
     for job in submitted:

@@ -1,17 +1,23 @@
-"""Submit a whole paper table (every block x row x seed not yet done) as one job array, and return at once.
+"""Submit a whole paper table (every block x row x seed not yet done) as a few job arrays, and return at once.
 
-    python -m unlearn.tables.submit table1 --scale paper [--seeds 0,1,2] [--rows ..] [--references-only]
-        [--margin 1.5] [--dry-run] -- hydra/launcher=slurm hydra.launcher.partition=gpu [overrides]
+    python -m unlearn.tables.submit table1 --scale paper [--seeds 0,1,2] [--rows ..] [--variant arxiv]
+        [--references-only] [--margin 1.5] [--dry-run] -- hydra/launcher=slurm hydra.launcher.partition=gpu [overrides]
     make submit TABLE=table1 SCALE=paper ARGS="hydra.launcher.partition=gpu"
 
-The array holds, first, one job per reference model the table needs (`stage=original`, `stage=retrain`: each
-trains one model, resumable from its checkpoints), then one job per (block, row, seed) whose result is not yet
-there from this code on this setup (the table runner's rule). A method job that needs a reference still in
-training waits on its cache lock; when that job is stopped (time limit, preemption) the lock is freed and the
-waiter resumes the training from the checkpoint itself. The launcher preset (hydra/launcher=slurm, or
-local_submitit to try it on this machine) gives the array's resources; at paper scale its time limit and
-requeues, and each job's `lock_timeout`, are derived from the preset's cost estimate (unlearn/tables/limits.py).
-`python -m unlearn.tables print <table> --scale <scale>` collects the results whenever you like.
+The jobs are one per reference model the table needs (`stage=original`, `stage=retrain`: each trains one model,
+resumable from its checkpoints), and one per (block, row, seed) whose result is not yet there from this code on
+this setup (the table runner's rule). An array has one time limit and one requeue count, so the jobs go into one
+array per derived (timeout_min, max_num_timeout), reference jobs and method jobs never together (jobs without
+derived limits, as at CPU scale, share the preset's): a CIFAR-10 job no longer asks for ImageNet's limit.
+On SLURM every method array depends on all reference arrays (`--dependency=afterany:<ids>`), so no method job
+holds a GPU while it waits for a reference in training. `afterany`, not `afterok`: a reference job that failed
+or ran out of requeues leaves its checkpoint, and the method job that needs it resumes that training itself under
+the cache lock (its limits cover it). The local executor (local_submitit) has no dependencies: its method jobs
+start at once and wait on the reference jobs' cache locks; a waiter resumes a training whose job was stopped.
+The launcher preset (hydra/launcher=slurm, or local_submitit to try it on this machine) gives the arrays'
+resources; at paper scale the time limits, requeues and each job's `lock_timeout` are derived from the preset's
+cost estimate (unlearn/tables/limits.py). `python -m unlearn.tables print <table> --scale <scale>` collects the
+results whenever you like.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -30,7 +36,7 @@ from unlearn.tables import limits
 from unlearn.tables import plan as planning
 from unlearn.tables import launch
 from unlearn.tables.launch import done, say
-from unlearn.tables.preset import SCALES, load
+from unlearn.tables.preset import SCALES, VARIANTS, load
 from unlearn.tables.references import reference_jobs
 from unlearn.cli import split_argv
 
@@ -39,7 +45,7 @@ ALLOWED = ("slurm", "local_submitit")
 
 @dataclass
 class Entry:
-    """One job of the array: a label and the overrides of its `python -m unlearn.app` run."""
+    """One job: a label and the overrides of its `python -m unlearn.app` run, and its derived limits."""
     label: str
     argv: list[str]
     limits: limits.Limits | None
@@ -65,7 +71,7 @@ class Task:
 
 
 def entries(preset, jobs, extra: list[str], hl, margin: float, references_only: bool) -> list[Entry]:
-    """The array's jobs: every reference model, then the method jobs `jobs`; each with its derived limits."""
+    """The table's jobs: every reference model, then the method jobs `jobs`; each with its derived limits."""
     labels = [f"table={preset.table}", f"scale={preset.scale}"]
     target, (cap, requeues) = str(hl.get("_target_", "")), limits.cap(hl)
     minutes = {b.name: limits.block_minutes(preset, b) for b in preset.blocks if b.overrides is not None}
@@ -89,8 +95,8 @@ def lock(lim: limits.Limits | None, extra: list[str]) -> list[str]:
 
 
 def parameters(hl, entries_: list[Entry], folder: Path, name: str) -> tuple[str, dict, dict]:
-    """(cluster, executor init parameters, update_parameters) of the array from the launcher preset `hl`, with
-    the largest derived time limit and requeues of its jobs (one array has one set)."""
+    """(cluster, executor init parameters, update_parameters) of an array of `entries_` from the launcher preset
+    `hl`, with the largest derived time limit and requeues of its jobs (one array has one set)."""
     target = str(hl.get("_target_", ""))
     if "submitit" not in target:
         raise ValueError(f"hydra/launcher={target.rsplit('.', 1)[-1] or 'basic'} cannot submit a job array; allowed: "
@@ -112,8 +118,66 @@ def parameters(hl, entries_: list[Entry], folder: Path, name: str) -> tuple[str,
     return cluster, init, {**update, "name": name}
 
 
+@dataclass
+class Array:
+    """One job array: its jobs, whether they train reference models, its executor parameters, and the numbers
+    (from 1) of the arrays it starts after."""
+    entries: list[Entry]
+    references: bool
+    init: dict
+    update: dict
+    after: list[int] = field(default_factory=list)
+
+    def describe(self, cluster: str) -> str:
+        kind = "reference models" if self.references else "method jobs"
+        blocks = list(dict.fromkeys(e.label.split(" / ")[0] for e in self.entries))
+        requeues = self.init.get(f"{cluster}_max_num_timeout", "submitit's default")
+        after = (f"depends on arrays {', '.join(map(str, self.after))} (afterany)" if self.after else
+                 "no dependency (local executor: waits on the reference jobs' locks)" if not self.references
+                 and cluster != "slurm" else "no dependency")
+        return (f"{len(self.entries)} {kind} of {', '.join(blocks)}, timeout_min={self.update.get('timeout_min')}, "
+                f"requeues={requeues}, {after}")
+
+
+def is_reference(e: Entry) -> bool:
+    return e.argv[0].startswith("stage=")
+
+
+def arrays(hl, work: list[Entry], folder: Path, name: str) -> tuple[str, list[Array]]:
+    """(cluster, the arrays of `work`): one per kind (reference / method) and derived (timeout_min,
+    max_num_timeout), reference arrays first, each kind by ascending limits; on SLURM each method array starts
+    after every reference array."""
+    groups: dict[tuple, list[Entry]] = {}
+    for e in work:
+        lim = None if e.limits is None else (e.limits.timeout_min, e.limits.max_num_timeout)
+        groups.setdefault((is_reference(e), lim), []).append(e)
+    cluster, out = "", []
+    order = sorted(groups, key=lambda k: (not k[0], k[1] is not None, k[1] or ()))  # None: the preset's limits
+    for ref, lim in order:
+        group = groups[(ref, lim)]
+        cluster, init, update = parameters(hl, group, folder, name)
+        out.append(Array(group, ref, init, update))
+    if cluster == "slurm":
+        refs = [i for i, a in enumerate(out, 1) if a.references]
+        for a in out:
+            a.after = [] if a.references else refs
+    return cluster, out
+
+
+def depend(update: dict, cluster: str, ids: list[str]) -> dict:
+    """`update` with a SLURM dependency on the arrays `ids` (they must have ended, however), merged into the
+    preset's own additional_parameters (a dependency of the user's is kept: both must hold)."""
+    if not ids:
+        return update
+    key = f"{cluster}_additional_parameters"
+    extra = dict(update.get(key) or {})
+    mine = "afterany:" + ":".join(ids)
+    extra["dependency"] = f"{extra['dependency']},{mine}" if extra.get("dependency") else mine
+    return {**update, key: extra}
+
+
 def submit(entries_: list[Entry], init: dict, update: dict, cwd: str):
-    """One array of `entries_` through submitit; returns its jobs at once (nothing waits for them)."""
+    """One array of `entries_` through submitit (the only call to it); returns its jobs at once."""
     import submitit
     executor = submitit.AutoExecutor(**init)
     executor.update_parameters(**update)
@@ -131,13 +195,17 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="results/runs.csv", help="the results CSV (results_csv of the runs)")
     ap.add_argument("--margin", type=float, default=limits.MARGIN,
                     help="time limits = this x the paper's minutes (paper scale; default %(default)s)")
+    ap.add_argument("--variant", default="iclr", help=f"one of {', '.join(VARIANTS)}: arxiv runs the UGradSL rows "
+                    "with the adaptive per-sample alpha (as `tables run --variant`); default %(default)s")
     ap.add_argument("--references-only", action="store_true", help="only the reference models' jobs")
     ap.add_argument("--rerun", action="store_true", help="submit every job, even those already done")
-    ap.add_argument("--dry-run", action="store_true", help="print the array's jobs and parameters, submit nothing")
+    ap.add_argument("--dry-run", action="store_true", help="print the arrays, their jobs and parameters; submit none")
     own, extra = split_argv(argv)
     args = ap.parse_args(own)
     try:
-        preset = load(args.table, args.scale, args.rows.split(",") if args.rows else None)
+        if args.variant not in VARIANTS:  # checked here, not by argparse: one line, with what is allowed
+            raise ValueError(f"--variant={args.variant!r} is invalid; allowed: {', '.join(VARIANTS)}")
+        preset = load(args.table, args.scale, args.rows.split(",") if args.rows else None, args.variant)
         try:
             seeds = [int(s) for s in args.seeds.split(",")]
         except ValueError:
@@ -169,30 +237,40 @@ def main(argv=None) -> int:
         return 0
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     folder = Path("results/submitted") / f"{args.table}_{args.scale}_{stamp}"
-    cluster, init, update = parameters(hl, work, folder, f"unlearn-{args.table}")
-    n_refs = sum(e.argv[0].startswith("stage=") for e in work)
-    say(f"{args.table} ({args.scale}): {len(jobs)} jobs, {len(jobs) - len(todo)} done, one array of {len(work)}: "
-        f"{n_refs} reference models, {len(work) - n_refs} method jobs ({cluster}: "
-        + ", ".join(f"{k}={v}" for k, v in {**init, **update}.items() if k != "folder" and v not in (None, {}))
-        + ")")
+    cluster, batches = arrays(hl, work, folder, f"unlearn-{args.table}")
+    n_refs = sum(map(is_reference, work))
+    varying = ("folder", "timeout_min", f"{cluster}_max_num_timeout")  # stated per array below
+    common = {k: v for k, v in {**batches[0].init, **batches[0].update}.items() if k not in varying}
+    say(f"{args.table} ({args.scale}): {len(jobs)} jobs, {len(jobs) - len(todo)} done, {len(work)} to submit in "
+        f"{len(batches)} arrays: {n_refs} reference models, {len(work) - n_refs} method jobs ({cluster}: "
+        + ", ".join(f"{k}={v}" for k, v in common.items() if v not in (None, {})) + ")")
+    for i, a in enumerate(batches, 1):
+        say(f"array {i}/{len(batches)}: {a.describe(cluster)}")
+        for e in a.entries if args.dry_run else []:
+            say(f"{e.label}: {' '.join(e.argv)}")
     for e in work:
         if e.limits is not None and not e.limits.fits:
-            say(f"warning: {e.label}: its unlearning alone is estimated above the time limit of {update['timeout_min']} "
-                f"min and is not resumable: it cannot finish under this launcher; raise hydra.launcher.timeout_min if "
-                f"the partition allows, or leave the row out (--rows)")
+            say(f"warning: {e.label}: its unlearning alone is estimated above the time limit of "
+                f"{e.limits.timeout_min} min and is not resumable: it cannot finish under this launcher; raise "
+                f"hydra.launcher.timeout_min if the partition allows, or leave the row out (--rows)")
     if args.dry_run:
-        for e in work:
-            say(f"{e.label}: {' '.join(e.argv)}")
         return 0
-    submitted = submit(work, init, update, os.getcwd())
+    ids, rows = [], []  # SLURM's id of each array, in order; jobs.csv's rows
+    for i, a in enumerate(batches, 1):
+        update = depend(a.update, cluster, [ids[k - 1] for k in a.after])
+        submitted = submit(a.entries, a.init, update, os.getcwd())
+        ids.append(submitted[0].job_id.split("_")[0])
+        rows += [[i, j.job_id, e.label, " ".join(e.argv)] for j, e in zip(submitted, a.entries)]
+        say(f"submitted array {i}/{len(batches)} ({ids[-1]}): {a.describe(cluster)}")
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "jobs.csv", "w", newline="") as f:  # which array task runs what, for squeue / sacct
         w = csv.writer(f)
-        w.writerow(["job_id", "label", "overrides"])
-        w.writerows([j.job_id, e.label, " ".join(e.argv)] for j, e in zip(submitted, work))
-    say(f"submitted {len(submitted)} jobs (array {submitted[0].job_id.split('_')[0]}); logs in {folder}, job list in "
+        w.writerow(["array", "job_id", "label", "overrides"])
+        w.writerows(rows)
+    variant = "" if args.variant == "iclr" else f" --variant {args.variant}"
+    say(f"submitted {len(rows)} jobs in {len(ids)} arrays ({', '.join(ids)}); logs in {folder}, job list in "
         f"{folder / 'jobs.csv'}. Collect the results whenever you like: python -m unlearn.tables print {args.table} "
-        f"--scale {args.scale}")
+        f"--scale {args.scale}{variant}")
     return 0
 
 
