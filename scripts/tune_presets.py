@@ -130,24 +130,24 @@ def run(regime: str, method: str, seeds: str, results: Path, dry: bool, paradigm
     return commands
 
 
-def score(runs: pd.DataFrame, criterion: str) -> pd.Series:
-    """Each run's score under `criterion`, larger is better: -avg_gap, or Sum where RA and TA stay within KEEP
+def score(runs: pd.DataFrame, criterion: str, keep: float = KEEP) -> pd.Series:
+    """Each run's score under `criterion`, larger is better: -avg_gap, or Sum where RA and TA stay within `keep`
     points of the original model's (elsewhere Sum - 1000, so a kept point always wins and the others still rank)."""
     if criterion == "avg_gap":
         return -runs["avg_gap"]
-    kept = (runs["RA"] >= runs["original/RA"] - KEEP) & (runs["TA"] >= runs["original/TA"] - KEEP)
+    kept = (runs["RA"] >= runs["original/RA"] - keep) & (runs["TA"] >= runs["original/TA"] - keep)
     return runs["sum"] - 1000.0 * (~kept)
 
 
 def choose(regime: str, method: str, results: Path, paradigms: list[str],
-           criterion: str = "avg_gap") -> tuple[dict, pd.DataFrame]:
+           criterion: str = "avg_gap", keep: float = KEEP) -> tuple[dict, pd.DataFrame]:
     runs, _ = read_runs(results)
     runs = runs[(runs["method"] == method) & (runs["table"] == "tuning")]
     keys = list(grid_for(regime, method))
     runs = runs[(runs["dataset"] == REGIME_DATA[regime]) & runs["paradigm"].isin(paradigms)].copy()
     if runs.empty:
         raise SystemExit(f"no tuning runs of {method} on {regime} ({', '.join(paradigms)}) in {results}")
-    runs["score"] = score(runs, criterion)
+    runs["score"] = score(runs, criterion, keep)
     scores = runs.groupby(keys + ["paradigm"])["score"].mean().unstack("paradigm")
     scores = scores.dropna()
     scores["mean"] = scores.mean(axis=1)
@@ -165,7 +165,7 @@ def _plain(v):
 
 
 def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands: list[str],
-          criterion: str = "avg_gap") -> Path:
+          criterion: str = "avg_gap", keep: float = KEEP) -> Path:
     path = TUNED / regime / f"{method}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():  # keep the commands of earlier passes (e.g. before a grid was extended past its edge)
@@ -180,9 +180,9 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
         shown = "avg_gap"
     else:
         aim = [f"the grid point with the largest Sum = UA + MIA + RA + TA (mean of {over}",
-               f"# forgetting) among those whose RA and TA stay within {KEEP:g} points of the original model's (the paper's plain",
+               f"# forgetting) among those whose RA and TA stay within {keep:g} points of the original model's (the paper's plain",
                "# rows: 'maximize UA and MIA while maintaining the TA and RA'; its (R) rows minimise Avg. Gap instead)"]
-        shown = f"Sum (points losing more than {KEEP:g} of RA or TA: Sum - 1000)"
+        shown = f"Sum (points losing more than {keep:g} of RA or TA: Sum - 1000)"
     lines = ["# @package _global_" if root else "# @package method",
              f"# {method} on the {regime} regime: {aim[0]}", *aim[1:],
              "# on a validation split held out of D_tr (eval.split=validation),",
@@ -205,7 +205,6 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
 
 
 def main() -> None:
-    global KEEP  # --keep
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("regime", choices=sorted(REGIMES))
     ap.add_argument("methods", help=f"comma-separated, from {sorted(GRIDS)}")
@@ -225,7 +224,6 @@ def main() -> None:
     results = ROOT / args.results
     if not 0 <= args.keep <= 100:
         raise SystemExit(f"--keep {args.keep}: allowed a number of points in [0, 100]")
-    KEEP = args.keep
     paradigms = args.paradigms.split(",")
     bad = [p for p in paradigms if p not in PARADIGMS]
     if bad:
@@ -237,9 +235,9 @@ def main() -> None:
         commands = run(args.regime, method, args.seeds, results, args.dry_run or args.choose_only, paradigms)
         if args.dry_run:
             continue
-        chosen, scores = choose(args.regime, method, results, paradigms, criterion)
+        chosen, scores = choose(args.regime, method, results, paradigms, criterion, args.keep)
         print(f"{method}: {chosen}\n{scores.to_string()}", file=sys.stderr)
-        print(f"written {write(args.regime, method, chosen, scores, commands, criterion)}", file=sys.stderr)
+        print(f"written {write(args.regime, method, chosen, scores, commands, criterion, args.keep)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
