@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -165,8 +165,7 @@ def load(table: str, scale: str, only: list[str] | None = None, variant: str = "
                          f"(make tune METHOD=<method> TABLE={table} SCALE={scale})")
     rows = [r for r in rows if r.id not in elsewhere]  # hyperparameters chosen for other data sizes and models
     if variant == "arxiv":
-        rows = [Row(**{**vars(r), "overrides": [*r.overrides, ADAPTIVE_OVERRIDE]}) if r.method in ADAPTIVE else r
-                for r in rows]
+        rows = [replace(r, overrides=[*r.overrides, ADAPTIVE_OVERRIDE]) if r.method in ADAPTIVE else r for r in rows]
     methods = {p.stem for p in (CONF / "method").glob("*.yaml")}
     bad = [r.method for r in rows if r.method not in methods]
     if bad or len({r.id for r in rows}) != len(rows):
