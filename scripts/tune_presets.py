@@ -28,7 +28,7 @@ from unlearn.results_csv import read_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED = ROOT / "conf" / "tuned"
-REGIMES = {  # regime (train recipe) -> the overrides that select its data and model
+REGIMES = {  # regime (conf/regime/<name>.yaml) -> the overrides that select its data and model
     "cifar_cpu": ["dataset=cifar10_cpu"],
     "cifar_fast_cpu": ["experiment=cifar10_random_fast_cpu"],  # the CIFAR-10 tier (docs/tier.md)
     "text_cpu": ["experiment=newsgroups20_cpu"],

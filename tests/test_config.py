@@ -66,6 +66,45 @@ def test_each_data_set_names_its_training_recipe(tmp_path):
     assert compose_cfg(["dataset=cifar10", "train=cifar_cpu"], tmp_path).train.epochs == 25
 
 
+REGIMES = sorted(p.stem for p in (CONF / "regime").glob("*.yaml"))
+DATASETS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
+
+
+def test_every_data_set_names_a_regime_that_lists_it(tmp_path):
+    """One choice behind a run's scale: each data set's own regime lists it (or takes any data), and the regime
+    picks the recipe and keys the tuned values."""
+    for dataset in DATASETS:
+        cfg = compose_cfg([f"dataset={dataset}"], tmp_path)
+        assert cfg.regime.name in REGIMES, dataset
+        assert not cfg.regime.datasets or cfg.dataset.name in cfg.regime.datasets, dataset
+    listed = [d for r in REGIMES for d in OmegaConf.load(CONF / "regime" / f"{r}.yaml").datasets]
+    assert set(listed) - {compose_cfg([f"dataset={d}"], tmp_path).dataset.name for d in DATASETS} == set()  # no regime lists a data set that is not there
+
+
+def test_the_regime_keys_the_tuned_values_and_the_recipe(tmp_path):
+    ga = compose_cfg(["method=ga", "dataset=cifar10_fast_cpu", "model=fastcnn"], tmp_path)
+    tuned = OmegaConf.load(CONF / "tuned" / "cifar_fast_cpu" / "ga.yaml")
+    assert (ga.regime.name, ga.method.lr, ga.train.epochs) == ("cifar_fast_cpu", tuned.lr,
+                                                                OmegaConf.load(CONF / "train" / "cifar_fast_cpu.yaml").epochs)
+    text = compose_cfg(["experiment=newsgroups20_cpu", "method=ga"], tmp_path)  # an experiment names its regime
+    assert (text.regime.name, text.method.lr) == ("text_cpu", OmegaConf.load(CONF / "tuned" / "text_cpu" / "ga.yaml").lr)
+    recipe_only = compose_cfg(["dataset=cifar10", "train=cifar_cpu", "method=ga"], tmp_path)  # train= swaps the
+    assert (recipe_only.regime.name, recipe_only.method.lr) == ("cifar_paper", 1e-4)  # recipe, not the tuned values
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (["dataset=cifar10_cpu", "regime=digits"], "dataset=cifar10_cpu runs in regime=cifar_cpu by itself"),
+    (["regime=cifar_fast_cpu"], "its data sets: cifar10_fast_cpu"),
+    (["dataset=imagefolder", "dataset.root=x", "regime=cifar_cpu"], "regime=default runs any data set"),
+])
+def test_a_data_set_outside_its_regime_is_refused_before_any_work(overrides, says, tmp_path):
+    out = subprocess.run([sys.executable, "run.py", *overrides, f"cache_dir={tmp_path}/cache",
+                          f"results_csv={tmp_path}/runs.csv", f"hydra.run.dir={tmp_path}/run"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=HANG_GUARD)
+    assert out.returncode != 0 and says in out.stderr + out.stdout, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and not (tmp_path / "cache").exists() and not (tmp_path / "runs.csv").exists()
+
+
 def test_ablation_runs_as_a_multirun_without_dash_m(tmp_path):
     out = subprocess.run([sys.executable, "run.py", "experiment=ablation", *TINY, f"cache_dir={tmp_path}/cache",
                           f"results_csv={tmp_path}/runs.csv", f"hydra.sweep.dir={tmp_path}/sweep"], cwd=ROOT,

@@ -162,6 +162,8 @@ def test_the_regime_line_weighs_every_job_once():
                          "retrain/UA": 60.0, "retrain/MIA": 80.0, "forget/size": 250, "retain/size": 2250})
     line = printer.regime(jobs, pd.DataFrame(rows), "CIFAR-10")
     assert "original UA 0.0 / MIA 20.0 vs Retrain UA 60.0 / MIA 80.0" in line, line
+    assert line.startswith("regime cifar_fast_cpu (cifar10_fast_cpu, fastcnn); original model"), line  # the block's
+    # regime, named once: all its jobs run in it
 
 
 def test_tables_of_the_same_experiment_share_their_references():

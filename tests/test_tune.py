@@ -44,15 +44,16 @@ def test_tuned_values_apply_and_the_command_line_wins(tmp_path):
 def test_untuned_defaults_on_user_data_are_named_with_the_command(tmp_path):
     cfg = _cfg(tmp_path)
     line = ["method=ugradsl", "dataset=synthetic", "seed=3"]
-    warning = tune.untuned_warning(cfg, {"train": "default"}, line)
+    assert tune.untuned_warning(cfg, {"tuned": "synthetic/ugradsl"}, line) is None  # a regime of the project's
+    cfg.regime.name = "default"  # a user's own data (dataset=imagefolder | hf)
+    warning = tune.untuned_warning(cfg, {}, line)
     assert warning and "unlearn tune method=ugradsl dataset=synthetic" in warning and "seed=3" not in warning
     assert f"lr {cfg.method.lr}" in warning
-    assert tune.untuned_warning(cfg, {"train": "synthetic", "tuned": "synthetic/ugradsl"}, line) is None  # a regime
     # Hydra names the optional tuned choice even when the file is absent: that is no tuning
-    assert tune.untuned_warning(cfg, {"train": "default", "tuned": "default/ugradsl"}, line)
-    assert tune.untuned_warning(cfg, {"train": "default"}, [*line, "method.lr=0.1"]) is None  # the user chose
+    assert tune.untuned_warning(cfg, {"tuned": "default/ugradsl"}, line)
+    assert tune.untuned_warning(cfg, {}, [*line, "method.lr=0.1"]) is None  # the user chose
     tune.write(tune.tuned_file(cfg), {"method.lr": 0.01}, {}, cfg, "unlearn tune")
-    assert tune.untuned_warning(cfg, {"train": "default"}, line) is None  # tuned for this setting
+    assert tune.untuned_warning(cfg, {}, line) is None  # tuned for this setting
 
 
 def test_tune_refuses_bad_arguments_before_any_trial(tmp_path, capsys):

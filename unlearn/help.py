@@ -18,12 +18,13 @@ WIDTH = 118  # the page fits a 120-column terminal
 # The groups a user picks from, in the order a run is described; the others (dataset_model, tuned/*, optim) are
 # selected by these and are left out of the page.
 GROUPS = {
-    "dataset": "what data (it picks its training recipe, train=...)",
+    "dataset": "what data (it picks its regime, regime=...)",
+    "regime": "the scale: recipe of the original and Retrain models, the methods' values for it",
     "model": "architecture",
     "paradigm": "what is forgotten: a class, a random share, a share of one class, subgroups",
     "method": "the unlearning method",
     "experiment": "a paper table's block or a regime: overrides the groups above",
-    "train": "recipe of the original and Retrain models (default: the data set's)",
+    "train": "recipe of the original and Retrain models (default: the regime's)",
     "ablation": "a row of paper Table 6 (with experiment=ablation)",
     "hparams_search": "an Optuna search of a method's values (with -m; pip install 'unlearn[optuna]')",
     "hydra/launcher": "where the jobs of -m run (pip install 'unlearn[launchers]')",

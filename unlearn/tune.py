@@ -78,10 +78,10 @@ def apply_tuned(cfg: DictConfig, command_line: list[str]) -> Path | None:
 
 
 def untuned_warning(cfg: DictConfig, choices: dict, command_line: list[str]) -> str | None:
-    """A one-line warning when a method runs its paper-scale defaults on a user's data (the `default` training
-    recipe, which the project's own regimes never use) and no tuned file covers it."""
+    """A one-line warning when a method runs its paper-scale defaults on a user's data (regime `default`, which
+    the project's own data sets never use) and no tuned file covers it."""
     tuned = choices.get("tuned")  # Hydra records the optional choice (default/<method>) even when no file exists
-    if choices.get("train") != "default" or cfg.method.name == "retrain" or (
+    if OmegaConf.select(cfg, "regime.name", default=None) != "default" or cfg.method.name == "retrain" or (
             tuned and (CONF / "tuned" / f"{tuned}.yaml").is_file()):
         return None
     if any(_key(o) == "hparams_search" for o in command_line):

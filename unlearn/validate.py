@@ -51,6 +51,7 @@ def _value(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, throw_on_missing=False)
 
 
+REGIME_KEYS = ("name", "datasets")  # conf/regime/<name>.yaml: what a regime states besides its recipe
 PLAIN_GROUPS = ("eval", "wandb", "original")  # groups of conf/config.yaml that no constructor checks
 BUILT_GROUPS = ("dataset", "model", "paradigm", "method")  # `_target_` groups: their keys are its arguments
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "name", "modality"}
@@ -75,6 +76,7 @@ def check_keys(cfg: DictConfig) -> None:
     base = OmegaConf.load(CONF / "config.yaml")
     known = {g: set(base[g]) for g in PLAIN_GROUPS}
     known["train"] = {f.name for f in dataclasses.fields(Recipe)}
+    known["regime"] = set(REGIME_KEYS)
     for group in BUILT_GROUPS:
         try:
             args = accepted(str(cfg[group].get("_target_")))
@@ -92,10 +94,32 @@ def check_keys(cfg: DictConfig) -> None:
                                   f"{', '.join(sorted(keys - HYDRA_KEYS))})")
 
 
+def check_regime(cfg: DictConfig) -> None:
+    """The regime's recipe and tuned values are for its own data sets: `regime=digits dataset=cifar10_cpu` would
+    train CIFAR with the digits recipe and run the digits' learning rates on it, so it is refused, naming the
+    data set's own regime."""
+    regime = OmegaConf.select(cfg, "regime", default=None)
+    if not isinstance(regime, DictConfig):
+        raise ConfigError(f"regime={regime!r} is invalid; allowed: a config of conf/regime/ ({', '.join(regimes())})")
+    datasets = list(regime.get("datasets") or [])
+    name = str(cfg.dataset.get("name"))
+    if datasets and name not in datasets:
+        own = [r for r in regimes() if name in (OmegaConf.load(CONF / "regime" / f"{r}.yaml").get("datasets") or [])]
+        hint = f"dataset={name} runs in regime={own[0]} by itself" if own else \
+            f"dataset={name} belongs to no regime's list; regime=default runs any data set"
+        raise ConfigError(f"dataset={name} is not a data set of regime={regime.name} (its data sets: "
+                          f"{', '.join(datasets)}); {hint}, or keep the regime and swap only the recipe with train=...")
+
+
+def regimes() -> list[str]:
+    return sorted(p.stem for p in (CONF / "regime").glob("*.yaml"))
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every key and value of the composed config that no constructor sees: unknown keys, the top-level, `eval`,
     `train`, step mechanics, W&B and recording switches, the budget, and whether model and data modality agree."""
     check_keys(cfg)
+    check_regime(cfg)
     v = {k: _value(cfg, k) for k in ("smooth_rate", "p", "seed", "device", "threads", "wandb.mode", "lock_timeout",
                                       "checkpoint_every", "eval.batch_size", "eval.mia_shadow_size", "eval.split",
                                       "eval.validation_fraction", "eval.mia_solver", "fast")}

@@ -20,7 +20,6 @@ from urllib.parse import urlparse
 import pandas as pd
 import torch
 import yaml
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
@@ -80,12 +79,12 @@ def run_name(ident: dict) -> str:
 
 
 def scale(cfg: DictConfig) -> str | None:
-    """`cpu` or `paper`: the `scale` a table preset sets, else from the training recipe Hydra picked
-    (train/*_paper.yaml are the paper's); None when neither says."""
+    """`cpu` or `paper`: the `scale` a table preset sets, else from the run's regime (regime/*_paper.yaml are the
+    paper's); None when neither says."""
     if OmegaConf.select(cfg, "scale", default=None):
         return str(cfg.scale)
-    recipe = HydraConfig.get().runtime.choices.get("train") if HydraConfig.initialized() else None
-    return None if recipe is None else "paper" if recipe.endswith("_paper") else "cpu"
+    regime = OmegaConf.select(cfg, "regime.name", default=None)
+    return None if regime is None else "paper" if str(regime).endswith("_paper") else "cpu"
 
 
 def run_tags(cfg: DictConfig, ident: dict) -> list[str]:

@@ -83,8 +83,16 @@ def frame(preset: Preset, jobs: list[Job], runs: pd.DataFrame, paper: pd.DataFra
 
 
 def regime(jobs: list[Job], runs: pd.DataFrame, block: str) -> str:
-    """The condition the paper's effect needs, measured: does the original model fit its training set?"""
-    ids = {(j.config_id, j.seed) for j in jobs if j.block.name == block}
+    """The block's regime (conf/regime/) and the condition the paper's effect needs, measured: does the original
+    model fit its training set?"""
+    mine = [j for j in jobs if j.block.name == block]
+    ids = {(j.config_id, j.seed) for j in mine}
+    names = sorted({f"regime {j.cfg.regime.name} ({j.cfg.dataset.name}, {j.cfg.model.name})" for j in mine
+                    if "regime" in j.cfg})
+    return "; ".join([*names, _fit(ids, runs)])
+
+
+def _fit(ids: set, runs: pd.DataFrame) -> str:
     if not len(runs):
         return "no results yet"
     runs = latest_per_job(runs)  # one run per job, as in the cells: a job also run by a figure counts once
