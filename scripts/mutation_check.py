@@ -105,15 +105,18 @@ def patches(cls: type, kind: str) -> list:
     return [mock.patch.object(cls, "unlearn", lambda self, model, task: update(self, copy.deepcopy(model), task))]
 
 
+CRASH = "crash"  # the prefix of a failure that was an exception, not an assertion
+
+
 def run_tests(tests) -> str | None:
-    """None if every test passes, else '<test>: <why>' for the first failure."""
+    """None if every test passes, else '<test>: <why>' for the first failure ('crash ...' for an exception)."""
     for test in tests:
         try:
             test()
         except AssertionError as e:
             return f"{test.__name__}: assertion {str(e).splitlines()[0][:80] if str(e) else ''}".rstrip()
-        except Exception as e:  # a crash also fails the test, but says less about the mechanism
-            return f"{test.__name__}: {type(e).__name__} {str(e).splitlines()[0][:80] if str(e) else ''}".rstrip()
+        except Exception as e:  # fails the test, yet says nothing about the mechanism (main counts it as a problem)
+            return f"{CRASH} {test.__name__}: {type(e).__name__} {str(e).splitlines()[0][:80] if str(e) else ''}".rstrip()
     return None
 
 
@@ -144,11 +147,14 @@ def main(names: list[str], conf: Path = CONF, tests_dir: Path = TESTS) -> int:
                 failure = run_tests(tests)
             except Exception:
                 traceback.print_exc()
-                failure = "error outside the tests"
+                failure = f"{CRASH} outside the tests"
             finally:
                 for p in reversed(ps):
                     p.stop()
-            if failure:
+            if failure and failure.startswith(CRASH):  # a mutant that crashes the test is not shown to be caught:
+                print(f"{name:<18} {kind:<6} CRASHED, not killed by an assertion ({failure})")  # make it run
+                bad += 1
+            elif failure:
                 print(f"{name:<18} {kind:<6} killed by {failure}")
             else:
                 print(f"{name:<18} {kind:<6} SURVIVED ({len(tests)} tests passed)")

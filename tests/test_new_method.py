@@ -59,6 +59,19 @@ def test_a_method_without_a_test_is_named_by_the_mutation_check(generated, capsy
     assert f"NO TEST: no {generated['tests']}/test_{NAME}.py and no @pins('{NAME}')" in capsys.readouterr().out
 
 
+def test_a_mutant_that_only_crashes_a_test_counts_as_a_problem(generated, capsys):
+    """A crash is no evidence that a test watches the mechanism (the IU/FF mutants once 'died' of a TypeError)."""
+    (generated["tests"] / f"test_{NAME}.py").write_text(
+        "CALLS = []\n\n\n"
+        f"def test_{NAME}_passes_unmutated_then_crashes():\n"
+        "    CALLS.append(1)\n"
+        "    if len(CALLS) > 1:\n"
+        "        raise RuntimeError('a crash, not an assertion')\n")
+    assert _mutation_check().main([NAME], conf=generated["conf"], tests_dir=generated["tests"]) == 1
+    out = capsys.readouterr().out
+    assert f"{NAME:<18} GA     CRASHED, not killed by an assertion" in out and "RuntimeError" in out, out
+
+
 def test_the_generated_method_runs_end_to_end_on_synthetic_data(generated, tmp_path):
     cfg = compose_cfg([*TINY, f"method={NAME}", f"hydra.searchpath=[file://{generated['conf']}]"], tmp_path)
     assert cfg.method.weight == 0.5 and cfg.method.batch_size == 256  # its own value, and sgd.yaml's inherited
