@@ -4,7 +4,7 @@
     python run.py -m method=ga,ugradsl seed=1,2,3
     python run.py --help     (groups, options, examples; `python run.py collect ...` as `unlearn collect ...`)
 """
-from unlearn.cli import main
+from unlearn.__main__ import main
 
 if __name__ == "__main__":
     main()

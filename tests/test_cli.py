@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg
-from unlearn import cli, help as helppage
+from unlearn import __main__ as console, cli, help as helppage
 from unlearn.results_csv import append_row
 
 matplotlib.use("Agg")
@@ -25,7 +25,7 @@ CONSOLE = Path(sys.executable).parent / "unlearn"  # the console script of this 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
     """`unlearn ARGV` in-process: (exit status, stdout, stderr)."""
     try:
-        cli.main(list(argv))
+        console.main(list(argv))
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -69,7 +69,7 @@ def test_hydra_prints_the_same_page_from_the_template():
 
 
 def test_the_console_help_loads_no_torch():
-    probe = ("import sys; from unlearn.cli import main; sys.argv = ['unlearn', '--help']; main(); "
+    probe = ("import sys; from unlearn.__main__ import main; sys.argv = ['unlearn', '--help']; main(); "
              "print('torch loaded:', 'torch' in sys.modules)")
     fast = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=ENV, capture_output=True, text=True,
                           timeout=HANG_GUARD)
@@ -116,7 +116,7 @@ def test_run_is_the_hydra_app_and_an_unknown_command_is_refused(monkeypatch, cap
 def test_the_help_page_names_every_sub_command(capsys):
     _, out, _ = run_cli(["--help"], capsys)
     usage = out.split("Usage\n", 1)[1].split("\n\n")[0]
-    assert "unlearn TOOL [ARGS ...]" in usage and ", ".join(cli.SUBCOMMANDS) in usage
+    assert "unlearn TOOL [ARGS ...]" in usage and ", ".join(helppage.SUBCOMMANDS) in usage
 
 
 # ---- a launcher or sweeper whose Hydra plugin is not installed -------------------------------------------------------
@@ -227,7 +227,7 @@ sys.meta_path.insert(0, Absent())
 """
 
 
-@pytest.mark.parametrize("entry", ["from unlearn.cli import main; main()",
+@pytest.mark.parametrize("entry", ["from unlearn.__main__ import main; main()",
                                    "runpy.run_module('unlearn.app', run_name='__main__')"], ids=["unlearn", "app"])
 def test_without_the_joblib_plugin_the_local_launcher_names_its_extra(entry, tmp_path):
     """The issue's case end to end: Hydra alone would answer "Could not load 'hydra/launcher/joblib'"."""

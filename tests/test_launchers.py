@@ -14,7 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg
-from unlearn.app import OBJECTIVES, check_run_keys, cores, launcher_threads, share_cores, warm_references
+from unlearn.app import OBJECTIVES, check_run_keys, share_cores, warm_references
+from unlearn.cpus import cores, launcher_threads
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
 

@@ -13,7 +13,7 @@ import unlearn.methods
 from tests import test_mechanisms
 from tests.conftest import ROOT, TINY, compose_cfg
 from unlearn import new_method
-from unlearn.cli import main as cli
+from unlearn.__main__ import main as cli
 from unlearn.workspace import run_experiment
 
 NAME = "tmpl_demo"

@@ -14,7 +14,8 @@ from torch import nn
 from tests.conftest import HANG_GUARD, ROOT, TINY
 from unlearn import progress
 from unlearn.methods.base import Method
-from unlearn.progress import Diverged, Phase, Progress, cost_block, regime_note, warn_oversubscription
+from unlearn.metrics import regime_note
+from unlearn.progress import Diverged, Phase, Progress, cost_block, warn_oversubscription
 from unlearn.workspace import Workspace, run_experiment
 
 
@@ -144,9 +145,9 @@ def test_an_update_to_non_finite_weights_stops_the_method():
 
 
 def test_oversubscribed_threads_give_one_warning_naming_them(monkeypatch, caplog):
-    import unlearn.app
+    import unlearn.cpus
     monkeypatch.setattr(torch, "get_num_threads", lambda: 256)
-    monkeypatch.setattr(unlearn.app, "cores", lambda: 2)
+    monkeypatch.setattr(unlearn.cpus, "cores", lambda: 2)
     line = warn_oversubscription(256)
     assert lines(caplog, "oversubscribed") == [line] and "threads=256 on 2 CPU cores" in line
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)

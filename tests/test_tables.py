@@ -296,7 +296,7 @@ def test_the_runner_reports_failed_rows_after_the_others(tmp_path, monkeypatch, 
 def test_a_job_expects_the_threads_its_launcher_gives_it():
     """The done check compares the row's torch threads with what the job will get: its `threads`, else its share
     of the cores under a parallel launcher (as unlearn.app.share_cores sets it), else torch's default."""
-    from unlearn.app import cores
+    from unlearn.cpus import cores
     from unlearn.tables import launch
     preset = load("table10", "cpu", ["ga"])
     assert planning.plan(preset, [0], SHRINK)[0].threads is None

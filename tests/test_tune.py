@@ -7,7 +7,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_cfg
-from unlearn import tune
+from unlearn import tune, tuned
 
 
 def _cfg(tmp_path, *overrides):
@@ -20,23 +20,23 @@ def test_setting_key_is_the_data_not_its_name(tmp_path):
     a = _cfg(tmp_path, "dataset.num_classes=4")
     b = _cfg(tmp_path, "dataset.num_classes=6")
     assert a.dataset.name == b.dataset.name
-    assert tune.setting_key(a) != tune.setting_key(b)
-    assert tune.setting_key(a) == tune.setting_key(_cfg(tmp_path, "dataset.num_classes=4", "paradigm.forget_class=2"))
-    assert tune.setting_key(a) != tune.setting_key(_cfg(tmp_path, "dataset.num_classes=4", "model.width=4"))
+    assert tuned.setting_key(a) != tuned.setting_key(b)
+    assert tuned.setting_key(a) == tuned.setting_key(_cfg(tmp_path, "dataset.num_classes=4", "paradigm.forget_class=2"))
+    assert tuned.setting_key(a) != tuned.setting_key(_cfg(tmp_path, "dataset.num_classes=4", "model.width=4"))
 
 
 def test_tuned_values_apply_and_the_command_line_wins(tmp_path):
     cfg = _cfg(tmp_path, "p=0.95")
-    path = tune.tuned_file(cfg)
+    path = tuned.tuned_file(cfg)
     tune.write(path, {"method.lr": 0.0123, "smooth_rate": -0.9, "p": 0.6}, {"trials": 3}, cfg, "unlearn tune x")
-    used = tune.apply_tuned(cfg, ["dataset=synthetic", "p=0.95"])
+    used = tuned.apply_tuned(cfg, ["dataset=synthetic", "p=0.95"])
     assert used == path
     assert cfg.method.lr == 0.0123 and cfg.method.smooth_rate == -0.9  # through ${smooth_rate}
     assert cfg.method.p == 0.95  # set on the command line: kept
     other = _cfg(tmp_path, "dataset.num_classes=6")  # another setting: nothing applied
-    assert tune.apply_tuned(other, []) is None and other.method.lr != 0.0123
+    assert tuned.apply_tuned(other, []) is None and other.method.lr != 0.0123
     searching = _cfg(tmp_path)  # a search's trials try their own values
-    assert tune.apply_tuned(searching, ["hparams_search=ugradsl"]) is None and searching.method.lr != 0.0123
+    assert tuned.apply_tuned(searching, ["hparams_search=ugradsl"]) is None and searching.method.lr != 0.0123
     doc = yaml.safe_load(path.read_text())
     assert doc["selected"]["criterion"].startswith("min Avg. Gap") and doc["setting"]["names"]["dataset"] == "synthetic"
 
@@ -44,16 +44,16 @@ def test_tuned_values_apply_and_the_command_line_wins(tmp_path):
 def test_untuned_defaults_on_user_data_are_named_with_the_command(tmp_path):
     cfg = _cfg(tmp_path)
     line = ["method=ugradsl", "dataset=synthetic", "seed=3"]
-    assert tune.untuned_warning(cfg, {"tuned": "synthetic/ugradsl"}, line) is None  # a regime of the project's
+    assert tuned.untuned_warning(cfg, {"tuned": "synthetic/ugradsl"}, line) is None  # a regime of the project's
     cfg.regime.name = "default"  # a user's own data (dataset=imagefolder | hf)
-    warning = tune.untuned_warning(cfg, {}, line)
+    warning = tuned.untuned_warning(cfg, {}, line)
     assert warning and "unlearn tune method=ugradsl dataset=synthetic" in warning and "seed=3" not in warning
     assert f"lr {cfg.method.lr}" in warning
     # Hydra names the optional tuned choice even when the file is absent: that is no tuning
-    assert tune.untuned_warning(cfg, {"tuned": "default/ugradsl"}, line)
-    assert tune.untuned_warning(cfg, {}, [*line, "method.lr=0.1"]) is None  # the user chose
-    tune.write(tune.tuned_file(cfg), {"method.lr": 0.01}, {}, cfg, "unlearn tune")
-    assert tune.untuned_warning(cfg, {}, line) is None  # tuned for this setting
+    assert tuned.untuned_warning(cfg, {"tuned": "default/ugradsl"}, line)
+    assert tuned.untuned_warning(cfg, {}, [*line, "method.lr=0.1"]) is None  # the user chose
+    tune.write(tuned.tuned_file(cfg), {"method.lr": 0.01}, {}, cfg, "unlearn tune")
+    assert tuned.untuned_warning(cfg, {}, line) is None  # tuned for this setting
 
 
 def test_tune_refuses_bad_arguments_before_any_trial(tmp_path, capsys):
@@ -130,7 +130,7 @@ def test_a_budget_fixes_one_recipe_that_fits_for_every_trial(tmp_path, monkeypat
     assert len(trials) == 2 and recipe[0] == recipe[1]  # one recipe, not a probe per trial
     assert not any(o.startswith("budget.apply") for o in trials[0])
     chosen = compose_cfg([*setting, *fitted, f"tuned_dir={tmp_path}/tuned"], tmp_path)
-    assert tune.tuned_file(chosen).is_file()  # keyed by the recipe that ran
+    assert tuned.tuned_file(chosen).is_file()  # keyed by the recipe that ran
     assert " ".join(fitted) in err.out.splitlines()[-1]  # "run with them: unlearn ..."
     assert tune.main([*setting, "budget.minutes=1e-12", "budget.apply=true"]) == 2  # nothing fits: before any trial
     assert tune.main([*setting, "budget.apply=maybe"]) == 2 and len(trials) == 2

@@ -378,7 +378,7 @@ BAD_TOOL_ARGS = [  # (arguments of `unlearn`, what the line names); {tmp} is a f
 
 def _unlearn(argv: list[str], monkeypatch, capsys) -> str:
     """`unlearn ARGV` in this process: the stderr line of a refused command (asserting exit status 2)."""
-    from unlearn.cli import main
+    from unlearn.__main__ import main
     monkeypatch.setattr(sys, "argv", ["unlearn"])  # main names the sub-command in sys.argv
     with pytest.raises(SystemExit) as e:
         main(argv)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import hydra
@@ -10,6 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn import gpus
+from unlearn.cpus import cores, launcher_threads
 from unlearn.cli import rejecting_bad_config
 from unlearn.metrics import HEADLINE
 from unlearn.mia import FEATURES
@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> float | None:
 def use_tuned(cfg: DictConfig) -> None:
     """Values `unlearn tune` chose for this setting replace the method's defaults (the command line wins); a method
     running paper-scale defaults on a user's data says so and names the command that tunes it."""
-    from unlearn.tune import apply_tuned, untuned_warning
+    from unlearn.tuned import apply_tuned, untuned_warning
     hc = HydraConfig.get() if HydraConfig.initialized() else None
     task = list(hc.overrides.task) if hc else []
     apply_tuned(cfg, task)
@@ -72,30 +72,6 @@ def check_run_keys(cfg: DictConfig) -> None:
     if cfg.objective not in OBJECTIVES:
         raise ConfigError(f"objective={cfg.objective!r} is invalid; allowed: a metric of the unlearned model, "
                           f"one of {OBJECTIVES}")
-
-
-def cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which SLURM and containers narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def launcher_threads(launcher, n_cores: int) -> int | None:
-    """Torch threads of one job under a parallel launcher, so that jobs x threads <= cores; None = not parallel.
-
-    joblib: cores // n_jobs (n_jobs = -1 is every core, -2 all but one, as joblib counts); submitit (SLURM or
-    local): cpus_per_task when set; Ray: the CPUs each task reserves (ray.remote.num_cpus, Ray's default 1).
-    """
-    target = str(launcher.get("_target_", "")) if launcher is not None else ""
-    if target.endswith("JoblibLauncher"):
-        n = launcher.get("n_jobs") or -1
-        jobs = n if n > 0 else max(1, n_cores + 1 + n)
-        return max(1, n_cores // jobs)
-    if target.endswith(("SlurmLauncher", "LocalLauncher")) and "submitit" in target:
-        return launcher.get("cpus_per_task")
-    if target.endswith("RayLauncher"):
-        remote = launcher.get("ray", {}).get("remote", {}) or {}
-        return max(1, int(remote.get("num_cpus", 1)))
-    return None
 
 
 def share_cores(cfg: DictConfig, launcher) -> None:

@@ -23,7 +23,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn import progress
-from unlearn.validate import ConfigError
+from unlearn.groups import build
+from unlearn.tuned import apply_tuned
+from unlearn.checks import ConfigError
 
 log = logging.getLogger("unlearn")
 EPOCH_FLOOR = 0.5  # share of the configured train.epochs that step 1 keeps at least
@@ -183,7 +185,6 @@ def check(ws, apply: bool) -> Fit | None:
 
 
 def _model(ws, key: str, width: int) -> torch.nn.Module:
-    from unlearn.workspace import build  # not at import: workspace imports this module
     cfg = copy.deepcopy(ws.cfg)
     cfg.model[key] = width
     with torch.random.fork_rng():  # the run's random state is untouched by the probe's model
@@ -193,26 +194,4 @@ def _model(ws, key: str, width: int) -> torch.nn.Module:
 def _retune(cfg: DictConfig) -> None:
     """Values `unlearn tune` chose for the recipe that fits (its own setting), as for any run of it."""
     from hydra.core.hydra_config import HydraConfig
-
-    from unlearn.tune import apply_tuned
     apply_tuned(cfg, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [])
-
-
-def resolve(overrides: list[str], extra: tuple[str, ...] = ()) -> tuple[list[str], Fit | None]:
-    """`overrides` with budget.apply's recipe written out as key=value (budget.apply dropped), from one probe of the
-    run they describe (with `extra` and eval.split=validation): for `unlearn tune`, whose trials must all run one
-    recipe (each trial probing for itself could pick another)."""
-    import tempfile
-
-    from unlearn.tune import _key, compose
-    from unlearn.workspace import Workspace
-    kept = [o for o in overrides if _key(o) != "budget.apply"]
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose([*kept, *extra, "eval.split=validation", f"run_dir={tmp}/run", "results_csv=null",
-                       "wandb.mode=disabled", "progress.warn_hours=1e9"])
-        ws = Workspace(cfg)
-        ws.claim.abandon()
-    fit = ws.budget
-    if fit is not None and not fit.fits:
-        raise ConfigError(f"{fit.line()}; allowed: a larger budget.minutes, or no budget.apply")
-    return [*kept, *(fit.overrides() if fit else [])], fit

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 
+class ConfigError(ValueError):
+    """A user-set value is invalid; the message names the key and what is allowed."""
+
+
 def finite(x) -> bool:
     """A real number (not a bool, string or None) that is neither NaN nor infinite."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,17 +1,13 @@
-"""The `unlearn` console command (and `run.py`): sub-commands, the help page, the Hydra app.
-
-    unlearn [run] key=value ...     the Hydra app (unlearn.app); -m for a sweep
-    unlearn TOOL ...                the other tools (SUBCOMMANDS below), each with its own --help
-
-A rejected config is one line on stderr, exit status 2, no folder left. Imports stay light until a command
-runs, so `unlearn --help` and a missing launcher plugin answer without loading torch.
+"""The command line's checks, shared by the `unlearn` command (unlearn/__main__.py), the Hydra app and the tools:
+a refused command line or config is one line on stderr, exit status 2, no folder left; launcher and sweeper
+plugins named with the extra that installs them; a tool's own arguments split from the Hydra overrides after `--`.
+Imports stay light, so `unlearn --help` and a missing plugin answer without loading torch.
 """
 from __future__ import annotations
 
 import functools
 import importlib
 import importlib.util
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,49 +16,14 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from unlearn.help import CONF, page
+from unlearn.paths import CONF
 
-SUBCOMMANDS = {  # `unlearn <name> ARGS`: the module whose main(argv) runs it
-    "collect": "unlearn.collect",  # a runs CSV (or run folders, or W&B) to the long CSV and mean ± std
-    "dashboard": "unlearn.dashboard",  # one W&B Report per paper table
-    "table": "unlearn.tables.__main__",  # run / print the paper's tables (make table1 ...)
-    "figure": "unlearn.figures.__main__",  # run / draw the paper's figures (make fig1 ...)
-    "tune": "unlearn.tune",  # select a method's values for your data on a validation split (docs/own-data.md)
-    "compare": "unlearn.compare",  # every method on your data with seeds: tune, run, the Retrain-relative table
-    "new-method": "unlearn.new_method",  # a method's YAML, class and mechanism test from the template
-}
 # Hydra plugins a launcher / sweeper preset needs: {config name prefix: (module, the extra that installs it)}
 PLUGINS = {"joblib": ("hydra_plugins.hydra_joblib_launcher", "launchers"),
            "submitit": ("hydra_plugins.hydra_submitit_launcher", "launchers"),
            "optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna"),
            "ray": ("hydra_plugins.hydra_ray_launcher", "ray")}
 PLUGIN_GROUPS = ("hydra/launcher", "hydra/sweeper", "hparams_search")  # override groups that can need one
-
-
-def main(argv: list[str] | None = None):
-    """`unlearn ...`: a sub-command, the help page, or the Hydra app with the remaining arguments."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        sys.argv = [f"unlearn {argv[0]}", *argv[1:]]  # argparse names the sub-command in its usage line
-        command = importlib.import_module(SUBCOMMANDS[argv[0]]).main
-        sys.exit(one_line_errors(lambda: command(argv[1:])) or 0)
-    if argv and argv[0] == "run":
-        argv = argv[1:]
-    elif argv and not argv[0].startswith(("-", "+", "~")) and "=" not in argv[0]:
-        refuse(f"unknown command {argv[0]!r}; allowed: run, {', '.join(SUBCOMMANDS)}, or key=value overrides "
-               f"of a run (unlearn --help)")
-    if {"-h", "--help"} & set(argv) and "--hydra-help" not in argv:
-        try:
-            print(page(), flush=True)  # Hydra's page from conf/hydra/help/unlearn.yaml, without composing the config
-        except BrokenPipeError:  # `unlearn --help | head`: the reader left; nothing to report
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return None
-    check_plugins(argv)
-    if (problem := override_problem(argv)) is not None:
-        refuse(problem)
-    sys.argv = [sys.argv[0], *argv]
-    from unlearn.app import main as app  # torch and the rest load here
-    return app()
 
 
 def refuse(message: str) -> None:
@@ -246,7 +207,7 @@ def rejecting_bad_config(main):
         from unlearn.cache import DiskFullError, LockError, UnreadableFileError
         from unlearn.data.store import MissingDataError
         from unlearn.progress import Diverged
-        from unlearn.validate import ConfigError
+        from unlearn.checks import ConfigError
         try:
             return main(cfg)
         except (DiskFullError, LockError, UnreadableFileError) as e:  # the same for every job of a sweep: stop

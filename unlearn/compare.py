@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from unlearn import tune
+from unlearn import tune, tuned
 from unlearn.identity import config_id
 from unlearn.cli import split_argv
 
@@ -37,7 +37,7 @@ def tuned_jobs(preset, seeds: list[int], extra: list[str], tuned_dir: str):
     from unlearn.tables.plan import plan
     jobs = plan(preset, seeds, [*extra, f"tuned_dir={tuned_dir}"])
     for job in jobs:
-        tune.apply_tuned(job.cfg, job.overrides)
+        tuned.apply_tuned(job.cfg, job.overrides)
         job.config_id = config_id(job.cfg)
     return jobs
 
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     except ValueError:
         print(f"error: --seeds={args.seeds!r}; allowed: integers, comma-separated", file=sys.stderr)
         return 2
-    bad = [o for o in args.overrides if "=" not in o or tune._key(o) in ("method", "seed", "table")]
+    bad = [o for o in args.overrides if "=" not in o or tuned._key(o) in ("method", "seed", "table")]
     known = {p.stem for p in (tune.CONF / "method").glob("*.yaml")}
     if bad or not methods or set(methods) - known:
         print(f"error: overrides {bad} / methods {sorted(set(methods) - known) or methods}; allowed: key=value "
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         for method in methods:
             mcfg = tune.compose([*args.overrides, f"method={method}"])
             searchable = (tune.SEARCH / f"{method}.yaml").exists() and method != "retrain"
-            if searchable and not tune.tuned_file(mcfg).is_file():
+            if searchable and not tuned.tuned_file(mcfg).is_file():
                 budget = ["--trials", str(args.trials)] + (["--minutes", str(args.minutes)] if args.minutes else [])
                 if tune.main([*args.overrides, f"method={method}", *budget]) != 0:
                     print(f"error: tuning {method} failed (above)", file=sys.stderr)
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     text = render(df, preset, regime(jobs, runs, preset.blocks[0].name))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / tune.setting_key(cfg)
+    stem = out / tuned.setting_key(cfg)
     stem.with_suffix(".md").write_text(text, encoding="utf-8")
     df.drop(columns=[c for c in df.columns if c.startswith("paper") or c == "delta"]).to_csv(
         stem.with_suffix(".csv"), index=False)

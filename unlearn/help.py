@@ -29,6 +29,15 @@ GROUPS = {
     "hparams_search": "an Optuna search of a method's values (with -m; pip install 'unlearn[optuna]')",
     "hydra/launcher": "where the jobs of -m run (pip install 'unlearn[launchers]')",
 }
+SUBCOMMANDS = {  # `unlearn <name> ARGS`: the module whose main(argv) runs it
+    "collect": "unlearn.collect",  # a runs CSV (or run folders, or W&B) to the long CSV and mean ± std
+    "dashboard": "unlearn.dashboard",  # one W&B Report per paper table
+    "table": "unlearn.tables.__main__",  # run / print the paper's tables (make table1 ...)
+    "figure": "unlearn.figures.__main__",  # run / draw the paper's figures (make fig1 ...)
+    "tune": "unlearn.tune",  # select a method's values for your data on a validation split (docs/own-data.md)
+    "compare": "unlearn.compare",  # every method on your data with seeds: tune, run, the Retrain-relative table
+    "new-method": "unlearn.new_method",  # a method's YAML, class and mechanism test from the template
+}
 KEYS = ("smooth_rate", "p", "seed", "device", "threads", "stage", "objective", "results_csv")  # from config.yaml
 
 
@@ -76,8 +85,7 @@ def help_keys(conf: Path = CONF) -> str:
 
 
 def help_commands() -> str:
-    """The sub-commands of the console command (unlearn.cli.SUBCOMMANDS), comma-separated."""
-    from unlearn.cli import SUBCOMMANDS  # here, not at the top: unlearn.cli imports this module
+    """The sub-commands of the console command, comma-separated."""
     return ", ".join(SUBCOMMANDS)
 
 

@@ -19,6 +19,8 @@ import torch
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from unlearn import cpus
+
 log = logging.getLogger("unlearn")
 LOG_EVERY = 0.0  # seconds between two progress lines of one phase: progress.log_every, set by `configure` (until
 # then, e.g. in a notebook that calls `fit` directly, every epoch)
@@ -178,8 +180,7 @@ def configure(cfg) -> None:
 def warn_oversubscription(threads: int | None) -> str | None:
     """One warning when torch runs more threads than this process has cores: spin-waiting threads then make
     every step several times slower. Returns the line (None when there is nothing to say)."""
-    from unlearn.app import cores
-    n, have = torch.get_num_threads(), cores()
+    n, have = torch.get_num_threads(), cpus.cores()
     if n <= have:
         return None
     what = f"threads={threads}" if threads is not None else f"torch's default of {n} threads (OMP_NUM_THREADS)"
@@ -339,17 +340,3 @@ def announce(ws, estimate: Estimate | None = None) -> tuple[str, float] | None:
                     "%d epochs); stop it now if that was not meant", minutes(seconds), cfg.progress.warn_hours,
                     big.name, big.images, big.epochs)
     return block, seconds
-
-
-# ------------------------------------------------------------------------------------------------ regime
-
-
-def regime_note(metrics: dict[str, float], threshold: float) -> str | None:
-    """One line when the original model does not fit its training set (train accuracy below `threshold` %):
-    the paper's effect needs one that does, so the run's numbers are outside its regime."""
-    from unlearn.metrics import original_train_accuracy
-    acc = original_train_accuracy(metrics)
-    if acc is None or acc >= threshold:
-        return None
-    return (f"outside the paper's regime: the original model fits only {acc:.1f}% of its training set (below "
-            f"min_train_acc={threshold:g}); unlearning numbers here do not measure what the paper's tables do")

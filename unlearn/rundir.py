@@ -22,7 +22,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from unlearn.cache import DiskFullError, atomic_write, file_lock, lock_failure
-from unlearn.validate import ConfigError
+from unlearn.checks import ConfigError
 
 log = logging.getLogger("unlearn")
 STATUS, LOCK = "status", "status.lock"

@@ -26,83 +26,44 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from unlearn.identity import config_hash, params
+from unlearn.checks import ConfigError
 from unlearn.paths import CONF
+from unlearn.tuned import _key, setting, setting_key, tuned_file
+
+if TYPE_CHECKING:
+    from unlearn.budget import Fit
 
 log = logging.getLogger("unlearn")
 SEARCH = CONF / "hparams_search"
-SETTING_SECTIONS = ("dataset", "model", "train")  # what a method's values depend on, besides the paradigm
-
-
-def setting(cfg: DictConfig) -> dict:
-    """What tuned values were chosen for: the data set's, model's and recipe's parameters and the paradigm's kind
-    (not which class or group is forgotten: one set of values serves every class of class-wise forgetting)."""
-    flat = {k: v for k, v in params(cfg).items() if k.split(".", 1)[0] in SETTING_SECTIONS}
-    names = {s: cfg[s].get("name") for s in ("dataset", "model", "paradigm")}
-    return {"names": names, "params": flat}
-
-
-def setting_key(cfg: DictConfig) -> str:
-    return f"{cfg.dataset.get('name')}-{config_hash(setting(cfg))[:10]}"
-
-
-def tuned_file(cfg: DictConfig) -> Path:
-    return Path(str(cfg.tuned_dir)).expanduser() / setting_key(cfg) / f"{cfg.method.name}.yaml"
-
-
-def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
-
-
-def apply_tuned(cfg: DictConfig, command_line: list[str]) -> Path | None:
-    """Apply `<tuned_dir>/<setting>/<method>.yaml` to `cfg` (keys the command line sets win); returns the file used.
-
-    Not applied inside a search (`hparams_search`), whose trials must try their own values."""
-    if cfg.get("tuned_dir") is None or any(_key(o) == "hparams_search" for o in command_line):
-        return None
-    path = tuned_file(cfg)
-    if not path.is_file():
-        return None
-    values = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("values") or {}
-    given = {_key(o) for o in command_line}
-    applied = {k: v for k, v in values.items() if k not in given}
-    for k, v in applied.items():
-        OmegaConf.update(cfg, k, v, force_add=False)
-    log.info("tuned values for this data from %s: %s", path, ", ".join(f"{k}={v}" for k, v in applied.items())
-             or "none (the command line sets them all)")
-    return path
-
-
-def untuned_warning(cfg: DictConfig, choices: dict, command_line: list[str]) -> str | None:
-    """A one-line warning when a method runs its paper-scale defaults on a user's data (regime `default`, which
-    the project's own data sets never use) and no tuned file covers it."""
-    tuned = choices.get("tuned")  # Hydra records the optional choice (default/<method>) even when no file exists
-    if OmegaConf.select(cfg, "regime.name", default=None) != "default" or cfg.method.name == "retrain" or (
-            tuned and (CONF / "tuned" / f"{tuned}.yaml").is_file()):
-        return None
-    if any(_key(o) == "hparams_search" for o in command_line):
-        return None
-    if cfg.get("tuned_dir") is not None and tuned_file(cfg).is_file():
-        return None
-    if any(_key(o).startswith("method.") for o in command_line):
-        return None  # the user chose the method's values
-    setting_args = " ".join(o for o in command_line if not _key(o).startswith(("seed", "wandb", "results_csv",
-                                                                                 "cache_dir", "run_dir")))
-    lr, epochs = cfg.method.get("lr"), cfg.method.get("epochs")
-    budget = f" (lr {lr}, {epochs} epochs)" if lr is not None and epochs is not None else ""
-    return (f"method={cfg.method.name} runs its paper-scale values{budget}, which are not tuned for this data and may "
-            f"not forget: select values on a validation split with `unlearn tune {setting_args}`")
-
-
 def compose(overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose("config", overrides=overrides)
+
+
+def resolve_budget(overrides: list[str], extra: tuple[str, ...] = ()) -> tuple[list[str], Fit | None]:
+    """`overrides` with budget.apply's recipe written out as key=value (budget.apply dropped), from one probe of the
+    run they describe (with `extra` and eval.split=validation): for `unlearn tune`, whose trials must all run one
+    recipe (each trial probing for itself could pick another)."""
+    import tempfile
+
+    from unlearn.workspace import Workspace
+    kept = [o for o in overrides if _key(o) != "budget.apply"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose([*kept, *extra, "eval.split=validation", f"run_dir={tmp}/run", "results_csv=null",
+                       "wandb.mode=disabled", "progress.warn_hours=1e9"])
+        ws = Workspace(cfg)
+        ws.claim.abandon()
+    fit = ws.budget
+    if fit is not None and not fit.fits:
+        raise ConfigError(f"{fit.line()}; allowed: a larger budget.minutes, or no budget.apply")
+    return [*kept, *(fit.overrides() if fit else [])], fit
 
 
 def write(path: Path, values: dict, summary: dict, cfg: DictConfig, command: str) -> None:
@@ -153,7 +114,7 @@ def main(argv=None) -> int:
     try:
         budget.check_keys(cfg)
         if cfg.budget.minutes is not None and cfg.budget.apply:  # one recipe for every trial, priced once
-            args.overrides, fit = budget.resolve(args.overrides, (f"seed={args.seed}",))
+            args.overrides, fit = resolve_budget(args.overrides, (f"seed={args.seed}",))
     except ValueError as e:  # ConfigError included: a bad value, or a budget nothing fits
         print(f"error: {e}", file=sys.stderr)
         return 2

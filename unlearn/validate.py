@@ -20,8 +20,8 @@ from hydra.utils import get_object, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn import cache
-from unlearn.checks import P, SMOOTH_RATE, finite, integer, require
-from unlearn.help import CONF
+from unlearn.checks import P, SMOOTH_RATE, ConfigError, finite, integer, require
+from unlearn.paths import CONF
 from unlearn.mia import SOLVERS
 from unlearn.results_csv import ForeignCSVError, check_file, check_regular
 from unlearn.train import Compute, Recipe
@@ -41,10 +41,6 @@ CHANNELS_LAST_ON_CPU = ("channels_last=true is a GPU option (NHWC convolutions f
 def on_cpu(device) -> bool:
     """The run's models live on the CPU: device=cpu, or device=auto without CUDA."""
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-
-
-class ConfigError(ValueError):
-    """A user-set value is invalid; the message names the key and what is allowed."""
 
 
 def _value(cfg: DictConfig, key: str):

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn import budget, cache, progress, stages
 from unlearn.checks import finite
+from unlearn.groups import build
 from unlearn.methods.base import Task
-from unlearn.metrics import accuracy, evaluate, outputs, predict_probs, prediction_labels, predictions, score
+from unlearn.metrics import (accuracy, evaluate, outputs, predict_probs, prediction_labels, predictions, regime_note,
+                             score)
 from unlearn.references import References, Spec, Store
 from unlearn.results import Recorder
 from unlearn.rundir import Claim, job, stopping_on_signals
@@ -35,24 +35,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but CUDA is not available on this machine; use device=auto or device=cpu")
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
-
-
-def build(node: DictConfig, **runtime):
-    """Instantiate a group config; its `name` and `modality` keys label it and are not constructor arguments."""
-    spec = OmegaConf.to_container(node, resolve=True)  # resolve ${...} against the root first
-    for key in ("name", "modality"):
-        spec.pop(key, None)
-    try:
-        return instantiate(spec, **runtime)
-    except InstantiationException as e:  # surface our own validation errors, named by group
-        cause = e.__cause__
-        if isinstance(cause, FileNotFoundError):  # MissingDataError: its own message says what and how to get it
-            raise cause from None
-        if isinstance(cause, ValueError):
-            raise ValueError(f"{node._key()}: {cause}") from None
-        if isinstance(cause, TypeError) and "argument" in str(cause):  # a misspelt or missing key
-            raise ValueError(f"{node._key()}: {cause}") from None
-        raise
 
 
 class Workspace:
@@ -185,7 +167,7 @@ class Workspace:
                         for k, v in self.refs.predictions(name, self.predict).items()},
                      **{f"unlearned_{k}": v for k, v in self.predict(unlearned, probs).items()}}
             self.recorder.finish(metrics, model=unlearned, predictions=preds)
-        if note := progress.regime_note(metrics, self.cfg.min_train_acc):
+        if note := regime_note(metrics, self.cfg.min_train_acc):
             log.warning(note)
         return metrics
 

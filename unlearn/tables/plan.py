@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 from unlearn.identity import config_id
 from unlearn.paths import CONF
 from unlearn.tables.preset import Block, Preset, Row
-from unlearn.workspace import build
+from unlearn.groups import build
 
 
 
@@ -32,7 +32,7 @@ class Job:
 
 def _threads(cfg: DictConfig) -> int | None:
     """The torch threads a job will run with, as `unlearn.app.share_cores` sets them, where the config decides."""
-    from unlearn.app import cores, launcher_threads
+    from unlearn.cpus import cores, launcher_threads
     if cfg.threads is not None:
         return int(cfg.threads)
     threads = launcher_threads(cfg.hydra.launcher, cores())

@@ -10,8 +10,8 @@ Each reference model is its own job (`stage=original` or `stage=retrain`), resum
 original of a (data, model, recipe, seed) once, however many paradigms share it, and the Retrain model of every
 (data, model, paradigm, recipe, seed). They run as one multirun per reference setting, originals and Retrains of
 every seed side by side under a parallel launcher. At paper scale each multirun's time limit, requeues and lock
-timeout are derived from the preset's cost estimate (unlearn/tables/limits.py); `--submit` puts all of them in one
-job array and returns at once (unlearn/tables/submit.py).
+timeout are derived from the preset's cost estimate (unlearn/tables/limits.py); `python -m unlearn.tables.submit
+TABLE --references-only` puts all of them in job arrays and returns at once (unlearn/tables/submit.py).
 """
 from __future__ import annotations
 
@@ -105,16 +105,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds, as the table's")
     ap.add_argument("--margin", type=float, default=limits.MARGIN,
                     help="time limits = this x the paper's minutes (paper scale; default %(default)s)")
-    ap.add_argument("--submit", action="store_true",
-                    help="submit every reference job as one job array and return (python -m unlearn.tables.submit "
-                         "--references-only)")
     ap.add_argument("--dry-run", action="store_true", help="print the reference sweeps without running them")
     own, extra = split_argv(argv)
     args = ap.parse_args(own)
-    if args.submit:
-        from unlearn.tables import submit
-        head = [a for a in own if a != "--submit"]
-        return submit.main([*head, "--references-only", "--", *extra])
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
         preset = load(args.table, args.scale)
