@@ -140,12 +140,23 @@ def main(argv=None) -> int:
         for t in available():
             print(f"{t}: {load(t, 'cpu').title}")
         return 0
-    if args.command == "estimate":  # paper scale, from the paper's own RTEs
-        frames = [printer.gpu_hours(load(t, "paper"), len(seeds)) for t in ([args.table] if args.table else available())]
-        est = pd.concat(frames, ignore_index=True)
+    if args.command == "estimate":  # paper scale, from the paper's own RTEs and the measured MIA fits
+        from unlearn.tables import mia_cost
+        presets = [load(t, "paper") for t in ([args.table] if args.table else available())]
+        est = pd.concat([printer.gpu_hours(p, len(seeds)) for p in presets], ignore_index=True)
+        try:
+            bench = mia_cost.read()
+        except FileNotFoundError as e:
+            bench, note = None, f"MIA not counted: {e}"
+        if bench is not None:
+            mia = pd.concat([mia_cost.table_hours(p, len(seeds), bench) for p in presets], ignore_index=True)
+            est = est.merge(mia, on=["table", "block"], how="left")
+            note = (f"the MIA's attack fits (eval.mia_solver=svc, the default): {est['mia_svc_cpu_hours'].sum():.0f} "
+                    f"CPU hours on one core per job, the GPU waiting; eval.mia_solver=binned: "
+                    f"{est['mia_binned_cpu_hours'].sum():.1f} (from {mia_cost.BENCH.name}, scripts/bench_mia.py)")
         print(est.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
         print(f"total: {est['gpu_hours'].sum():.0f} GPU hours (estimate from the paper's RTEs on A5000 GPUs, "
-              f"{len(seeds)} seeds, evaluation not included)")
+              f"{len(seeds)} seeds, evaluation not included); {note}")
         return 0
     if args.command in ("sentences", "claims"):  # Markdown for the README, from the written table CSVs
         from unlearn.tables import claims, sentences
