@@ -78,6 +78,15 @@ def test_paper_scale_limits_are_derived_from_the_estimate(capsys):
     assert 300 * (int(line["hydra.launcher.max_num_timeout"]) + 1) >= need
 
 
+def test_rows_without_retrain_still_get_limits_from_the_tables_retrain():
+    """`--rows ga` leaves the Retrain row out of the preset, not out of the paper: the limits stay the same."""
+    for block in range(3):
+        whole = limits.block_minutes(load("table1", "paper"), load("table1", "paper").blocks[block])
+        only = limits.block_minutes(load("table1", "paper", ["ga"]), load("table1", "paper", ["ga"]).blocks[block])
+        assert only is not None and (only.original, only.retrain) == (whole.original, whole.retrain)
+        assert only.rows["ga"] == whole.rows["ga"]
+
+
 def test_cpu_scale_keeps_the_configured_limits(capsys):
     assert references.main(["table10", "--seeds", "0", "--dry-run", "--", *SHRINK]) == 0
     out = capsys.readouterr().err

@@ -64,14 +64,15 @@ def block_minutes(preset: Preset, block: Block, paper: pd.DataFrame | None = Non
     if preset.scale != "paper":
         return None
     rows, rte = paper_minutes(preset, block, paper_values() if paper is None else paper)
-    retrain = rows.get("retrain", math.nan)
-    if math.isnan(retrain) and block.rte_like:
-        retrain = rte(block.rte_like, "retrain", "retrain", None)
+
+    def published(row: str) -> float:  # the table's own cell even when `--rows` left the row out, else rte_like's
+        m = rows.get(row, math.nan)
+        m = rte(preset.table, row, row, None) if math.isnan(m) else m
+        return rte(block.rte_like, row, row, None) if math.isnan(m) and block.rte_like else m
+    retrain = published("retrain")
     if math.isnan(retrain):
         return None
-    ft = rows.get("ft", math.nan)
-    if math.isnan(ft):
-        ft = rte(block.rte_like, "ft", "ft", None) if block.rte_like else math.nan
+    ft = published("ft")
     rows = {k: (ft if math.isnan(v) else v) for k, v in rows.items()}
     reference = {r.id for r in preset.rows if r.method == "retrain"}  # that row loads the Retrain reference
     return Minutes(original=retrain / 0.9, retrain=retrain,
