@@ -44,7 +44,7 @@ def test_dry_run_lists_every_block_row_and_seed_in_arrays_by_derived_limits(caps
     """table1 at paper scale: 3 blocks x 12 rows x 2 seeds (minus rows a block skips) plus one job per reference
     model, in arrays by kind and derived limits: reference arrays first; CIFAR-10's method jobs get their own short
     time limit, not ImageNet's 720 min; ImageNet's reference array requeues enough for its training; every method
-    array waits for every reference array; each job carries its block's lock timeout; FF on ImageNet (the paper's
+    array waits for the reference arrays of its blocks (CIFAR-10's not for ImageNet's); each job carries its block's lock timeout; FF on ImageNet (the paper's
     ~145 h, not resumable) is said not to fit."""
     assert submit.main(["table1", "--seeds", "0,1", "--dry-run", "--", "hydra/launcher=slurm",
                         "hydra.launcher.partition=gpu"]) == 0
@@ -58,8 +58,19 @@ def test_dry_run_lists_every_block_row_and_seed_in_arrays_by_derived_limits(caps
     assert sum(a["n"] for a in arrays) == len(jobs)
     kinds = [a["references"] for a in arrays]
     assert kinds == sorted(kinds, reverse=True) and kinds.count(True) >= 2  # reference arrays first
-    refs = ", ".join(str(i) for i, a in enumerate(arrays, 1) if a["references"])
-    assert all(f"depends on arrays {refs} (afterany)" in a["line"] for a in arrays if not a["references"])
+    def blocks(a):  # the blocks an array's line names
+        return set(a["line"].split(" of ", 1)[1].split(", timeout_min")[0].split(", "))
+
+    def after(a):  # the arrays it depends on
+        return set(a["line"].split("depends on arrays ")[1].split(" (")[0].split(", ")) if "depends on" in a["line"] \
+            else set()
+    for a in arrays:  # a method array waits for exactly the reference arrays that hold its blocks' models
+        if not a["references"]:
+            assert after(a) == {str(i) for i, r in enumerate(arrays, 1) if r["references"] and blocks(r) & blocks(a)}
+            assert after(a), a["line"]
+    cifar_only = [a for a in arrays if not a["references"] and blocks(a) == {"CIFAR-10"}]
+    imagenet_refs = {str(i) for i, r in enumerate(arrays, 1) if r["references"] and blocks(r) == {"ImageNet"}}
+    assert cifar_only and imagenet_refs and all(not after(a) & imagenet_refs for a in cifar_only)
     assert all("no dependency" in a["line"] for a in arrays if a["references"])
     imagenet = [a for a in arrays if a["line"].split(" of ")[1].startswith("ImageNet")]
     cifar = [a for a in arrays if not a["references"] and "CIFAR-10" in a["line"]]
@@ -73,9 +84,10 @@ def test_dry_run_lists_every_block_row_and_seed_in_arrays_by_derived_limits(caps
     assert [line for line in err.splitlines() if line.startswith("warning: ImageNet / ff seed")]
 
 
-def test_on_slurm_method_arrays_start_after_every_reference_array(tmp_path, monkeypatch, capsys):
+def test_on_slurm_method_arrays_start_after_their_blocks_reference_arrays(tmp_path, monkeypatch, capsys):
     """Submitted (to a fake submit()): the reference arrays go first, each method array's update parameters carry
-    `dependency=afterany:<every reference array's id>`, and jobs.csv says which array holds which job."""
+    `dependency=afterany:<the ids of the reference arrays holding its blocks>`, and jobs.csv says which array holds
+    which job."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(planning, "missing_data", lambda cfg, download=True: None)  # no data, and none fetched
     calls = []
@@ -85,12 +97,14 @@ def test_on_slurm_method_arrays_start_after_every_reference_array(tmp_path, monk
     refs = [c for c in calls if c[0][0].argv[0].startswith("stage=")]
     assert refs and calls[:len(refs)] == refs  # reference arrays first
     assert all(e.argv[0].startswith("stage=") == (c in refs) for c in calls for e in c[0])  # kinds never mixed
-    ids = [str(1000 + k) for k in range(1, len(refs) + 1)]
     for entries, init, update in calls:
         extra = update["slurm_additional_parameters"]
         assert extra["requeue"] is True  # the preset's own sbatch --requeue
+        mine = {e.block for e in entries}
+        ids = [str(1001 + k) for k, (es, _, _) in enumerate(refs) if mine & {e.block for e in es}]
         assert extra.get("dependency") == (None if entries[0].argv[0].startswith("stage=") else
                                            "afterany:" + ":".join(ids))
+        assert entries[0].argv[0].startswith("stage=") or ids
         assert {e.limits.timeout_min for e in entries} == {update["timeout_min"]}
         assert {e.limits.max_num_timeout for e in entries} == {init["slurm_max_num_timeout"]}
     timeout = {e.label.split(" / ")[0]: u["timeout_min"] for es, _, u in calls[len(refs):] for e in es}

@@ -9,8 +9,8 @@ resumable from its checkpoints), and one per (block, row, seed) whose result is 
 this setup (the table runner's rule). An array has one time limit and one requeue count, so the jobs go into one
 array per derived (timeout_min, max_num_timeout), reference jobs and method jobs never together (jobs without
 derived limits, as at CPU scale, share the preset's): a CIFAR-10 job no longer asks for ImageNet's limit.
-On SLURM every method array depends on all reference arrays (`--dependency=afterany:<ids>`), so no method job
-holds a GPU while it waits for a reference in training. `afterany`, not `afterok`: a reference job that failed
+On SLURM each method array depends on the reference arrays that hold its blocks' models
+(`--dependency=afterany:<ids>`), so no method job holds a GPU while it waits for a reference in training. `afterany`, not `afterok`: a reference job that failed
 or ran out of requeues leaves its checkpoint, and the method job that needs it resumes that training itself under
 the cache lock (its limits cover it). The local executor (local_submitit) has no dependencies: its method jobs
 start at once and wait on the reference jobs' cache locks; a waiter resumes a training whose job was stopped.
@@ -45,10 +45,11 @@ ALLOWED = ("slurm", "local_submitit")
 
 @dataclass
 class Entry:
-    """One job: a label and the overrides of its `python -m unlearn.app` run, and its derived limits."""
+    """One job: a label and the overrides of its `python -m unlearn.app` run, its derived limits and its block."""
     label: str
     argv: list[str]
     limits: limits.Limits | None
+    block: str = ""
 
 
 class Task:
@@ -79,13 +80,14 @@ def entries(preset, jobs, extra: list[str], hl, margin: float, references_only: 
     for r in reference_jobs(jobs, extra, labels):
         m = minutes.get(r.block.name)
         lim = None if m is None else limits.for_reference(m, cap, requeues, margin=margin)
-        out.append(Entry(f"{r.block.name} / {r.stage} seed {r.seed}", [*r.argv(), *lock(lim, extra)], lim))
+        out.append(Entry(f"{r.block.name} / {r.stage} seed {r.seed}", [*r.argv(), *lock(lim, extra)], lim,
+                         r.block.name))
     if not references_only:
         for j in jobs:
             m = minutes.get(j.block.name)
             lim = None if m is None else limits.for_row(m, j.row.id, cap, requeues, margin=margin)
             out.append(Entry(f"{j.block.name} / {j.row.id} seed {j.seed}", [*j.overrides, f"seed={j.seed}",
-                                                                            *lock(lim, extra)], lim))
+                                                                            *lock(lim, extra)], lim, j.block.name))
     return out
 
 
@@ -130,7 +132,7 @@ class Array:
 
     def describe(self, cluster: str) -> str:
         kind = "reference models" if self.references else "method jobs"
-        blocks = list(dict.fromkeys(e.label.split(" / ")[0] for e in self.entries))
+        blocks = list(dict.fromkeys(e.block for e in self.entries))
         requeues = self.init.get(f"{cluster}_max_num_timeout", "submitit's default")
         after = (f"depends on arrays {', '.join(map(str, self.after))} (afterany)" if self.after else
                  "no dependency (local executor: waits on the reference jobs' locks)" if not self.references
@@ -146,7 +148,8 @@ def is_reference(e: Entry) -> bool:
 def arrays(hl, work: list[Entry], folder: Path, name: str) -> tuple[str, list[Array]]:
     """(cluster, the arrays of `work`): one per kind (reference / method) and derived (timeout_min,
     max_num_timeout), reference arrays first, each kind by ascending limits; on SLURM each method array starts
-    after every reference array."""
+    after the reference arrays that hold its blocks' reference models (a CIFAR-10 array never waits for
+    ImageNet's)."""
     groups: dict[tuple, list[Entry]] = {}
     for e in work:
         lim = None if e.limits is None else (e.limits.timeout_min, e.limits.max_num_timeout)
@@ -158,9 +161,10 @@ def arrays(hl, work: list[Entry], folder: Path, name: str) -> tuple[str, list[Ar
         cluster, init, update = parameters(hl, group, folder, name)
         out.append(Array(group, ref, init, update))
     if cluster == "slurm":
-        refs = [i for i, a in enumerate(out, 1) if a.references]
-        for a in out:
-            a.after = [] if a.references else refs
+        blocks = [{e.block for e in a.entries} for a in out]
+        for a, mine in zip(out, blocks):
+            a.after = [] if a.references else [i for i, (r, theirs) in enumerate(zip(out, blocks), 1)
+                                               if r.references and mine & theirs]
     return cluster, out
 
 
