@@ -31,7 +31,10 @@ NOT_IDENTITY = {"dataset": {"cache_dir", "num_workers", "download"},  # where/ho
 META = ("name", "modality")  # labels in group configs that are not constructor arguments
 # Keys added after results existed: they enter the id only away from their default, so every result computed
 # before keeps its id (and its cache entries).
-AT_DEFAULT = {"eval": {"mia_solver": "svc"}, "train": {"accumulate": 1}, "method": {"accumulate": 1, "without": None},
+AT_DEFAULT = {"eval": {"mia_solver": "svc"}, "train": {"accumulate": 1},
+              "method": {"accumulate": 1, "without": None,  # Retrain's recipe fields of the tier's recipe:
+                         "clean_epochs": 0, "nesterov": False, "label_smoothing": 0.0, "lookahead": False,
+                         "bias_lr_scale": 1.0},
               "dataset": {"crop_pad": 4, "crop_mode": "zeros"}}
 COMPUTE = {"precision": "fp32", "channels_last": False, "compile": False, "cudnn": "deterministic"}  # the plain loop
 ENVIRONMENT = ("device", "threads", "cpu_capability", "torch")  # row columns of the machine that change numbers
