@@ -63,7 +63,7 @@ def test_rows_are_written_in_the_papers_order_and_the_preset_reads_them(tmp_pres
     preset = load("table13", "cpu")
     ids = [r.id for r in preset.rows]
     assert ids == ["retrain", "ft_r_cifar10", "ga_r_cifar100", "ugradsl_r_cifar100", "ugradsl", "ugradsl_plus"]
-    assert preset.blocks[0].skip_rows == ["ga_r_cifar100", "ugradsl_r_cifar100"]
+    assert preset.blocks[0].skip_rows == preset.blocks[0].foreign_rows == ["ga_r_cifar100", "ugradsl_r_cifar100"]
     assert (tmp_presets / "table13.yaml").read_text() == (paths.PRESETS / "table13.yaml").read_text()  # untouched
     with pytest.raises(ValueError, match="allowed"):
         select.write_row("table13", "ga", "ImageNet", ["  - {id: ga_r_imagenet, method: ga}"])

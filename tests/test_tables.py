@@ -149,6 +149,16 @@ def test_gpu_hour_estimates_come_from_the_papers_rtes():
     assert borrowed["retrain_min"] == 24.66 and math.isfinite(borrowed["gpu_hours"])
 
 
+def test_a_blocks_table_leaves_out_the_r_rows_selected_on_another_block():
+    """Table 8's (R) rows are selected per block: CIFAR-10's table prints its own, not SVHN's as a second
+    "UGradSL (R)" row of n/a (they share a label)."""
+    preset = load("table8", "cpu")
+    df = printer.frame(preset, planning.plan(preset, [0]), pd.DataFrame())
+    cifar = set(df.loc[df["block"] == "CIFAR-10", "row"])
+    assert "ugradsl_r_cifar10" in cifar and "ugradsl_r_svhn" not in cifar and "ugradsl_plus_r_svhn" not in cifar
+    assert "ugradsl_r_svhn" in set(df.loc[df["block"] == "SVHN", "row"])
+
+
 def test_the_regime_line_weighs_every_job_once():
     """A job run again under another table label (fig3 reusing table 8's runs) is still one job per seed."""
     preset = load("table8", "cpu", ["retrain", "ga"])

@@ -47,6 +47,7 @@ class Block:
     rte_unit: str = "min"
     skip_rows: list[str] = field(default_factory=list)  # rows that cannot run on this block (printed as n/a)
     rte_like: str | None = None  # a table with the same experiment's published RTEs (GPU-hour estimates)
+    foreign_rows: list[str] = field(default_factory=list)  # (R) rows selected on another block: skipped, not printed
 
 
 @dataclass
@@ -173,11 +174,11 @@ def load(table: str, scale: str, only: list[str] | None = None, variant: str = "
     unknown = [c for c in spec["columns"] if c not in COLUMNS]
     if unknown:
         raise ValueError(f"{path}: unknown columns {unknown}; allowed: {COLUMNS}")
+    def foreign(name: str) -> list[str]:  # the (R) rows selected on the other blocks
+        return sorted(r["id"] for r in selected if r["id"].rpartition("_r_")[2] != slug(name))
     blocks = [Block(name=name, overrides=b.get(scale), paper_block=b.get("paper_block", name), note=b.get("note", ""),
-                    rte_unit=b.get("rte_unit", "min"),  # and the (R) rows selected on the other blocks
-                    skip_rows=[*b.get("skip_rows", []), *sorted(r["id"] for r in selected
-                                                                if r["id"].rpartition("_r_")[2] != slug(name))],
-                    rte_like=b.get("rte_like"))
+                    rte_unit=b.get("rte_unit", "min"), skip_rows=[*b.get("skip_rows", []), *foreign(name)],
+                    rte_like=b.get("rte_like"), foreign_rows=foreign(name))
               for name, b in spec["blocks"].items()]
     source = "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))
     title = spec["title"] + (" [arXiv variant: UGradSL and UGradSL+ with the adaptive per-sample alpha]"

@@ -60,8 +60,8 @@ def frame(preset: Preset, jobs: list[Job], runs: pd.DataFrame, paper: pd.DataFra
     index = {(c, s): i for i, (c, s) in enumerate(zip(runs.get("config_id", []), runs.get("seed", [])))}
     out = []
     for block in preset.blocks:
-        for row in preset.rows:
-            mine = [j for j in jobs if j.block.name == block.name and j.row.id == row.id]
+        for row in (r for r in preset.rows if r.id not in block.foreign_rows):  # another block's (R) row: not
+            mine = [j for j in jobs if j.block.name == block.name and j.row.id == row.id]  # printed as n/a here
             found = runs.iloc[[index[(j.config_id, j.seed)] for j in mine if (j.config_id, j.seed) in index]]
             for col in preset.columns:
                 key = METRIC.get(col, col)
