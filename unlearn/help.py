@@ -23,7 +23,7 @@ GROUPS = {
     "model": "architecture",
     "paradigm": "what is forgotten: a class, a random share, a share of one class, subgroups",
     "method": "the unlearning method",
-    "experiment": "a paper table's block or a regime: overrides the groups above",
+    "experiment": "a paper table's block or a setting (data, model, paradigm): overrides the groups above",
     "train": "recipe of the original and Retrain models (default: the regime's)",
     "ablation": "a row of paper Table 6 (with experiment=ablation)",
     "hparams_search": "an Optuna search of a method's values (with -m; pip install 'unlearn[optuna]')",

@@ -90,9 +90,10 @@ class Workspace:
             return self._setup(cfg, fitting=False)  # once more with the recipe that fits, written into cfg
         self.claim = Claim(self.out_dir)  # before any training: a second job given this run_dir is refused now
         check_lock(cfg, self.claim)
-        log.info("data %s: %d train / %d test, %d classes; D_f %d, D_r %d; model %s %s; device %s, %d threads",
-                 data.name, len(data.y_train), len(data.y_test), data.num_classes, len(self.split.forget),
-                 len(self.split.retain), cfg.model.name, self.sizing(), self.device, torch.get_num_threads())
+        log.info("data %s: %d train / %d test, %d classes; D_f %d, D_r %d; model %s %s; regime %s; device %s, "
+                 "%d threads", data.name, len(data.y_train), len(data.y_test), data.num_classes,
+                 len(self.split.forget), len(self.split.retain), cfg.model.name, self.sizing(),
+                 OmegaConf.select(cfg, "regime.name", default="-"), self.device, torch.get_num_threads())
         progress.announce(self, self.budget and self.budget.estimate)  # images x epochs per phase and minutes
         if self.budget is not None:  # a warning when the run as configured does not fit
             log.log(logging.WARNING if self.budget.warn else logging.INFO, self.budget.line())
