@@ -107,7 +107,8 @@ def test_the_retrain_method_is_the_reference_recipe_in_every_regime(overrides, t
 
 
 @pytest.mark.parametrize("overrides, says", [
-    (["dataset=cifar10_cpu", "regime=digits"], "dataset=cifar10_cpu runs in regime=cifar_cpu by itself"),
+    (["dataset=cifar10_cpu", "regime=digits"], "the regimes for dataset=cifar10_cpu: cifar_cpu (drop regime="),
+    (["dataset=newsgroups20", "regime=digits"], "the regimes for dataset=newsgroups20: text_cpu, text_paper"),
     (["regime=cifar_fast_cpu"], "its data sets: cifar10_fast_cpu"),
     (["dataset=imagefolder", "dataset.root=x", "regime=cifar_cpu"], "regime=default runs any data set"),
 ])

@@ -101,7 +101,7 @@ def check_regime(cfg: DictConfig) -> None:
     name = str(cfg.dataset.get("name"))
     if datasets and name not in datasets:
         own = [r for r in regimes() if name in (OmegaConf.load(CONF / "regime" / f"{r}.yaml").get("datasets") or [])]
-        hint = f"dataset={name} runs in regime={own[0]} by itself" if own else \
+        hint = f"the regimes for dataset={name}: {', '.join(own)} (drop regime= for the data set's own)" if own else \
             f"dataset={name} belongs to no regime's list; regime=default runs any data set"
         raise ConfigError(f"dataset={name} is not a data set of regime={regime.name} (its data sets: "
                           f"{', '.join(datasets)}); {hint}, or keep the regime and swap only the recipe with train=...")
