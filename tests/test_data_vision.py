@@ -303,3 +303,60 @@ def test_run_py_on_real_cifar10_subset(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.json").exists() and list((tmp_path / "cache" / "data").glob("cifar10-jpg-*.pt"))
+
+
+def test_lazy_images_prefetch_the_next_evaluation_batch_and_the_paired_mate_batch(tmp_path, monkeypatch):
+    """Evaluation decodes batch i+1 while batch i computes; UGradSL+'s forget mate decodes beside its retain
+    batch whenever the next draw needs no reshuffle (peeking draws nothing): the numbers stay those of the eager
+    store, bit for bit."""
+    from tests.conftest import compose_cfg
+    from unlearn.metrics import predict_probs
+    from unlearn.models.cnn import CNN
+    from unlearn.train import Cycler
+    from unlearn.workspace import run_experiment
+    write_imagefolder(tmp_path / "set", n=(6, 2))
+    lazy = load_imagefolder(str(tmp_path / "set"), image_size=8, in_memory=False, num_workers=2)
+    eager = load_imagefolder(str(tmp_path / "set"), image_size=8, num_workers=0)
+    seen, real = [], LazyImages.prefetch
+    monkeypatch.setattr(LazyImages, "prefetch", lambda self: (seen.append(list(self.files)), real(self))[1])
+    torch.manual_seed(0)
+    model = CNN(3, (3, 8, 8), width=4)
+    assert torch.equal(predict_probs(model, lazy, lazy.x_train, 5), predict_probs(model, eager, eager.x_train, 5))
+    files = list(lazy.x_train.files)
+    assert seen == [files[5:10], files[10:15], files[15:18]]  # each next batch, never the first
+
+    peeked, real_peek = [], Cycler.peek
+    monkeypatch.setattr(Cycler, "peek", lambda self, n: (peeked.append(real_peek(self, n)), peeked[-1])[1])
+
+    def run(in_memory: bool) -> dict:
+        seen.clear()
+        peeked.clear()
+        cfg = compose_cfg(["dataset=imagefolder", f"dataset.root={tmp_path / 'set'}", "dataset.image_size=8",
+                           f"dataset.in_memory={str(in_memory).lower()}", "dataset.num_workers=1", "model=cnn",
+                           "method=ugradsl_plus", "method.epochs=3", "method.batch_size=4", "train.epochs=2",
+                           "paradigm=random", "paradigm.forget_fraction=0.3", "device=cpu", "wandb.mode=disabled",
+                           f"cache_dir={tmp_path / ('cache_m' if in_memory else 'cache_l')}"], tmp_path)
+        return run_experiment(cfg)
+    lazy_metrics = run(False)
+    mates = [files[i] for ahead in peeked if ahead is not None for i in ahead.tolist()]
+    assert mates and all(any(f in batch for batch in seen) for f in mates)  # every peeked mate was prefetched
+    assert any(ahead is None for ahead in peeked)  # at a reshuffle it waits for the draw
+    eager_metrics = run(True)
+    assert not peeked  # an in-memory store has nothing to prefetch: the loop does not even peek
+    same = [k for k in lazy_metrics if not any(t in k for t in ("RTE", "seconds", "time"))]  # all but wall times
+    assert {"UA", "RA", "TA", "MIA", "retrain/UA"} <= set(same)
+    assert {k: lazy_metrics[k] for k in same} == {k: eager_metrics[k] for k in same}
+
+
+def test_peeking_a_cycler_draws_nothing_and_shows_the_next_take():
+    from unlearn.train import Cycler
+    a, b = (Cycler(torch.arange(10), torch.Generator().manual_seed(3)) for _ in range(2))
+    assert a.peek(4) is None  # nothing drawn yet: the first take shuffles
+    takes = []
+    for n in (4, 4, 4, 4):
+        ahead = a.peek(n)
+        got = a.take(n)
+        takes.append(got)
+        assert ahead is None or torch.equal(ahead, got)
+    assert [t.tolist() for t in takes] == [b.take(n).tolist() for n in (4, 4, 4, 4)]  # peeking changed no draw
+    assert a.peek(3) is not None and a.peek(3).tolist() == a.take(3).tolist()

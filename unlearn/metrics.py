@@ -26,10 +26,13 @@ ATTACK_KEYS = tuple(f"mia/{s}_{m}" for s in THRESHOLD_SCORES for m in ("auc", "t
 @torch.no_grad()
 def predict_probs(model: nn.Module, data, x: Tensor, batch_size: int = 1024,
                   progress: Progress | None = None) -> Tensor:
-    """Softmax outputs in eval mode, without augmentation (`progress`: counts one unit per batch)."""
+    """Softmax outputs in eval mode, without augmentation (`progress`: counts one unit per batch). Lazily decoded
+    images (ImageNet) decode the next batch in the background while this one computes."""
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
+        if hasattr(x, "prefetch") and i + batch_size < len(x):
+            x[i + batch_size:i + 2 * batch_size].prefetch()
         out.append(F.softmax(model(data.prepare(x[i:i + batch_size])).float(), -1))
         if progress is not None:
             progress.done()

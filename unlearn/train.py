@@ -124,6 +124,13 @@ class Cycler:
             raise ValueError("Cycler: cannot draw batches from an empty index (an empty D_f or D_r)")
         self.idx, self.g, self.pos = idx, generator, len(idx)
 
+    def peek(self, n: int) -> Tensor | None:
+        """What the next `take(n)` returns when it needs no new shuffle, else None: peeking draws nothing, so a loop
+        may prefetch the mate batch without changing the order of the generator's draws."""
+        if self.pos + n > len(self.idx) or not hasattr(self, "perm"):
+            return None
+        return self.perm[self.pos:self.pos + n]
+
     def take(self, n: int) -> Tensor:
         out = []
         while n > 0:

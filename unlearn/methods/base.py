@@ -201,6 +201,10 @@ class LossMethod(RecipeMethod):
                         is_f = in_forget[b]
                         forget, retain = fetch(b[is_f]), fetch(b[~is_f])
                     else:
+                        if cycler is not None and hasattr(data.x_train, "prefetch"):  # lazily decoded images: the
+                            ahead = cycler.peek(len(b))  # mate batch decodes beside this one (draws nothing)
+                            if ahead is not None:
+                                data.x_train[ahead].prefetch()
                         here, mate = fetch(b), fetch(cycler.take(len(b))) if cycler is not None else None
                         forget, retain = (here, mate) if self.drive == "forget" else (mate, here)
                     if r.accumulate == 1:
