@@ -4,6 +4,7 @@ the command-line runner skips finished jobs and stops at once when a table has n
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -274,12 +275,13 @@ def test_a_partial_run_writes_beside_a_fuller_table_and_keeps_skipped_blocks(tmp
     committed = (out / "table7_cpu.csv").read_text()
     svhn = [j for j in jobs if j.block.name == "SVHN" and j.seed == 0]
     (tmp_path / "runs.csv").write_text(_fake_runs(svhn, [0]).to_csv(index=False))  # seed 0 only, rerun
-    skipped = {"CIFAR-100": "no data"}
+    skipped = {"CIFAR-100": f"no data: folder {Path.cwd()}/data/cifar100 does not exist"}
     show(preset, [j for j in jobs if j.seed == 0], tmp_path / "runs.csv", out, skipped)
     assert (out / "table7_cpu.csv").read_text() == committed
     assert "holds more runs than this table" in capsys.readouterr().err
     partial = (out / "partial" / "table7_cpu.md").read_text()
-    assert "**CIFAR-100**: skipped: no data" in partial and "not run (65.26)" in partial  # paper's GA UA
+    assert "**CIFAR-100**: skipped: no data: folder data/cifar100 does not exist" in partial  # no machine path
+    assert "not run (65.26)" in partial  # paper's GA UA
     frame = pd.read_csv(out / "partial" / "table7_cpu.csv")
     assert set(frame["block"]) == {"CIFAR-100", "SVHN"}
     show(preset, jobs, tmp_path / "runs.csv", tmp_path / "fresh", {})  # nothing written there yet: written in place

@@ -79,7 +79,8 @@ def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str], paper:
     notes = {}
     for b in preset.blocks:
         parts = [b.note] if b.note else []
-        parts.append(f"skipped: {skipped[b.name].splitlines()[0]}" if b.name in skipped
+        why = skipped.get(b.name, "").splitlines()[0].replace(f"{Path.cwd()}/", "") if b.name in skipped else ""
+        parts.append(f"skipped: {why}" if b.name in skipped  # paths relative to the checkout, as in the preset
                      else printer.regime(jobs, runs, b.name))
         notes[b.name] = "; ".join(parts)
     out = beside(df, preset, out)  # skipped blocks stay, with the paper's values and why they did not run
