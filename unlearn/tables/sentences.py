@@ -102,9 +102,13 @@ def paper_closest(df: pd.DataFrame, block: str) -> str:
             f"{_ordinal(rank)} ({_fmt(float(mine.loc[rank - 1, 'value']))}): **disagrees**")
 
 
-def _ua(df: pd.DataFrame, block: str, who: str) -> dict[str, float]:
-    c = cells(df, block, "UA", who)
+def _cell(df: pd.DataFrame, block: str, column: str, who: str) -> dict[str, float]:
+    c = cells(df, block, column, who)
     return dict(zip(c["row"], c["value"]))
+
+
+def _ua(df: pd.DataFrame, block: str, who: str) -> dict[str, float]:
+    return _cell(df, block, "UA", who)
 
 
 def ablation(df: pd.DataFrame, block: str) -> str:
@@ -122,8 +126,13 @@ def ablation(df: pd.DataFrame, block: str) -> str:
                      f"paper {' / '.join(_fmt(theirs[k]) for k in keys)}")
     if "ugradsl_no_retain_nls" in ours and "ugradsl_no_retain_nls" in theirs:
         k = "ugradsl_no_retain_nls"
-        parts.append(f"UGradSL w/o D_r + NLS: UA {_fmt(ours[k])} against the paper's {_fmt(theirs[k])}"
-                     + (" (it does not forget here)" if ours[k] < theirs[k] / 2 else ""))
+        ra, ra_paper = _cell(df, block, "RA", "ours").get(k), _cell(df, block, "RA", "paper").get(k)
+        note = ""
+        if ours[k] < theirs[k] / 2:
+            note = " (it does not forget here)"
+        elif ra is not None and ra_paper is not None and ra < ra_paper / 2:
+            note = f" (it forgets D_r too: RA {_fmt(ra)} against the paper's {_fmt(ra_paper)})"
+        parts.append(f"UGradSL w/o D_r + NLS: UA {_fmt(ours[k])} against the paper's {_fmt(theirs[k])}" + note)
     if not verdicts:
         return ""
     verdict = "**agrees**" if all(verdicts) else "**disagrees**"
