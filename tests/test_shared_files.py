@@ -310,6 +310,13 @@ def test_a_full_disk_at_the_end_of_a_run_marks_it_failed_and_leaves_no_torn_file
 
 # --- stopped jobs ---------------------------------------------------------------------------------------------------
 
+def _ctrl_c_as_at_a_terminal():
+    """The job's SIGINT as a terminal gives it: a suite started in the background of a non-interactive shell (`make
+    test &`, some CI runners) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler, so
+    the job never stopped and the SIGINT case failed on such machines only."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
 def test_a_stopped_job_leaves_its_curves_a_failed_status_a_failed_wandb_run_and_no_lock(tmp_path, signame):
     """SIGTERM (SLURM's time limit or preemption) or Ctrl-C while Retrain trains, with W&B offline: the W&B run is
@@ -322,7 +329,7 @@ def test_a_stopped_job_leaves_its_curves_a_failed_status_a_failed_wandb_run_and_
     out = subprocess.run([sys.executable, str(ROOT / "run.py"), *RUN, f"run_dir={folder}", f"cache_dir={work}/cache",
                           f"results_csv={work}/runs.csv", "wandb.mode=offline", f"wandb.dir={work}",
                           "wandb.project=unit"], cwd=work, capture_output=True, text=True, timeout=HANG_GUARD,
-                         env={**env, **faults.at("retrain/2", signame)})
+                         env={**env, **faults.at("retrain/2", signame)}, preexec_fn=_ctrl_c_as_at_a_terminal)
     # SIGTERM exits 128 + 15 without a traceback; Ctrl-C stays Python's KeyboardInterrupt (notebooks expect it)
     assert out.returncode == 143 if signame == "SIGTERM" else out.returncode != 0, out.stderr[-3000:]
     assert (folder / "status").read_text().startswith("failed ") and f"stopped by {signame}" in \
