@@ -94,3 +94,30 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared_data" in item.keywords:
             item.add_marker(skip)
+
+
+# --- one composition per distinct command line, shared by the tests of a worker ------------------------------------
+_COMPOSED: dict = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _composed_once():
+    """Hydra composes each distinct (config folder, overrides, working folder) once per test worker; every caller
+    gets its own deep copy. Composing is ~0.2 s and the tables' tests compose the same presets' jobs (hundreds of
+    them) again and again; a composed config depends on nothing else (interpolations resolve when read)."""
+    import copy
+
+    from hydra._internal.hydra import Hydra
+
+    real = Hydra.compose_config
+
+    def compose_config(self, config_name, overrides, run_mode, *args, **kwargs):
+        sources = tuple(s.full_path() for s in self.config_loader.get_sources())
+        key = (sources, config_name, tuple(overrides), run_mode, args, tuple(sorted(kwargs.items())), os.getcwd())
+        if key not in _COMPOSED:
+            _COMPOSED[key] = real(self, config_name, overrides, run_mode, *args, **kwargs)
+        return copy.deepcopy(_COMPOSED[key])
+
+    Hydra.compose_config = compose_config
+    yield
+    Hydra.compose_config = real

@@ -3,6 +3,7 @@ its YAML and from Python with the same arguments behaves identically, and `exper
 multirun even without -m."""
 import inspect
 import json
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg, yaml_method
+from unlearn.checks import ConfigError
 from unlearn.workspace import Workspace
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
@@ -106,13 +108,24 @@ def test_the_retrain_method_is_the_reference_recipe_in_every_regime(overrides, t
     assert instantiate(spec).recipe == Recipe(**cfg.train)
 
 
-@pytest.mark.parametrize("overrides, says", [
+REGIME_REFUSED = [
     (["dataset=cifar10_cpu", "regime=digits"], "the regimes for dataset=cifar10_cpu: cifar_cpu (drop regime="),
     (["dataset=newsgroups20", "regime=digits"], "the regimes for dataset=newsgroups20: text_cpu, text_paper"),
     (["regime=cifar_fast_cpu"], "its data sets: cifar10_fast_cpu"),
     (["dataset=imagefolder", "dataset.root=x", "regime=cifar_cpu"], "regime=default runs any data set"),
-])
-def test_a_data_set_outside_its_regime_is_refused_before_any_work(overrides, says, tmp_path):
+]
+
+
+@pytest.mark.parametrize("overrides, says", REGIME_REFUSED[1:])
+def test_a_data_set_outside_its_regime_is_refused_by_the_config_check(overrides, says, tmp_path):
+    from unlearn.validate import check_config
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        check_config(compose_cfg(overrides, tmp_path))
+
+
+def test_a_data_set_outside_its_regime_is_refused_before_any_work(tmp_path):
+    """The first case as a user meets it (the others through the same check, in-process, above)."""
+    overrides, says = REGIME_REFUSED[0]
     out = subprocess.run([sys.executable, "run.py", *overrides, f"cache_dir={tmp_path}/cache",
                           f"results_csv={tmp_path}/runs.csv", f"hydra.run.dir={tmp_path}/run"], cwd=ROOT,
                          capture_output=True, text=True, timeout=HANG_GUARD)

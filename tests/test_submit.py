@@ -174,9 +174,9 @@ def test_a_table_submitted_as_arrays_runs_without_a_shared_csv_and_prints(tmp_pa
         submitted.extend(jobs)
         return jobs
     monkeypatch.setattr(submit, "submit", keep)
-    args = ["table10", "--scale", "cpu", "--rows", "ga,ft", "--seeds", "0"]
+    args = ["table10", "--scale", "cpu", "--rows", "ga", "--seeds", "0"]
     assert submit.main([*args, "--", *extra]) == 0
-    assert len(submitted) == 4  # the original, the Retrain model, GA, FT
+    assert len(submitted) == 3  # the original, the Retrain model, GA
     (folder,) = (tmp_path / "results" / "submitted").iterdir()
     listed = pd.read_csv(folder / "jobs.csv")
     assert listed.groupby("array")["overrides"].apply(lambda o: o.str.startswith("stage=").sum()).tolist() == [2, 0]
@@ -185,8 +185,8 @@ def test_a_table_submitted_as_arrays_runs_without_a_shared_csv_and_prints(tmp_pa
     for job in submitted:
         job.result()  # waits; the local preset's timeout_min stops a hung job
     assert not (tmp_path / "results" / "runs.csv").exists()
-    jobs = planning.plan(load("table10", "cpu", ["ga", "ft"]), [0], extra)
-    assert launch.done(jobs, launch.results("results/runs.csv", extra)) == [True, True]
+    jobs = planning.plan(load("table10", "cpu", ["ga"]), [0], extra)
+    assert launch.done(jobs, launch.results("results/runs.csv", extra)) == [True]
     monkeypatch.setattr(submit, "submit", lambda *a: (_ for _ in ()).throw(AssertionError("submitted again")))
     assert submit.main([*args, "--", *extra]) == 0
     assert "nothing to submit" in capsys.readouterr().err

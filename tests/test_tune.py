@@ -87,6 +87,7 @@ def test_tune_then_run_uses_the_selected_values(tmp_path, monkeypatch):
     assert ran["method.lr"] == values["method.lr"] and ran["method.epochs"] == values["method.epochs"]
 
 
+@pytest.mark.slow  # tune then run with the tuned values: test_tune_then_run_...; compare: tests/test_compare.py
 def test_tune_and_compare_on_digits(tmp_path, monkeypatch, capsys):
     """The same commands on the embedded digits data (an MLP keeps it quick): the tuned values are applied by
     compare's runs, which print the Retrain-relative table."""

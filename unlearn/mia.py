@@ -11,13 +11,14 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.model_selection import StratifiedKFold
-from sklearn.svm import SVC
 from torch import Tensor
+
+if TYPE_CHECKING:  # scikit-learn (with SciPy, ~1.3 s) loads when an attack is fitted, not when the app starts:
+    from sklearn.svm import SVC  # a refused command line answers without it
 
 FEATURES = ("confidence", "entropy", "m_entropy", "prob", "correctness")
 _EPS = 1e-30
@@ -87,6 +88,7 @@ def fit_attack(x: np.ndarray, label: np.ndarray, solver: str = "svc", bins: int 
     k-means clusters for the `prob` vector (an approximation: up to ~0.6 points off in our checks). Linear in n
     plus a fixed-size fit.
     """
+    from sklearn.svm import SVC
     if solver not in SOLVERS:
         raise ValueError(f"MIA solver {solver!r}; allowed: {SOLVERS}")
     if solver == "svc" or len(x) <= 2 * bins:
@@ -139,6 +141,7 @@ def threshold_attack(member: tuple[Tensor, Tensor], nonmember: tuple[Tensor, Ten
     TPR at 1% FPR is the largest TPR whose FPR is <= 1% on the ROC curve (no interpolation), so with fewer than
     100 non-members it is the TPR at zero false positives.
     """
+    from sklearn.metrics import roc_auc_score, roc_curve
     s = np.concatenate([attack_score(*member, kind), attack_score(*nonmember, kind)])
     label = np.concatenate([np.ones(len(member[1])), np.zeros(len(nonmember[1]))])
     fpr, tpr, _ = roc_curve(label, s)
@@ -157,6 +160,8 @@ def forget_vs_test(forget: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor], s
     the sizes) under `folds`-fold stratified cross-validation (seeded), so each sample is judged by an attack
     that did not see it.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
     x = np.log(np.concatenate([per_sample_loss(*forget).double().cpu().numpy(),
                                per_sample_loss(*test).double().cpu().numpy()]).clip(1e-12, None)).reshape(-1, 1)
     label = np.concatenate([np.ones(len(forget[1])), np.zeros(len(test[1]))]).astype(int)
