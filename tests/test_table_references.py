@@ -36,9 +36,15 @@ def test_each_reference_model_is_its_own_job_and_jobs_differing_only_in_method_s
 
 
 def test_an_original_shared_by_two_paradigms_is_trained_by_one_job():
-    """table5's class-wise and random blocks forget from the same data and model: one original per seed, a
-    Retrain per block; the second block's sweep asks only for its Retrain."""
-    jobs = planning.plan(load("table5", "cpu"), [0, 1], SHRINK)
+    """table5's class-wise and random blocks, both in one regime (the random block's own runs on the fast tier),
+    forget from the same data and model: one original per seed, a Retrain per block; the second block's sweep asks
+    only for its Retrain."""
+    import dataclasses
+    preset = load("table5", "cpu")
+    classwise, random = preset.blocks
+    same = [o.replace("classwise", "random") for o in classwise.overrides if "forget_class" not in o]
+    preset.blocks[1] = dataclasses.replace(random, overrides=[*same, "paradigm.forget_fraction=0.1"])
+    jobs = planning.plan(preset, [0, 1], SHRINK)
     refs = references.reference_jobs(jobs, SHRINK, [])
     assert sorted((r.stage, r.block.name, r.seed) for r in refs) == [
         ("original", "Class-wise", 0), ("original", "Class-wise", 1),

@@ -83,12 +83,54 @@ def show(preset, jobs, results: Path, out: Path, skipped: dict[str, str], paper:
         parts.append(f"skipped: {why}" if b.name in skipped  # paths relative to the checkout, as in the preset
                      else printer.regime(jobs, runs, b.name))
         notes[b.name] = "; ".join(parts)
+    kept = [j for j in jobs if j.block.name not in skipped]
+    behind = printer.table_runs(preset, kept, runs)
+    df, notes, behind = keep_written_blocks(df, notes, behind, preset, out, paper)
     out = beside(df, preset, out)  # skipped blocks stay, with the paper's values and why they did not run
     text = printer.markdown(df, preset, notes)
     print(text)
-    kept = [j for j in jobs if j.block.name not in skipped]
-    paths = printer.write(df, preset, notes, out, printer.table_runs(preset, kept, runs))
+    paths = printer.write(df, preset, notes, out, behind)
     print(f"\nwritten: {', '.join(str(p) for p in paths.values())}")
+
+
+KEPT = "kept as written before: the results CSV read here holds none of this block's runs"
+
+
+def keep_written_blocks(df: pd.DataFrame, notes: dict[str, str], behind: pd.DataFrame, preset, out: Path,
+                        paper: str) -> tuple[pd.DataFrame, dict[str, str], pd.DataFrame]:
+    """A block of which the results CSV holds no run, but the table already written does, is kept as written (its
+    cells, note and rows behind them; the paper's values of `paper` attached again), so printing one block's new
+    runs on a machine that lacks the others' does not empty them. Blocks with any run here are printed from the
+    runs; a block holding fewer runs than the written one still sends the whole table to partial/ (`beside`)."""
+    written_csv = out / f"{preset.stem}.csv"
+    if not written_csv.is_file():
+        return df, notes, behind
+    written = pd.read_csv(written_csv, keep_default_na=False, na_values=[""])
+    if not {"block", "row", "column", "n"} <= set(written.columns):
+        return df, notes, behind
+    has = lambda frame, b: bool((frame.loc[frame["block"] == b, "n"].fillna(0) > 0).any())  # noqa: E731
+    keep = [b.name for b in preset.blocks if not has(df, b.name) and has(written, b.name)]
+    if not keep:
+        return df, notes, behind
+    order = {b.name: i for i, b in enumerate(preset.blocks)}
+    merged = pd.concat([df[~df["block"].isin(keep)], written[written["block"].isin(keep)][df.columns.intersection(
+        written.columns)]], ignore_index=True)
+    merged = merged.sort_values("block", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    merged = printer.attach_paper(merged, preset, version=paper)
+    md = out / f"{preset.stem}.md"
+    lines = md.read_text().splitlines() if md.is_file() else []
+    for name in keep:
+        old = next((ln.split("**: ", 1)[1] for ln in lines if ln.startswith(f"**{name}**: ")), "")
+        skip = notes.get(name, "") if notes.get(name, "").startswith("skipped:") else ""  # why it cannot run here
+        notes[name] = "; ".join(part for part in (skip, old.replace(f"; {KEPT}", "").replace(KEPT, ""), KEPT) if part)
+    runs_csv = out / f"{preset.stem}.runs.csv"
+    if runs_csv.is_file():
+        before = pd.read_csv(runs_csv, low_memory=False)
+        if "block" in before:
+            behind = pd.concat([behind, before[before["block"].isin(keep)]], ignore_index=True)
+    print(f"{', '.join(keep)}: no run of {'this block' if len(keep) == 1 else 'these blocks'} in the results read "
+          f"here; kept as written in {written_csv}", file=sys.stderr)
+    return merged, notes, behind
 
 
 def beside(df: pd.DataFrame, preset, out: Path) -> Path:
