@@ -85,8 +85,11 @@ def test_new_method_refuses_a_bad_or_taken_name_in_one_line(generated, tmp_path,
         new_method.write("Bad-Name", conf=tmp_path)
     with pytest.raises(ValueError, match=rf"^method '{NAME}' exists already \(.*{NAME}\.yaml"):
         new_method.write(NAME, conf=generated["conf"], package=generated["package"], tests=generated["tests"])
+    import sys
+    argv = list(sys.argv)
     with pytest.raises(SystemExit) as stop:
         cli(["new-method", "ga"])  # the real tree: ga's files exist, nothing is written
     assert stop.value.code == 2
+    assert sys.argv == argv  # the sub-command's argv was the caller's only while it ran
     err = capsys.readouterr().err
     assert err.startswith("error: method 'ga' exists already") and len(err.strip().splitlines()) == 1

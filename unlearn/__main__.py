@@ -20,9 +20,12 @@ def main(argv: list[str] | None = None):
     """`unlearn ...`: a sub-command, the help page, or the Hydra app with the remaining arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        sys.argv = [f"unlearn {argv[0]}", *argv[1:]]  # argparse names the sub-command in its usage line
-        command = importlib.import_module(SUBCOMMANDS[argv[0]]).main
-        sys.exit(one_line_errors(lambda: command(argv[1:])) or 0)
+        saved, sys.argv = sys.argv, [f"unlearn {argv[0]}", *argv[1:]]  # argparse names the sub-command in its usage
+        try:  # line; restored after, for a caller in the same process (tests, notebooks)
+            command = importlib.import_module(SUBCOMMANDS[argv[0]]).main
+            sys.exit(one_line_errors(lambda: command(argv[1:])) or 0)
+        finally:
+            sys.argv = saved
     if argv and argv[0] == "run":
         argv = argv[1:]
     elif argv and not argv[0].startswith(("-", "+", "~")) and "=" not in argv[0]:
