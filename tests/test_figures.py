@@ -150,3 +150,17 @@ def test_dry_run_plans_and_draws_nothing(name, tmp_path, monkeypatch, capsys):
     assert cli.make(name, args) == 0
     said = capsys.readouterr().err
     assert not (tmp_path / "figs").exists() and ("would compute" if name == "figlandscape" else "1 to run") in said
+
+
+def test_the_fig3_sentence_matches_its_csv():
+    """docs/figures.md states Fig. 3's tier numbers (UA, MIA, TA per alpha): they are the committed CSV's means."""
+    import pandas as pd
+    from tests.conftest import ROOT
+    means = pd.read_csv(ROOT / "results/figures/fig3.csv").groupby("smooth_rate")[["UA", "MIA", "TA"]].mean()
+    text = " ".join((ROOT / "docs/figures.md").read_text().split())
+    ua = means["UA"]
+    assert ua.is_monotonic_decreasing and means["MIA"].is_monotonic_decreasing  # "falls steadily"
+    for alpha, value in ((-1.0, ua[-1.0]), (-0.5, ua[-0.5]), (0.0, ua[0.0]), (0.5, ua[0.5])):
+        assert f"{value:.1f}" in text, (alpha, value)
+    assert f"MIA from {means['MIA'][-1.0]:.1f} to {means['MIA'][0.5]:.1f}" in text
+    assert f"TA rises from {means['TA'][-1.0]:.1f} to {means['TA'][0.5]:.1f}" in text
