@@ -1,6 +1,8 @@
 """Retrain: train from scratch on the retain set with the original recipe (exact-unlearning reference)."""
+from dataclasses import replace
+
 from unlearn.methods.base import RecipeMethod
-from unlearn.train import Recipe, fit
+from unlearn.train import fit
 
 
 class Retrain(RecipeMethod):
@@ -11,13 +13,11 @@ class Retrain(RecipeMethod):
     clean epochs, Nesterov momentum or weight averaging (the CIFAR-10 tier's) is the reference's only when all of
     them are carried over; a subset trained another model (RA 92.9 instead of the reference's ~99)."""
 
-    def __init__(self, *, epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float,
-                 weight_decay: float, scheduler: str, accumulate: int, clean_epochs: int, nesterov: bool,
-                 label_smoothing: float, lookahead: bool, bias_lr_scale: float):
-        self.recipe = Recipe(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                             weight_decay=weight_decay, scheduler=scheduler, accumulate=accumulate,
-                             clean_epochs=clean_epochs, nesterov=nesterov, label_smoothing=label_smoothing,
-                             lookahead=lookahead, bias_lr_scale=bias_lr_scale)
+    def __init__(self, *, clean_epochs: int, nesterov: bool, label_smoothing: float, lookahead: bool,
+                 bias_lr_scale: float, **sgd):
+        super().__init__(**sgd)  # the SGD fields, as every recipe method takes them
+        self.recipe = replace(self.recipe, clean_epochs=clean_epochs, nesterov=nesterov,
+                              label_smoothing=label_smoothing, lookahead=lookahead, bias_lr_scale=bias_lr_scale)
 
     def reuses_reference(self, task) -> bool:
         return task.retrain is not None and self.recipe == task.train_recipe

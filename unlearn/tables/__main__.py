@@ -117,10 +117,9 @@ def keep_written_blocks(df: pd.DataFrame, notes: dict[str, str], behind: pd.Data
         written.columns)]], ignore_index=True)
     merged = merged.sort_values("block", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     merged = printer.attach_paper(merged, preset, version=paper)
-    md = out / f"{preset.stem}.md"
-    lines = md.read_text().splitlines() if md.is_file() else []
+    written_notes = printer.written_notes(out / f"{preset.stem}.md")
     for name in keep:
-        old = next((ln.split("**: ", 1)[1] for ln in lines if ln.startswith(f"**{name}**: ")), "")
+        old = written_notes.get(name, "")
         skip = notes.get(name, "") if notes.get(name, "").startswith("skipped:") else ""  # why it cannot run here
         notes[name] = "; ".join(part for part in (skip, old.replace(f"; {KEPT}", "").replace(KEPT, ""), KEPT) if part)
     runs_csv = out / f"{preset.stem}.runs.csv"

@@ -234,6 +234,12 @@ def write(df: pd.DataFrame, preset: Preset, notes: dict[str, str], folder: Path,
     return paths
 
 
+def written_notes(md: Path) -> dict[str, str]:
+    """{block: its note} of a written table's markdown: the text after "**<block>**: " on each block's line."""
+    lines = md.read_text().splitlines() if md.is_file() else []
+    return dict(line[2:].split("**: ", 1) for line in lines if line.startswith("**") and "**: " in line)
+
+
 def reprint(preset: Preset, folder: Path, version: str = "iclr") -> dict[str, Path]:
     """Rewrite a written table with the paper's values of one version, from its own CSV (no runs needed): ours,
     bold and the block notes are kept as written."""
@@ -243,14 +249,9 @@ def reprint(preset: Preset, folder: Path, version: str = "iclr") -> dict[str, Pa
                          f"(python -m unlearn.tables print {preset.table} --scale {preset.scale})")
     df = pd.read_csv(stem.with_suffix(".csv"), keep_default_na=False, na_values=[""])
     df["paper_source"] = df["paper_source"].fillna("") if "paper_source" in df else ""
-    notes = {}
-    md = stem.with_suffix(".md")
-    for line in (md.read_text().splitlines() if md.exists() else []):
-        if line.startswith("**") and "**: " in line:
-            block, note = line[2:].split("**: ", 1)
-            kept = [part for part in note.split("; ") if not part.startswith("the paper's BU row (ICLR")]
-            notes[block] = "; ".join(kept)  # the BU note is the printer's own: written again if it still applies
-    df = attach_paper(df, preset, version=version)
+    notes = {block: "; ".join(part for part in note.split("; ") if not part.startswith("the paper's BU row (ICLR"))
+             for block, note in written_notes(stem.with_suffix(".md")).items()}  # the BU note is the printer's
+    df = attach_paper(df, preset, version=version)  # own: written again if it still applies
     return write(df, preset, notes, folder)
 
 
