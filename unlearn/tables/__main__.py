@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", default="cpu", choices=SCALES)
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
     ap.add_argument("--rows", help="comma-separated row ids to run or print (default: all rows of the table)")
+    ap.add_argument("--blocks", help="comma-separated block names to run (default: every block); the table printed "
+                                     "afterwards shows every block")
     ap.add_argument("--results", default="results/runs.csv", help="the results CSV (results_csv of the runs)")
     ap.add_argument("--out", default="results/tables", help="folder of the printed tables")
     ap.add_argument("--rerun", action="store_true", help="run every job, even those already in the results CSV")
@@ -226,6 +228,9 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    blocks = args.blocks.split(",") if args.blocks else [b.name for b in preset.blocks]
+    if unknown := [b for b in blocks if b not in {x.name for x in preset.blocks}]:
+        refuse(f"--blocks {unknown} are not blocks of {args.table}; allowed: {[b.name for b in preset.blocks]}")
     if preset.elsewhere:
         print(f"{args.table}: rows {sorted(preset.elsewhere)} are left out at {args.scale} scale: their values were "
               f"selected toward Retrain at {sorted(set(preset.elsewhere.values()))} scale (make tune "
@@ -242,9 +247,9 @@ def main(argv=None) -> int:
         return 2
     failed: list[tuple[str, int]] = []
     if args.command == "run":
-        runnable = [j for j in jobs if j.block.name not in skipped]
+        runnable = [j for j in jobs if j.block.name not in skipped and j.block.name in blocks]
         todo = [j for j, ok in zip(runnable, launch.done(runnable, _runs(results))) if args.rerun or not ok]
-        launch.say(f"{args.table} ({args.scale}): {len(runnable)} jobs in blocks that can run, "
+        launch.say(f"{args.table} ({args.scale}): {len(runnable)} jobs in blocks that can run and were asked for, "
                    f"{len(runnable) - len(todo)} already done by this code on this setup, {len(todo)} to run")
         groups: dict[str, list] = {}
         for j in todo:
