@@ -68,7 +68,7 @@ tables: $(TABLES)  ## every paper table above, one after the other
 ablation: table6  ## paper Table 6 (gradient-mixed x NLS/PLS), an alias
 
 report: $(STAMP)  ## mean ± std over seeds of results/runs.csv, one table per (table, dataset, paradigm)
-	$(VENV)/bin/unlearn collect results/runs.csv --long results/long.csv --markdown
+	$(VENV)/bin/unlearn report results/runs.csv --long results/long.csv --markdown
 
 clean-results:
 	rm -rf results/runs results/multirun results/cache results/wandb results/runs.csv

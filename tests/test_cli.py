@@ -116,7 +116,13 @@ def test_run_is_the_hydra_app_and_an_unknown_command_is_refused(monkeypatch, cap
 def test_the_help_page_names_every_sub_command(capsys):
     _, out, _ = run_cli(["--help"], capsys)
     usage = out.split("Usage\n", 1)[1].split("\n\n")[0]
-    assert "unlearn TOOL [ARGS ...]" in usage and ", ".join(helppage.SUBCOMMANDS) in usage
+    assert "unlearn TOOL [ARGS ...]" in usage and ", ".join(helppage.SUBCOMMANDS) in " ".join(usage.split())
+
+
+@pytest.mark.parametrize("name", sorted(helppage.SUBCOMMANDS))
+def test_every_sub_command_answers_help_under_its_own_name(name, capsys):
+    code, out, _ = run_cli([name, "--help"], capsys)
+    assert code == 0 and f"usage: unlearn {name}" in " ".join(out.split())
 
 
 # ---- a launcher or sweeper whose Hydra plugin is not installed -------------------------------------------------------

@@ -51,7 +51,7 @@ def read_run_dirs(roots: list[str]) -> tuple[pd.DataFrame, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="unlearn collect", description=__doc__,
+    ap = argparse.ArgumentParser(description=__doc__,  # prog: `unlearn collect` or `unlearn report`
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="?", help="the results CSV of the runs (results_csv)")
     ap.add_argument("--from-wandb", metavar="ENTITY/PROJECT",

@@ -34,6 +34,9 @@ SUBCOMMANDS = {  # `unlearn <name> ARGS`: the module whose main(argv) runs it
     "dashboard": "unlearn.dashboard",  # one W&B Report per paper table
     "table": "unlearn.tables.__main__",  # run / print the paper's tables (make table1 ...)
     "figure": "unlearn.figures.__main__",  # run / draw the paper's figures (make fig1 ...)
+    "report": "unlearn.collect",  # `make report`: the same as collect (mean ± std over seeds of a results CSV)
+    "select": "unlearn.tables.select",  # a table's (R) rows toward Retrain on the validation split (make tune TABLE=)
+    "tune-regime": "unlearn.tune_regime",  # a method's values for a CPU regime, written to conf/tuned/<regime>/
     "tune": "unlearn.tune",  # select a method's values for your data on a validation split (docs/own-data.md)
     "compare": "unlearn.compare",  # every method on your data with seeds: tune, run, the Retrain-relative table
     "new-method": "unlearn.new_method",  # a method's YAML, class and mechanism test from the template
@@ -85,8 +88,10 @@ def help_keys(conf: Path = CONF) -> str:
 
 
 def help_commands() -> str:
-    """The sub-commands of the console command, comma-separated."""
-    return ", ".join(SUBCOMMANDS)
+    """The sub-commands of the console command, comma-separated, wrapped under the help page's column 55."""
+    indent = " " * 55  # the template places the list at column 55
+    return "\n".join(textwrap.wrap(", ".join(SUBCOMMANDS), WIDTH, initial_indent=indent, subsequent_indent=indent,
+                                   break_on_hyphens=False)).lstrip()
 
 
 def page() -> str:

@@ -1,8 +1,8 @@
 """Choose a method's values for a CPU-scale regime on a validation split, and write them to its tuned/ file.
 
-    .venv/bin/python scripts/tune_presets.py cifar_cpu ga [--seeds 0] [--dry-run]
-    .venv/bin/python scripts/tune_presets.py text_cpu ugradsl_plus
-    .venv/bin/python scripts/tune_presets.py cifar_fast_cpu ugradsl --paradigms random
+    unlearn tune-regime cifar_cpu ga [--seeds 0] [--dry-run]
+    unlearn tune-regime text_cpu ugradsl_plus
+    unlearn tune-regime cifar_fast_cpu ugradsl --paradigms random
 
 For every point of the method's grid (GRIDS below) it runs class-wise (class drawn per seed) and random (10%)
 forgetting (or the `--paradigms` named) with `eval.split=validation` (TA and the MIA's non-members come from 10%
@@ -26,8 +26,9 @@ import pandas as pd
 
 from unlearn.results_csv import read_runs
 
-ROOT = Path(__file__).resolve().parents[1]
-TUNED = ROOT / "conf" / "tuned"
+from unlearn.paths import CONF
+
+TUNED = CONF / "tuned"
 REGIMES = {  # regime (conf/regime/<name>.yaml) -> the overrides that select its data and model
     "cifar_cpu": ["dataset=cifar10_cpu"],
     "cifar_fast_cpu": ["experiment=cifar10_random_fast_cpu"],  # the CIFAR-10 tier (docs/tier.md)
@@ -119,13 +120,14 @@ def run(regime: str, method: str, seeds: str, results: Path, dry: bool, paradigm
     for name in paradigms:
         paradigm = PARADIGMS[name]
         sweep = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in grid.items()]
-        shown = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
+        here = Path.cwd()  # the runs start here; the command is written relative to it
+        shown = results.relative_to(here) if results.is_relative_to(here) else results
         cmd = [sys.executable, "-m", "unlearn.app", "-m", *REGIMES[regime], *paradigm, f"method={method}", *sweep,
                "eval.split=validation", f"seed={seeds}", "threads=1", "wandb.mode=disabled",
                f"results_csv={shown}", "table=tuning"]
         commands.append(" ".join(["python run.py", *cmd[3:]]))
         print(" ".join(cmd[3:]), file=sys.stderr)
-        if not dry and subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        if not dry and subprocess.run(cmd).returncode != 0:
             raise SystemExit(f"tuning {method} on {regime} ({name}) failed")
     return commands
 
@@ -169,7 +171,7 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
     path = TUNED / regime / f"{method}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():  # keep the commands of earlier passes (e.g. before a grid was extended past its edge)
-        old = [line[4:].replace(f"={ROOT}/", "=") for line in path.read_text().splitlines()  # no machine paths
+        old = [line[4:].replace(f"={Path.cwd()}/", "=") for line in path.read_text().splitlines()  # no machine paths
                if line.startswith("#   python run.py")]
         commands = list(dict.fromkeys(old + commands))
     paradigms = [p for p in PARADIGMS if p in scores.columns]
@@ -186,7 +188,7 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
     lines = ["# @package _global_" if root else "# @package method",
              f"# {method} on the {regime} regime: {aim[0]}", *aim[1:],
              "# on a validation split held out of D_tr (eval.split=validation),",
-             "# chosen by `python scripts/tune_presets.py " + f"{regime} {method}`, which ran:"]
+             f"# chosen by `unlearn tune-regime {regime} {method}`, which ran:"]
     lines += [f"#   {c}" for c in commands]
     lines.append(f"# {shown} per grid point (best first):")
     for idx, row in scores.iterrows():
@@ -204,8 +206,8 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
     return path
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="unlearn tune-regime", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("regime", choices=sorted(REGIMES))
     ap.add_argument("methods", help=f"comma-separated, from {sorted(GRIDS)}")
     ap.add_argument("--seeds", default="0", help="seeds per grid point (comma-separated)")
@@ -217,11 +219,11 @@ def main() -> None:
     ap.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2",
                     help="run these values instead of the grid's for KEY (e.g. beyond an edge); the choice is made "
                          "over every grid point of the method in the results CSV")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     for item in args.grid:
         key, values = item.split("=", 1)
         EXTRA[key] = [int(v) if v.lstrip("-").isdigit() else float(v) for v in values.split(",")]
-    results = ROOT / args.results
+    results = Path(args.results).resolve()
     if not 0 <= args.keep <= 100:
         raise SystemExit(f"--keep {args.keep}: allowed a number of points in [0, 100]")
     paradigms = args.paradigms.split(",")

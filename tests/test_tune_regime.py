@@ -1,16 +1,11 @@
-"""scripts/tune_presets.py's two selection criteria: the plain rows' (largest Sum while RA and TA stay near the
+"""unlearn/tune_regime.py's two selection criteria: the plain rows' (largest Sum while RA and TA stay near the
 original's) and the (R) rows' (smallest Avg. Gap), and the tuned file it writes for root sweep axes."""
-import importlib.util
-
 import pandas as pd
 import pytest
 import yaml
 
 from tests.conftest import ROOT
-
-spec = importlib.util.spec_from_file_location("tune_presets", ROOT / "scripts" / "tune_presets.py")
-tune = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tune)
+from unlearn import tune_regime as tune
 
 
 def runs(rows):
