@@ -194,16 +194,36 @@ def test_tables_of_the_same_experiment_share_their_references():
     assert len(tier) == 1 and len(old) == 1 and tier != old
 
 
-def test_table5s_random_block_is_table8s_cifar10_block():
+def test_table5s_blocks_are_table8s_and_table1s_cifar10_blocks():
     """Every job of Table 5's random block, its (R) rows included, is a job of Table 8's CIFAR-10 block (same
-    config_id and seed), so the block prints from Table 8's runs; the (R) rows run only there, not on Class-wise."""
-    def jobs(table, block):
+    config_id and seed), so the block prints from Table 8's runs; the (R) rows run only there, not on Class-wise. The class-wise block is Table 1's CIFAR-10 block."""
+    from dataclasses import replace
+
+    def jobs(table, block):  # only that block's jobs are composed
+        preset = load(table, "cpu")
+        preset = replace(preset, blocks=[b for b in preset.blocks if b.name == block])
         return {j.row.method + (" (R)" if "_r_" in j.row.id else ""): (j.config_id, j.seed)
-                for j in planning.plan(load(table, "cpu"), [0]) if j.block.name == block}
+                for j in planning.plan(preset, [0])}
     five, eight = jobs("table5", "Random"), jobs("table8", "CIFAR-10")
     assert {"ugradsl (R)", "ugradsl_plus (R)"} <= set(five)
     assert all(eight[k] == v for k, v in five.items()), {k for k, v in five.items() if eight.get(k) != v}
     assert not {k for k in jobs("table5", "Class-wise") if "(R)" in k}
+    classwise, one = jobs("table5", "Class-wise"), jobs("table1", "CIFAR-10")  # the class-wise block: Table 1's
+    assert classwise and all(one[k] == v for k, v in classwise.items()), {k for k, v in classwise.items()
+                                                                          if one.get(k) != v}
+
+
+def test_blocks_runs_only_the_blocks_it_names_and_refuses_an_unknown_one(tmp_path, monkeypatch, capsys):
+    from unlearn.tables.__main__ import main as tables
+    monkeypatch.chdir(tmp_path)  # no ../shared here: the CIFAR-10 block has no data, SVHN's stand-in is embedded
+    assert tables(["run", "table8", "--seeds", "0", "--rows", "ga", "--blocks", "SVHN", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "1 jobs in blocks that can run and were asked for" in err and "SVHN / ga: " in err
+    assert "ImageNet / ga: " not in err and "CIFAR-10 / ga: " not in err
+    with pytest.raises(SystemExit) as e:
+        tables(["run", "table8", "--seeds", "0", "--blocks", "SVHN,CIFAR10", "--dry-run"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "['CIFAR10']" in err and "'CIFAR-10', 'ImageNet', 'SVHN'" in err
 
 
 # --- "already done" is a fact about inputs; partial runs never overwrite fuller tables ---------------------------
