@@ -396,10 +396,10 @@ def test_bad_tool_arguments_are_one_line(argv, expected, tmp_path, monkeypatch, 
 
 PRESET_TYPOS = [  # (text of presets/table1.yaml, typed instead, what the line names)
     ("\ncolumns:", "\ncolums:", "table1.yaml: the preset has the unknown key 'colums' (did you mean columns?)"),
-    ("    cpu: [dataset=cifar10_cpu,", "    cpuu: [dataset=cifar10_cpu,",
+    ("    cpu: [experiment=cifar10_classwise_fast_cpu,", "    cpuu: [experiment=cifar10_classwise_fast_cpu,",
      "table1.yaml: block 'CIFAR-10' has the unknown key 'cpuu' (did you mean cpu?)"),
-    ("cpu: [dataset=cifar10_cpu,", "cpu: [dataset=cifar10_cpuu,",
-     "table1.yaml, block 'CIFAR-10', row 'retrain': dataset=cifar10_cpuu is invalid; allowed: one of"),
+    ("cpu: [experiment=cifar10_classwise_fast_cpu,", "cpu: [experiment=cifar10_classwise_fast_cpuu,",
+     "table1.yaml, block 'CIFAR-10', row 'retrain': experiment=cifar10_classwise_fast_cpuu is invalid; allowed: one of"),
     ("title: Class-wise forgetting", "title: [Class-wise", "table1.yaml: not valid YAML ("),
 ]
 
@@ -560,9 +560,9 @@ def test_the_checks_run_in_the_phases_validate_lists(tmp_path, monkeypatch):
     for phase in validate.PHASES:
         assert phase.check is getattr(validate, f"check_{phase.name}")  # the list names the functions that run
 
-        def record(*args, _phase=phase):
+        def record(*args, _phase=phase, **kwargs):
             ran.append(_phase.name)
-            return _phase.check(*args)
+            return _phase.check(*args, **kwargs)
         monkeypatch.setattr(workspace, phase.check.__name__, record)
     Workspace(compose_cfg(TINY, tmp_path))
     assert ran == [p.name for p in validate.PHASES]

@@ -269,6 +269,13 @@ def check_lock(cfg: DictConfig, claim) -> None:
         raise
 
 
+def check_budget(ws, apply: bool):
+    """budget.minutes: the run as built is estimated phase by phase before training; the verdict (a warning, or
+    with budget.apply the recipe that fits, written into ws.cfg) is unlearn.budget.Fit, None without a budget."""
+    from unlearn import budget  # budget imports this module
+    return budget.check(ws, apply)
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
@@ -283,5 +290,7 @@ PHASES = (
     Phase("outputs", "the run folder is named; no file is written", check_outputs),
     Phase("split", "the data is loaded and split; nothing is trained", check_split),
     Phase("task", "the method, the task and the model are built; nothing is trained", check_task),
+    Phase("budget", "the task is built and its time estimated against budget.minutes; nothing is trained",
+          check_budget),
     Phase("lock", "the run folder is claimed; nothing is trained", check_lock),
 )

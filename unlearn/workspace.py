@@ -12,7 +12,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn import budget, cache, progress, stages
+from unlearn import cache, progress, stages
 from unlearn.checks import finite
 from unlearn.groups import build
 from unlearn.methods.base import Task
@@ -22,7 +22,8 @@ from unlearn.references import References, Spec, Store
 from unlearn.results import Recorder
 from unlearn.rundir import Claim, job, stopping_on_signals
 from unlearn.train import CompileClock, Recipe, apply_fast
-from unlearn.validate import ConfigError, check_config, check_lock, check_outputs, check_split, check_task
+from unlearn.validate import (ConfigError, check_budget, check_config, check_lock, check_outputs, check_split,
+                              check_task)
 
 log = logging.getLogger("unlearn")
 
@@ -85,7 +86,7 @@ class Workspace:
         if cfg.eval.every_epoch:
             self.task.probe = self.probe
         check_task(self.method, self.task, cfg.model.name, self.sizing())
-        self.budget = budget.check(self, apply=fitting)  # budget.minutes: does the run fit?
+        self.budget = check_budget(self, apply=fitting)  # budget.minutes: does the run fit?
         if self.budget is not None and self.budget.applied:
             return self._setup(cfg, fitting=False)  # once more with the recipe that fits, written into cfg
         self.claim = Claim(self.out_dir)  # before any training: a second job given this run_dir is refused now
