@@ -109,3 +109,18 @@ def test_accumulate_at_its_default_keeps_every_config_id(tmp_path):
         changed = OmegaConf.create(OmegaConf.to_container(cfg))
         changed[key].accumulate = 2
         assert f"{key}.accumulate" in params(changed) and config_id(changed) != before
+
+
+def test_the_20_newsgroups_paper_regime_accumulates_its_recipe_and_every_sgd_method(tmp_path):
+    """regime/text_paper.yaml sets accumulate for the original, Retrain and every method built on optim/sgd.yaml
+    (BERT's batch of 256 x 256 tokens in micro-batches); the command line wins; other regimes keep 1."""
+    paper = ["experiment=newsgroups20_paper"]
+    for method in ("ga", "scrub", "ugradsl_plus", "retrain"):
+        cfg = compose_cfg([*paper, f"method={method}"], tmp_path)
+        assert (cfg.train.accumulate, cfg.method.accumulate) == (8, 8), method
+        assert cfg.method.batch_size % 8 == 0
+    assert "accumulate" not in compose_cfg([*paper, "method=ff"], tmp_path).method  # FF, IU: chunked, no steps
+    cfg = compose_cfg([*paper, "method=ga", "method.accumulate=1", "train.accumulate=2"], tmp_path)
+    assert (cfg.train.accumulate, cfg.method.accumulate) == (2, 1)
+    cfg = compose_cfg([*TINY, "method=ga"], tmp_path)
+    assert (cfg.train.accumulate, cfg.method.accumulate) == (1, 1)
