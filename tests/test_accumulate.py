@@ -10,7 +10,8 @@ from unlearn.data.synthetic import load_synthetic
 from unlearn.identity import config_id, params
 from unlearn.methods.base import Task
 from unlearn.paradigms import Split
-from unlearn.train import Recipe, fit, micro_slices
+from unlearn.steps import micro_slices
+from unlearn.train import Recipe, fit
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace
 

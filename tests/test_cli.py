@@ -13,7 +13,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg
+from tests.conftest import HANG_GUARD, ROOT, TINY, compose_cfg
 from unlearn import __main__ as console, cli, help as helppage
 from unlearn.results_csv import append_row
 

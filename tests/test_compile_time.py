@@ -9,7 +9,7 @@ import torch
 from torch._dynamo.callback import CallbackTrigger, callback_handler
 
 from tests.conftest import TINY, compose_cfg
-from unlearn.train import CompileClock, Compute
+from unlearn.steps import CompileClock, Compute
 from unlearn.workspace import Workspace, run_experiment
 
 
@@ -44,7 +44,7 @@ class Compiling:
 def test_rte_leaves_out_the_compilations(monkeypatch, compile_on, rte, compile_s):
     clock = FakeTime()
     monkeypatch.setattr("unlearn.workspace.time", clock)
-    monkeypatch.setattr("unlearn.train.time", clock)
+    monkeypatch.setattr("unlearn.steps.time", clock)
     ws = Workspace.__new__(Workspace)  # only what `unlearn` reads
     ws.method, ws.device = Compiling(clock), torch.device("cpu")
     ws.task = SimpleNamespace(compute=Compute(precision="fp32", channels_last=False, compile=compile_on,

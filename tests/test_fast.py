@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from tests.conftest import TINY, compose_cfg
 from unlearn.identity import config_id
-from unlearn.train import apply_fast
+from unlearn import steps
+from unlearn.steps import apply_fast
 from unlearn.validate import check_config
 from unlearn.workspace import run_experiment
 
@@ -23,6 +24,32 @@ def _mechanics(cfg):
     return {k: cfg[k] for k in ("precision", "channels_last", "compile", "cudnn")}
 
 
+def test_fast_on_a_gpu_without_native_bf16_is_refused_naming_fp16(tmp_path, monkeypatch):
+    """A V100 or T4 emulates bf16: fast=true would run slower than fp32, so it is refused before any work, naming
+    what is allowed; fast=true precision=fp16 runs there (and its config_id says fp16, as the job's row will)."""
+    from unlearn.checks import ConfigError
+    monkeypatch.setattr(steps, "bf16_native", lambda device: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100-SXM2-32GB")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    cfg = _cfg(tmp_path, "fast=true")
+    with pytest.raises(ConfigError) as e:
+        apply_fast(cfg, CUDA)
+    assert "Tesla V100-SXM2-32GB (compute capability 7.0) has no native bf16" in str(e.value)
+    assert "fast=true precision=fp16" in str(e.value) and cfg.precision == "fp32"  # nothing was written
+    cfg = _cfg(tmp_path, "fast=true", "precision=fp16")
+    before = config_id(cfg)
+    apply_fast(cfg, CUDA)
+    assert _mechanics(cfg)["precision"] == "fp16" and cfg.channels_last is True and config_id(cfg) == before
+
+
+def test_fast_on_a_cpu_without_bf16_instructions_says_it_is_emulated(tmp_path, monkeypatch):
+    monkeypatch.setattr(steps, "bf16_native", lambda device: False)
+    note = apply_fast(_cfg(tmp_path, "fast=true"), CPU)
+    assert "no bf16 instructions" in note and "emulated" in note
+    monkeypatch.setattr(steps, "bf16_native", lambda device: True)
+    assert "emulated" not in apply_fast(_cfg(tmp_path, "fast=true"), CPU)
+
+
 def test_fast_on_the_cpu_turns_on_bf16_only_and_says_so(tmp_path):
     cfg = _cfg(tmp_path, "fast=true")
     note = apply_fast(cfg, CPU)
@@ -30,7 +57,8 @@ def test_fast_on_the_cpu_turns_on_bf16_only_and_says_so(tmp_path):
     assert "on the CPU" in note and "channels_last" in note and "not bit-reproducible" in note.lower()
 
 
-def test_fast_on_a_gpu_sets_all_three_and_keeps_an_asked_for_fp16(tmp_path):
+def test_fast_on_a_gpu_sets_all_three_and_keeps_an_asked_for_fp16(tmp_path, monkeypatch):
+    monkeypatch.setattr(steps, "bf16_native", lambda device: True)  # an Ampere or newer GPU
     cfg = _cfg(tmp_path, "fast=true")
     apply_fast(cfg, CUDA)
     assert _mechanics(cfg) == {"precision": "bf16", "channels_last": True, "compile": False, "cudnn": "benchmark"}
@@ -48,7 +76,8 @@ def test_fast_off_changes_nothing_and_a_bad_value_is_refused(tmp_path):
     assert apply_fast(_cfg(tmp_path, "fast=false"), CUDA) is None
 
 
-def test_fast_is_in_the_config_id_before_and_after_the_job_applies_it(tmp_path):
+def test_fast_is_in_the_config_id_before_and_after_the_job_applies_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(steps, "bf16_native", lambda device: True)
     plain, bf16 = config_id(_cfg(tmp_path)), config_id(_cfg(tmp_path, "precision=bf16"))
     ids = set()
     for device in (CPU, CUDA):

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg
+from tests.conftest import CONF, HANG_GUARD, ROOT, TINY
 from unlearn.app import OBJECTIVES, check_run_keys, share_cores, warm_references
 from unlearn.cpus import cores, launcher_threads
 from unlearn.validate import ConfigError

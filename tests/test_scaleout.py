@@ -13,11 +13,10 @@ from torch import nn
 
 from tests.conftest import HANG_GUARD, ROOT, TINY, compose_cfg, yaml_model
 from tests.test_data_vision import write_imagefolder
-from unlearn.cache import weights_digest
 from unlearn.data import store
 from unlearn.data.imagefolder import load_imagefolder
-from unlearn.data.synthetic import load_synthetic
-from unlearn.train import KILL_AFTER_EPOCH, PLAIN, Checkpoints, Compute, Recipe, batches, fit
+from unlearn.steps import Compute, PLAIN
+from unlearn.train import KILL_AFTER_EPOCH, Checkpoints, Recipe, batches, fit
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
 

@@ -9,7 +9,8 @@ import torch
 
 from tests.conftest import ROOT, SHARED_DATA, compose_cfg, yaml_model
 from unlearn.data.synthetic import load_synthetic
-from unlearn.train import Compute, Recipe, fit
+from unlearn.steps import Compute
+from unlearn.train import Recipe, fit
 from unlearn.workspace import build
 
 EXPERIMENT = "experiment=cifar10_random_fast_cpu"
@@ -164,7 +165,8 @@ def test_onecycle_schedule_warms_up_then_falls_to_zero():
 def test_lookahead_averages_every_fifth_step_ends_on_the_average_and_resumes(tmp_path):
     """The weights are pulled to their running average on steps 5, 10, ... and set to it at the last step; a run
     stopped after an epoch and resumed ends with the weights of the uninterrupted one."""
-    from unlearn.train import Checkpoints, Lookahead
+    from unlearn.train import Checkpoints
+    from unlearn.steps import Lookahead
     model = torch.nn.Linear(2, 1, bias=False)
     avg = Lookahead(model, total=12)
     seen = []

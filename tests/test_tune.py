@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from omegaconf import OmegaConf
 
 from tests.conftest import compose_cfg
 from unlearn import tune, tuned

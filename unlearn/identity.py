@@ -90,7 +90,7 @@ def config_id(cfg: DictConfig) -> str:
     names = {s: cfg[s].get("name") for s in SECTIONS if s != "train" and s != "eval"}
     ident = {"names": names, "params": params(cfg)}
     changed = {k: v for k, v in compute(cfg).items() if v != COMPUTE[k]}
-    if cfg.get("fast", False) is True:  # the same id before and after the job writes what fast set (train.apply_fast)
+    if cfg.get("fast", False) is True:  # the same id before and after the job writes what fast set (steps.apply_fast)
         changed = fast_compute(changed)
     if changed:  # only then: the plain loop keeps its ids, and the committed results found by them
         ident["compute"] = changed

@@ -28,7 +28,8 @@ from unlearn.cache import cached, weights_digest
 from unlearn.identity import AT_DEFAULT, NOT_IDENTITY, config_hash
 from unlearn.metrics import METRICS_VERSION
 from unlearn.progress import Diverged, nonfinite
-from unlearn.train import Checkpoints, CompileClock, Compute, Recipe, fit
+from unlearn.steps import CompileClock, Compute
+from unlearn.train import Checkpoints, Recipe, fit
 
 log = logging.getLogger("unlearn")
 

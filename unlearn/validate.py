@@ -24,7 +24,8 @@ from unlearn.checks import P, SMOOTH_RATE, ConfigError, finite, integer, require
 from unlearn.paths import CONF
 from unlearn.mia import SOLVERS
 from unlearn.results_csv import ForeignCSVError, check_file, check_regular
-from unlearn.train import Compute, Recipe
+from unlearn.steps import Compute
+from unlearn.train import Recipe
 from unlearn.wandb_log import check_settings
 
 DEVICES = ("auto", "cpu", "cuda")

@@ -21,7 +21,8 @@ from unlearn.metrics import (accuracy, evaluate, outputs, predict_probs, predict
 from unlearn.references import References, Spec, Store
 from unlearn.results import Recorder
 from unlearn.rundir import Claim, job, stopping_on_signals
-from unlearn.train import CompileClock, Recipe, apply_fast
+from unlearn.steps import CompileClock, apply_fast
+from unlearn.train import Recipe
 from unlearn.validate import (ConfigError, check_budget, check_config, check_lock, check_outputs, check_split,
                               check_task)
 

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from unlearn.data import Data
 from unlearn.paradigms import Split
 from unlearn.progress import Diverged, Progress, nonfinite
-from unlearn.train import PLAIN, Compute, Cycler, Recipe, accumulated_step, batches, n_batches, prefetched
+from unlearn.steps import PLAIN, Compute, accumulated_step
+from unlearn.train import Cycler, Recipe, batches, n_batches, prefetched
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Method:
 
 class RecipeMethod(Method):
     """A method optimised with an SGD-style recipe: `epochs`, `lr`, `batch_size`, ... (conf/optim/sgd.yaml).
-    `accumulate` runs each batch as that many micro-batches (`unlearn.train.accumulated_step`)."""
+    `accumulate` runs each batch as that many micro-batches (`unlearn.steps.accumulated_step`)."""
 
     def __init__(self, *, epochs: int, lr: float, batch_size: int, optimizer: str, momentum: float,
                  weight_decay: float, scheduler: str, accumulate: int):

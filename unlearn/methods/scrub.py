@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from unlearn.checks import finite, integer, require
 from unlearn.methods.base import RecipeMethod, Task, probe
 from unlearn.progress import Progress
-from unlearn.train import accumulated_step, batches, prefetched
+from unlearn.steps import accumulated_step
+from unlearn.train import batches, prefetched
 
 
 def distill_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:

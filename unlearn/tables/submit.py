@@ -74,7 +74,7 @@ class Task:
 def entries(preset, jobs, extra: list[str], hl, margin: float, references_only: bool) -> list[Entry]:
     """The table's jobs: every reference model, then the method jobs `jobs`; each with its derived limits."""
     labels = [f"table={preset.table}", f"scale={preset.scale}"]
-    target, (cap, requeues) = str(hl.get("_target_", "")), limits.cap(hl)
+    cap, requeues = limits.cap(hl)
     minutes = {b.name: limits.block_minutes(preset, b) for b in preset.blocks if b.overrides is not None}
     out = []
     for r in reference_jobs(jobs, extra, labels):
