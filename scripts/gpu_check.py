@@ -11,7 +11,10 @@
    methods whose memory or speed is most at risk (UGradSL, UGradSL+, IU, FF, SCRUB): each job's first-epoch
    curves, its RTE and its metrics;
 4. with `--cifar ROOT` (cifar-10-batches-py/) the same block on real CIFAR-10; with `--newsgroups ROOT` (the 20
-   Newsgroups bydate folders) BERT-base with random weights through IU, FF and UGradSL.
+   Newsgroups bydate folders) BERT-base with random weights through IU, FF and UGradSL;
+5. with `--cifar ROOT`, Table 8's CIFAR-10 block as `make table8 SCALE=paper` runs it, through the table runner
+   (`--blocks CIFAR-10`, one seed, rows Retrain, FT, GA, IU, FF, UGradSL, UGradSL+; references shortened to 2
+   epochs, the methods at the paper's recipes, the MIA's binned solver): ~10-15 more minutes on one GPU.
 
 Every result lands in `--out` (runs.csv, each job's folder, summary.txt): send summary.txt with a bug report.
 `--smoke` runs the same steps on the CPU at toy sizes (the test suite does, to keep this script working).
@@ -146,6 +149,31 @@ def block(out: Path, name: str, overrides: list[str], methods, device: str, meth
     return ok
 
 
+TABLE_ROWS = "retrain,ft,ga,iu,ff,ugradsl,ugradsl_plus"  # a paper block's rows most at risk, and its reference
+
+
+def table_block(out: Path, device: str, scale: str, block: str, rows: str, extra: list[str]) -> bool:
+    """Table 8's `block` through the table runner (`unlearn.tables run table8 --blocks`), one seed, shortened by
+    `extra`: the runner's planning, its jobs, the shared references and the printed table, as `make table8` runs
+    them; the block's printed rows go to the summary."""
+    cmd = [sys.executable, "-m", "unlearn.tables", "run", "table8", "--scale", scale, "--blocks", block,
+           "--rows", rows, "--seeds", "0", "--results", str(out / "table_runs.csv"), "--out", str(out / "tables"),
+           "--", *extra, f"device={device}", "wandb.mode=disabled", f"cache_dir={out}/cache",
+           f"hydra.sweep.dir={out}/table_sweep"]
+    say(out, f"\n== table8 / {block} ({scale} scale) through the table runner: {' '.join(cmd[2:])}")
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    (out / "table8-block.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+    table = out / "tables" / f"table8_{scale}.md"
+    say(out, f"exit {done.returncode} after {time.perf_counter() - start:.0f} s (log: table8-block.log)")
+    if done.returncode != 0 or not table.is_file():
+        say(out, "\n".join(done.stderr.strip().splitlines()[-15:]))
+        return False
+    section = table.read_text(encoding="utf-8").split(f"**{block}**", 1)[1].split("\n**", 1)[0]
+    say(out, f"**{block}**{section.rstrip()}")
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="results/gpu_check", help="folder of every result (created)")
@@ -182,6 +210,13 @@ def main(argv=None) -> int:
         ok &= block(out, "bert_block", ["experiment=newsgroups20_paper", f"dataset.root={args.newsgroups}",
                                          "model.random_init=true", "dataset.per_class_train=50", "train.epochs=1",
                                          "paradigm=classwise"], ["iu", "ff", "ugradsl"], device, keys)
+    if args.smoke:  # the SVHN block's CPU stand-in (digits), small
+        ok &= table_block(out, device, "cpu", "SVHN", "retrain,ga,ugradsl", ["model=cnn", "train.epochs=1"])
+    elif args.cifar:  # the paper's CIFAR-10 block, references shortened to 2 epochs, the MIA's fast solver
+        ok &= table_block(out, device, "paper", "CIFAR-10", TABLE_ROWS,
+                          [f"dataset.root={args.cifar}", "train.epochs=2", "eval.mia_solver=binned"])
+    else:
+        say(out, "\n== table8 / CIFAR-10 through the table runner: skipped (give --cifar ROOT)")
     say(out, f"\n{'all steps ran' if ok else 'some step FAILED (see above)'}; summary in {out / 'summary.txt'}")
     return 0 if ok else 1
 

@@ -41,4 +41,17 @@ def test_smoke_run_goes_through_every_step(tmp_path):
     assert "all steps ran" in summary
     for method in ("ugradsl", "iu", "ff"):
         assert f"synthetic_block / {method}" in summary
-    assert summary.count("  UA ") == 3
+    assert summary.count("  UA ") == 3 and "**SVHN**" in summary  # step 5: a table block through the runner
+
+
+def test_the_table_step_runs_a_paper_table_block_through_the_runner(tmp_path):
+    """Step 5 as --smoke runs it: Table 8's SVHN block (digits on the CPU) through `unlearn.tables run --blocks`,
+    its printed rows in the summary; a failing block is reported with the runner's last lines, not raised."""
+    (tmp_path / "summary.txt").write_text("")
+    assert gpu_check.table_block(tmp_path, "cpu", "cpu", "SVHN", "retrain,ga", ["model=cnn", "train.epochs=1"])
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "table8 / SVHN (cpu scale) through the table runner" in summary and "--blocks SVHN" in summary
+    section = summary.split("**SVHN**", 1)[1]
+    assert "| retrain | " in section and "| ga | " in section and "ImageNet" not in section
+    assert not gpu_check.table_block(tmp_path, "cpu", "cpu", "SVHN", "retrain", ["model=no_such_model"])
+    assert "model=no_such_model is invalid" in (tmp_path / "summary.txt").read_text()
