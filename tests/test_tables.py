@@ -43,9 +43,12 @@ def test_every_preset_composes(table, scale):
 
 
 def test_cpu_presets_train_the_memorising_regime():
-    job = planning.plan(load("table1", "cpu", ["ga"]), [0])[0]
-    assert job.cfg.dataset.name == "cifar10_cpu" and job.cfg.dataset.augment is False
-    assert job.cfg.model.width == 8 and job.cfg.train.epochs == 25
+    """Table 1's CIFAR-10 block runs on the tier in the paper's regime (issue 19); Table 3 is not re-run yet and
+    keeps the width-8 ResNet-18 that memorises 2,500 images."""
+    tier = [j for j in planning.plan(load("table1", "cpu", ["ga"]), [0]) if j.block.name == "CIFAR-10"][0]
+    assert tier.cfg.dataset.name == "cifar10_fast_cpu" and tier.cfg.regime.name == "cifar_fast_cpu"
+    old = [j for j in planning.plan(load("table3", "cpu", ["ga"]), [0]) if j.cfg.dataset.name == "cifar10_cpu"][0]
+    assert old.cfg.dataset.augment is False and old.cfg.model.width == 8 and old.cfg.train.epochs == 25
 
 
 def _shrink(job, tmp_path, n):

@@ -48,7 +48,7 @@ def _value(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, throw_on_missing=False)
 
 
-REGIME_KEYS = ("name", "datasets")  # conf/regime/<name>.yaml: what a regime states besides its recipe
+REGIME_KEYS = ("name", "datasets", "accumulate")  # conf/regime/<name>.yaml: what it states besides its recipe
 PLAIN_GROUPS = ("eval", "wandb", "original")  # groups of conf/config.yaml that no constructor checks
 BUILT_GROUPS = ("dataset", "model", "paradigm", "method")  # `_target_` groups: their keys are its arguments
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_", "name", "modality"}
