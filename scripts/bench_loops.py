@@ -31,7 +31,8 @@ from torch import nn
 from torchvision import transforms
 
 from unlearn.data.base import Data
-from unlearn.data.store import LazyImages, decode_files
+from unlearn.data.lazy import LazyImages
+from unlearn.data.store import decode_files
 from unlearn.methods.base import Task
 from unlearn.paradigms import Split
 

@@ -17,7 +17,8 @@ from unlearn.data import cifar
 from unlearn.data.celeba import load_celeba
 from unlearn.data.cifar import CIFAR100_COARSE, load_cifar10, load_cifar100
 from unlearn.data.imagefolder import load_imagefolder
-from unlearn.data.store import LazyImages, MissingDataError
+from unlearn.data.lazy import LazyImages
+from unlearn.data.store import MissingDataError
 from unlearn.data.svhn import load_svhn
 from unlearn.paradigms import Group
 from unlearn.workspace import build, run_experiment

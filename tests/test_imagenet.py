@@ -12,8 +12,8 @@ from PIL import Image
 
 from tests.conftest import compose_cfg
 from unlearn.workspace import build
-from unlearn.data.store import (DRAWS, LazyImages, _read, decode_jpegs, load_image, random_resized_box,
-                                transform_tensor)
+from unlearn.data.lazy import LazyImages, _read, decode_jpegs, transform_tensor
+from unlearn.data.store import DRAWS, load_image, random_resized_box
 
 WNIDS = ("n01440764", "n01443537")  # tench, goldfish
 SIZES = [(40, 30), (24, 36), (50, 50)]  # (width, height): landscape, portrait, square

@@ -13,7 +13,7 @@ from torch import nn
 
 from tests.conftest import HANG_GUARD, ROOT, TINY, compose_cfg, yaml_model
 from tests.test_data_vision import write_imagefolder
-from unlearn.data import store
+from unlearn.data import lazy as lazy_images
 from unlearn.data.imagefolder import load_imagefolder
 from unlearn.steps import Compute, PLAIN
 from unlearn.train import KILL_AFTER_EPOCH, Checkpoints, Recipe, batches, fit
@@ -247,10 +247,10 @@ def test_prefetch_decodes_ahead_and_load_uses_it(lazy, monkeypatch):
     view = lazy.x_train[torch.tensor([3, 1])]
     want = view.load()
     view.prefetch()
-    pending = [store._PENDING[(f, 8)] for f in view.files]
-    monkeypatch.setattr(store, "load_image", lambda *a, **k: pytest.fail("decoded again instead of prefetched"))
+    pending = [lazy_images._PENDING[(f, 8)] for f in view.files]
+    monkeypatch.setattr(lazy_images, "load_image", lambda *a, **k: pytest.fail("decoded again instead of prefetched"))
     assert torch.equal(view.load(), want)
-    assert all(f.done() for f in pending) and not any((f, 8) in store._PENDING for f in view.files)
+    assert all(f.done() for f in pending) and not any((f, 8) in lazy_images._PENDING for f in view.files)
 
 
 def test_training_on_lazy_data_prefetches_every_batch_and_changes_nothing(lazy, monkeypatch):
@@ -258,9 +258,9 @@ def test_training_on_lazy_data_prefetches_every_batch_and_changes_nothing(lazy, 
                     scheduler="none")
     idx = torch.arange(len(lazy.y_train))
     calls = []
-    prefetch = store.LazyImages.prefetch
-    monkeypatch.setattr(store.LazyImages, "prefetch", lambda self: calls.append(len(self)) or prefetch(self))
+    prefetch = lazy_images.LazyImages.prefetch
+    monkeypatch.setattr(lazy_images.LazyImages, "prefetch", lambda self: calls.append(len(self)) or prefetch(self))
     ahead = _state(fit(_cnn(lazy), lazy, idx, recipe, 0))
     assert calls == [5, 5, 5, 5, 4, 5, 5, 5, 5, 4]  # per epoch: the first batch, then each next one (24 images)
-    monkeypatch.setattr(store.LazyImages, "prefetch", lambda self: None)
+    monkeypatch.setattr(lazy_images.LazyImages, "prefetch", lambda self: None)
     assert _same(ahead, _state(fit(_cnn(lazy), lazy, idx, recipe, 0)))

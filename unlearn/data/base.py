@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from unlearn.data.store import LazyImages
+from unlearn.data.lazy import LazyImages
 
 
 @dataclass

@@ -13,8 +13,8 @@ import yaml
 from hydra.utils import to_absolute_path
 
 from unlearn.data.base import Data
-from unlearn.data.store import (IMAGE_EXTENSIONS, LazyImages, MissingDataError, cached_images, decode_files,
-                                fingerprint)
+from unlearn.data.lazy import LazyImages
+from unlearn.data.store import IMAGE_EXTENSIONS, MissingDataError, cached_images, decode_files, fingerprint
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 LAYOUT = "Expected root/train/<class>/<image> and root/test/<class>/<image> (or root/val/<class>/<image>)."

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from unlearn.data.base import Data
 from unlearn.data.imagefolder import load_imagefolder
-from unlearn.data.store import LazyImages
+from unlearn.data.lazy import LazyImages
 
 TRAIN_CROPS = ("random_resized", "pad_flip")
 
