@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearn import budget, progress
+from unlearn import budget, estimate
 from unlearn.identity import config_id
 from unlearn.validate import ConfigError
 from unlearn.workspace import Workspace, run_experiment
@@ -24,7 +24,7 @@ def priced(monkeypatch):
     def speed(model, *args, **kwargs):
         n = sum(p.numel() for p in model.parameters())
         return n * PER_PARAM, n * PER_PARAM / 10, 2
-    monkeypatch.setattr(progress, "speed", speed)
+    monkeypatch.setattr(estimate, "speed", speed)
     return speed
 
 
@@ -134,7 +134,7 @@ def test_a_recipe_is_changed_once_even_when_the_second_probe_prices_it_over(tiny
     minutes = _seconds(Workspace(tiny_cfg(*setting)), 16, 20) / 60 * 1.001
     factor = [1.0]
     monkeypatch.setattr(budget, "_retune", lambda cfg: factor.__setitem__(0, 1.5))  # right after the change
-    monkeypatch.setattr(progress, "speed", lambda model, *a, **k: (*(x * factor[0] for x in priced(model)[:2]), 2))
+    monkeypatch.setattr(estimate, "speed", lambda model, *a, **k: (*(x * factor[0] for x in priced(model)[:2]), 2))
     ws = Workspace(tiny_cfg(*setting, f"budget.minutes={minutes}", "budget.apply=true"))
     assert ws.cfg.model.width == 16 and ws.cfg.train.epochs == 20  # the first choice, not re-fitted to width 8
     assert ws.budget.again and ws.budget.warn and "second probe" in ws.budget.line()

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from tests.conftest import HANG_GUARD, ROOT, TINY
-from unlearn import progress
+from unlearn import estimate, progress
 from unlearn.methods.base import Method
 from unlearn.metrics import regime_note
-from unlearn.progress import Diverged, Phase, Progress, cost_block, warn_oversubscription
+from unlearn.estimate import Phase, cost_block
+from unlearn.progress import Diverged, Progress, warn_oversubscription
 from unlearn.workspace import Workspace, run_experiment
 
 
@@ -199,10 +200,10 @@ def test_a_diverged_job_exits_2_alone_and_fails_as_a_job_in_a_sweep(monkeypatch,
 
 def test_the_probe_times_more_steps_only_for_a_run_whose_estimate_matters(tiny_cfg, monkeypatch):
     ws = Workspace(tiny_cfg("progress.probe_batches=0"))
-    monkeypatch.setattr(progress, "PROBE_MIN_SECONDS", 1e9)  # only the step cap ends a refined probe
-    monkeypatch.setattr(progress, "PROBE_MAX_STEPS", 5)
+    monkeypatch.setattr(estimate, "PROBE_MIN_SECONDS", 1e9)  # only the step cap ends a refined probe
+    monkeypatch.setattr(estimate, "PROBE_MAX_STEPS", 5)
     args = (ws.new_model(), ws.data, ws.split.retain, ws.recipe, ws.refs.compute, 2, 64)
     before = torch.get_rng_state()
-    assert progress.speed(*args, refine=lambda s: False)[2] == 2
-    assert progress.speed(*args, refine=lambda s: True)[2] == 5
+    assert estimate.speed(*args, refine=lambda s: False)[2] == 2
+    assert estimate.speed(*args, refine=lambda s: True)[2] == 5
     assert torch.equal(torch.get_rng_state(), before)  # the probe leaves the run's random state alone

@@ -112,10 +112,10 @@ def test_a_budget_fixes_one_recipe_that_fits_for_every_trial(tmp_path, monkeypat
     import subprocess
     from types import SimpleNamespace
 
-    from unlearn import progress
+    from unlearn import estimate
     from unlearn.tables import select
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(progress, "speed", lambda model, *a, **k: (
+    monkeypatch.setattr(estimate, "speed", lambda model, *a, **k: (
         sum(p.numel() for p in model.parameters()) * 1e-8, 0.0, 2))
     trials = []
     monkeypatch.setattr(subprocess, "run", lambda cmd, **k: trials.append(cmd) or SimpleNamespace(returncode=0))

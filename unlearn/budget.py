@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn import progress
+from unlearn.estimate import Estimate, idle, measure, plan
 from unlearn.groups import build
 from unlearn.tuned import apply_tuned
 from unlearn.checks import ConfigError
@@ -91,7 +91,7 @@ class Fit:
     predicted: float  # seconds of the recipe in `changes`, from the probe
     fits: bool  # False: nothing tried fits; `changes` is the smallest recipe tried
     applied: bool
-    estimate: progress.Estimate | None  # the configured run's probe (None: nothing to train)
+    estimate: Estimate | None  # the configured run's probe (None: nothing to train)
     again: bool = False  # the recipe budget.apply chose, priced by a second probe (it is changed once, never twice)
 
     @property
@@ -148,10 +148,10 @@ def check(ws, apply: bool) -> Fit | None:
         return None
     again, apply = not apply and cfg.budget.apply, apply and cfg.budget.apply  # again: after it was applied
     budget_s = cfg.budget.minutes * 60
-    phases = progress.plan(ws)
-    if progress.idle(phases):
+    phases = plan(ws)
+    if idle(phases):
         return Fit(cfg.budget.minutes, 0.0, {}, 0.0, True, False, None)
-    estimate = progress.measure(ws, phases, longer=True)
+    estimate = measure(ws, phases, longer=True)
     seconds = estimate.seconds(phases)
     if seconds <= budget_s or again:
         return Fit(cfg.budget.minutes, seconds, {}, seconds, True, False, estimate, again)
@@ -163,8 +163,8 @@ def check(ws, apply: bool) -> Fit | None:
 
     def cost(epochs, width, share):
         if width not in timed:  # each width once, by the same probe
-            timed[width] = progress.measure(ws, phases, _model(ws, key, width), longer=True)
-        return timed[width].seconds(progress.plan(ws, epochs=epochs, share=share, fresh=True))
+            timed[width] = measure(ws, phases, _model(ws, key, width), longer=True)
+        return timed[width].seconds(plan(ws, epochs=epochs, share=share, fresh=True))
 
     try:
         found, predicted, fits = search(cost, budget_s, ws.refs.recipe.epochs, widths, _shares(ws))

@@ -12,7 +12,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn import cache, progress, stages
+from unlearn import cache, estimate, progress, stages
 from unlearn.checks import finite
 from unlearn.groups import build
 from unlearn.methods.base import Task
@@ -96,7 +96,7 @@ class Workspace:
                  "%d threads", data.name, len(data.y_train), len(data.y_test), data.num_classes,
                  len(self.split.forget), len(self.split.retain), cfg.model.name, self.sizing(),
                  OmegaConf.select(cfg, "regime.name", default="-"), self.device, torch.get_num_threads())
-        progress.announce(self, self.budget and self.budget.estimate)  # images x epochs per phase and minutes
+        estimate.announce(self, self.budget and self.budget.estimate)  # images x epochs per phase and minutes
         if self.budget is not None:  # a warning when the run as configured does not fit
             log.log(logging.WARNING if self.budget.warn else logging.INFO, self.budget.line())
 
