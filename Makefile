@@ -88,7 +88,7 @@ dashboard: $(STAMP)  ## make dashboard TABLE=table2 ENTITY=<W&B user or team> [P
 # axes (no method axis: the references do not depend on it); LAUNCHER = a conf/hydra/launcher/ preset.
 REFS_ARGS ?= paradigm=classwise,random seed=$(SEEDS)
 LAUNCHER ?= local
-.PHONY: help references constraints bench
+.PHONY: help references constraints bench bench-decode
 references: $(STAMP)  ## make references TABLE=table1 [SCALE=paper] [SEEDS=0,1,2] [ARGS=...]: a table's references; or REFS_ARGS="..."
 ifeq ($(origin TABLE),command line)
 	$(PY) -m unlearn.tables.references $(TABLE) --scale $(SCALE) --seeds $(SEEDS) -- hydra/launcher=$(LAUNCHER) $(ARGS)
@@ -109,6 +109,9 @@ constraints:  ## rewrite constraints.txt from the installed dev environment (aft
 
 bench: $(STAMP)  ## images/s of the bare loop, GA, UGradSL and the public code's loop (needs ../shared/data)
 	OMP_NUM_THREADS=1 $(PY) scripts/bench_loops.py
+
+bench-decode: $(STAMP)  ## images/s per core of each ImageNet decoding path and the CPUs a GPU job needs
+	OMP_NUM_THREADS=1 $(PY) scripts/bench_decode.py
 
 # Issue 9: figures, the extra attack table and the "(R)" selection toward Retrain.
 # Figures (conf/figures/<fig>.yaml): each runs its sweep at SCALE (only jobs not yet in the results CSV

@@ -3,7 +3,7 @@ lazily decoded pipeline (`unlearn.data.lazy.LazyImages`), measured side by side 
 cores each path needs at the GPU's training rate. Writes results/bench/decode.csv (and .md, which
 docs/scaling-out.md includes).
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_decode.py [--images 200] [--speedups 1,4]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_decode.py [--images 200] [--speedups 1,4]   # or: make bench-decode
 
 Paths, one image at a time on one thread (the preset's decoding threads each do this):
 - read: the file's bytes only, the CPU's whole share when the GPU decodes (decoder=auto on CUDA, nvJPEG);
