@@ -17,6 +17,7 @@ from unlearn.tables import plan as planning
 from unlearn.tables import printer
 from unlearn.tables.preset import available, load
 from unlearn.tables.references import reference_key
+from unlearn.validate import check_regime
 from unlearn.workspace import run_experiment
 
 TABLES = available()
@@ -37,6 +38,8 @@ def test_every_preset_composes(table, scale):
     assert len(jobs) == 2 * sum(len(preset.rows) - len(b.skip_rows) for b in blocks)
     for job in jobs:
         assert job.cfg.table == table and job.cfg.scale == scale and job.cfg.method.name == job.row.method
+        assert job.overrides[0] == f"regime={job.cfg.regime.name}"  # each block names its regime, first
+        check_regime(job.cfg)  # ... one whose data sets include the block's
     assert len({(j.config_id, j.seed) for j in jobs}) == len(jobs), "two cells of a table would share results"
     if scale == "paper":
         assert all(j.cfg.train.epochs >= 60 for j in jobs)  # the paper's recipes (App. D.3)

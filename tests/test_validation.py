@@ -396,10 +396,12 @@ def test_bad_tool_arguments_are_one_line(argv, expected, tmp_path, monkeypatch, 
 
 PRESET_TYPOS = [  # (text of presets/table1.yaml, typed instead, what the line names)
     ("\ncolumns:", "\ncolums:", "table1.yaml: the preset has the unknown key 'colums' (did you mean columns?)"),
-    ("    cpu: [experiment=cifar10_classwise_fast_cpu,", "    cpuu: [experiment=cifar10_classwise_fast_cpu,",
+    ("    cpu: [regime=cifar_fast_cpu,", "    cpuu: [regime=cifar_fast_cpu,",
      "table1.yaml: block 'CIFAR-10' has the unknown key 'cpuu' (did you mean cpu?)"),
-    ("cpu: [experiment=cifar10_classwise_fast_cpu,", "cpu: [experiment=cifar10_classwise_fast_cpuu,",
+    ("experiment=cifar10_classwise_fast_cpu,", "experiment=cifar10_classwise_fast_cpuu,",
      "table1.yaml, block 'CIFAR-10', row 'retrain': experiment=cifar10_classwise_fast_cpuu is invalid; allowed: one of"),
+    ("    cpu: [regime=cifar_fast_cpu,\n", "    cpu: [\n",
+     "table1.yaml: block 'CIFAR-10' at cpu scale names no regime first (['experiment=cifar10_classwise_fast_cpu'"),
     ("title: Class-wise forgetting", "title: [Class-wise", "table1.yaml: not valid YAML ("),
 ]
 
