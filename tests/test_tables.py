@@ -388,3 +388,17 @@ def test_a_block_without_runs_here_is_kept_as_written_and_the_others_printed_fro
     fewer = printer.attach_paper(frame({"Class-wise": (11.0, 1), "Random": (33.0, 3)}), preset, version="arxiv")
     kept, _, _ = keep_written_blocks(fewer, {"Class-wise": "", "Random": ""}, behind, preset, tmp_path, "arxiv")
     assert kept is fewer and beside(kept, preset, tmp_path) == tmp_path / "partial"  # runs here: never replaced
+
+
+def test_a_users_data_set_brings_its_own_regime_into_a_table():
+    """A block names its regime for its own data; `-- dataset=synthetic` (or experiment=) without regime= runs
+    that data set in its own regime instead of being refused, and an explicit regime= is the user's."""
+    from unlearn.tables.preset import for_data
+    block = ["regime=cifar_fast_cpu", "experiment=cifar10_random_fast_cpu", "paradigm=random"]
+    assert for_data(block, ["device=cpu"]) == block
+    assert for_data(block, ["dataset=synthetic"]) == block[1:]
+    assert for_data(block, ["experiment=cifar10_random_fast_cpu"]) == block[1:]
+    assert for_data(block, ["dataset=synthetic", "regime=synthetic"]) == block
+    job = planning.plan(load("table8", "cpu", ["ga"]), [0], ["dataset=synthetic", "model=cnn"])[0]
+    assert job.cfg.regime.name == "synthetic" and "regime=cifar_fast_cpu" not in job.overrides
+    check_regime(job.cfg)

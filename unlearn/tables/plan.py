@@ -14,7 +14,7 @@ from omegaconf import DictConfig, open_dict
 
 from unlearn.identity import config_id
 from unlearn.paths import CONF
-from unlearn.tables.preset import Block, Preset, Row
+from unlearn.tables.preset import Block, Preset, Row, for_data
 from unlearn.groups import build
 
 
@@ -40,9 +40,10 @@ def _threads(cfg: DictConfig) -> int | None:
 
 
 def overrides(preset: Preset, block: Block, row: Row, extra: list[str]) -> list[str]:
-    """Block overrides, then the row's method and overrides, then the user's, then the table's labels."""
+    """Block overrides (`for_data`), then the row's method and overrides, then the user's, then the table's labels."""
     method = [] if any(o.startswith("+ablation=") for o in row.overrides) else [f"method={row.method}"]
-    return [*block.overrides, *method, *row.overrides, *extra, f"table={preset.table}", f"scale={preset.scale}"]
+    return [*for_data(block.overrides, extra), *method, *row.overrides, *extra, f"table={preset.table}",
+            f"scale={preset.scale}"]
 
 
 def without_download(block: Block, extra: list[str]) -> list[str]:
@@ -50,7 +51,8 @@ def without_download(block: Block, extra: list[str]) -> list[str]:
     such as ImageNet, 20 Newsgroups from its folder): one command line serves every block of a table."""
     if not any(o.startswith("dataset.download=") for o in extra):
         return extra
-    cfg = compose("config", overrides=[*block.overrides, *(o for o in extra if not o.startswith("dataset.download="))])
+    cfg = compose("config", overrides=[*for_data(block.overrides, extra),
+                                       *(o for o in extra if not o.startswith("dataset.download="))])
     return extra if "download" in cfg.dataset else [o for o in extra if not o.startswith("dataset.download=")]
 
 

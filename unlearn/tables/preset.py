@@ -108,6 +108,14 @@ def read(path: Path) -> dict:
     return spec
 
 
+def for_data(overrides: list[str], extra: list[str]) -> list[str]:
+    """A block's overrides as the user's `extra` leave them: the block's regime is for the block's data, so a
+    `dataset=` or `experiment=` in `extra` without a `regime=` drops it (that data set's own regime follows)."""
+    if any(o.startswith("regime=") for o in extra) or not any(o.startswith(("dataset=", "experiment=")) for o in extra):
+        return list(overrides)
+    return [o for o in overrides if not o.startswith("regime=")]
+
+
 def _row(spec) -> Row:
     if isinstance(spec, str):
         return Row(id=spec, method=spec, label=spec, overrides=[])

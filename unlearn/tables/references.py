@@ -23,7 +23,7 @@ from unlearn.identity import config_hash, params
 from unlearn.tables import limits
 from unlearn.tables.launch import launch, say
 from unlearn.tables.plan import Job, launcher, plan
-from unlearn.tables.preset import Block, load
+from unlearn.tables.preset import Block, for_data, load
 from unlearn.cli import split_argv
 
 MECHANICS = ("precision", "channels_last", "compile", "cudnn")
@@ -62,7 +62,7 @@ def reference_jobs(jobs: list[Job], extra: list[str], labels: list[str]) -> list
     seen, out = set(), []
     for job in jobs:
         own = [o for o in job.row.overrides if not o.lstrip("+~").startswith(("method", "ablation="))]
-        base = [*job.block.overrides, *own, *extra, *labels]
+        base = [*for_data(job.block.overrides, extra), *own, *extra, *labels]
         for stage in STAGES:
             key = (stage, reference_key(job, stage), job.seed)
             if key not in seen:

@@ -27,7 +27,7 @@ import yaml
 from filelock import FileLock
 
 from unlearn.paths import CONF
-from unlearn.tables.preset import PRESETS, SELECTED, load, selected_file, slug
+from unlearn.tables.preset import PRESETS, SELECTED, for_data, load, selected_file, slug
 from unlearn.cli import split_argv
 
 ORDER = ("ft", "ga", "iu", "rl", "be", "bs", "l1_sparse", "scrub", "ff", "salun", "neggrad_plus", "ugradsl",
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         print(f"error: blocks {unknown or wanted}; allowed: {selectable} (select_blocks of {args.table}: the blocks "
               f"whose (R) rows the paper reports)", file=sys.stderr)
         return 2
-    overrides = {b.name: b.overrides for b in preset.blocks}
+    overrides = {b.name: None if b.overrides is None else for_data(b.overrides, extra) for b in preset.blocks}
     no_preset = [block for block in wanted if overrides[block] is None]
     if no_preset:
         print(f"error: blocks {no_preset} have no {args.scale}-scale preset", file=sys.stderr)
