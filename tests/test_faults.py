@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests import faults
 from tests.conftest import HANG_GUARD, ROOT, TINY, compose_cfg
-from unlearn import cache, results_csv, stages
+from unlearn import cache, locks, results_csv, stages
 from unlearn.data.imagefolder import load_imagefolder
 from unlearn.identity import config_hash, dirname
 from unlearn.references import environment
@@ -210,10 +210,10 @@ def test_temp_files_of_a_killed_save_are_removed_under_the_lock(tmp_path, caplog
 def test_a_held_lock_is_reported_and_given_up_on(tmp_path, monkeypatch, caplog):
     """Another job holds the lock of the same key: the waiter logs who holds it (every LOCK_LOG_EVERY seconds)
     and raises TimeoutError after lock_timeout, naming the holder; nothing is computed."""
-    monkeypatch.setattr(cache, "LOCK_LOG_EVERY", 0.1)
+    monkeypatch.setattr(locks, "LOCK_LOG_EVERY", 0.1)
     key = {"what": "x"}
     path = tmp_path / f"thing-{config_hash(key)}.pt"
-    with cache.locked(path, what="the other job"), caplog.at_level("INFO", logger="unlearn"):
+    with locks.locked(path, what="the other job"), caplog.at_level("INFO", logger="unlearn"):
         with pytest.raises(TimeoutError, match=rf"after \d\.\d s waiting for the lock on {re.escape(str(path))} "
                                                rf"\(thing\), held by pid {os.getpid()} on "):
             cache.cached("thing", key, tmp_path, lambda: pytest.fail("computed without the lock"), lock_timeout=0.5)
@@ -225,20 +225,20 @@ def test_lock_timeout_reaches_every_lock_of_the_job_and_no_other(tiny_cfg, monke
     """lock_timeout=12.5: every lock the job takes without its own timeout (data, reference models, metrics, the
     results CSV) waits at most 12.5 s, and the process default is back once the job is over."""
     seen = []
-    real = cache.locked
+    real = locks.locked
 
     def spy(path, timeout=None, what=""):
-        seen.append((Path(path).name, cache.lock_timeout() if timeout is None else timeout))
+        seen.append((Path(path).name, locks.lock_timeout() if timeout is None else timeout))
         return real(path, timeout, what)
 
-    monkeypatch.setattr(cache, "locked", spy)
-    monkeypatch.setattr(results_csv, "locked", spy)
+    for module in (cache, results_csv, locks):  # the cache, the results CSV, check_lockable
+        monkeypatch.setattr(module, "locked", spy)
     ws = Workspace(tiny_cfg("lock_timeout=12.5"))
     ws.run()
     waits = {name: t for name, t in seen if t != 0.0}  # 0.0: check_lockable's try at once
     assert {n.split("-")[0] for n in waits} >= {"original", "retrain", "metrics", "runs.csv"}, waits
     assert set(waits.values()) == {12.5}, waits
-    assert cache.lock_timeout() == cache.LOCK_TIMEOUT
+    assert locks.lock_timeout() == locks.LOCK_TIMEOUT
 
 
 def test_a_stage_watcher_is_loaded_from_its_file_and_a_bad_one_is_named(tmp_path):

@@ -366,10 +366,10 @@ SETUP_STOP = """
 import os, signal, sys
 from pathlib import Path
 from tests.conftest import TINY, compose_cfg
-from unlearn import cache, workspace
+from unlearn import locks, workspace
 
 def stopped_in_a_cached_step(*args):  # SIGTERM while setup holds a cache lock (decoding a data set, say)
-    with cache.locked(Path(sys.argv[1]) / "images.pt"):
+    with locks.locked(Path(sys.argv[1]) / "images.pt"):
         os.kill(os.getpid(), signal.SIGTERM)
 
 workspace.check_split = stopped_in_a_cached_step

@@ -499,7 +499,7 @@ def test_a_file_system_without_flock_is_named_in_one_line(where, code, tmp_path,
     """Every job would fail (or, with filelock's fallback, hold locks that outlive a killed job): said at once,
     naming the lock file and what to do."""
     import errno
-    from unlearn.cache import LockError
+    from unlearn.locks import LockError
     _no_flock(monkeypatch, getattr(errno, code))
     with pytest.raises(LockError) as e:
         LOCK_TAKERS[where](tmp_path)
@@ -510,7 +510,8 @@ def test_a_file_system_without_flock_is_named_in_one_line(where, code, tmp_path,
 
 
 def test_a_folder_in_place_of_a_lock_file_is_named(tmp_path):
-    from unlearn.cache import LockError, cached
+    from unlearn.cache import cached
+    from unlearn.locks import LockError
     from unlearn.identity import config_hash
     lock = tmp_path / f"x-{config_hash({'a': 1})}.pt.lock"
     lock.mkdir()
@@ -523,10 +524,10 @@ def test_the_run_command_prints_file_errors_in_one_line(error, tmp_path, capsys)
     """A full disk, a lock that cannot be taken or another user's unreadable cache file, met by a run: one line,
     exit status 2 (the run folder is kept once claimed; here nothing was)."""
     import errno
-    from unlearn import cache
+    from unlearn import cache, locks
     from unlearn.cli import rejecting_bad_config
     raised = {"disk full": cache.disk_full(tmp_path / "metrics.json", OSError(errno.ENOSPC, "No space left")),
-              "no flock": cache.lock_failure(tmp_path / "x.lock", OSError(errno.ENOLCK, "No locks available")),
+              "no flock": locks.lock_failure(tmp_path / "x.lock", OSError(errno.ENOLCK, "No locks available")),
               "unreadable": cache.unreadable(tmp_path / "x.pt", PermissionError(errno.EACCES, "Permission denied"))}
     job = rejecting_bad_config(lambda cfg: (_ for _ in ()).throw(raised[error]))
     with pytest.raises(SystemExit) as e:
@@ -539,17 +540,17 @@ def test_a_results_csv_without_flock_is_refused_before_any_work(tmp, monkeypatch
     """The CSV's lock is first needed after training: it is tried when the job sets up, and the run folder's claim
     is given back (nothing left in it)."""
     import errno
-    from unlearn import cache
+    from unlearn import locks
     cfg = compose_cfg(TINY, tmp)
-    real = cache.file_lock
+    real = locks.file_lock
 
     def file_lock(path, **options):  # only the CSV's file system lacks flock
         lock = real(path, **options)
         if path.endswith("runs.csv.lock"):
             lock.acquire = lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOLCK, "No locks available"))
         return lock
-    monkeypatch.setattr(cache, "file_lock", file_lock)
-    with pytest.raises(cache.LockError, match=f"cannot lock {tmp}/runs.csv.lock: its file system does not support"):
+    monkeypatch.setattr(locks, "file_lock", file_lock)
+    with pytest.raises(locks.LockError, match=f"cannot lock {tmp}/runs.csv.lock: its file system does not support"):
         Workspace(cfg)
     assert not (Path(cfg.run_dir) / "status").exists()  # the claim given back
     assert not (tmp / "runs.csv").exists()

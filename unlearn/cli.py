@@ -38,7 +38,8 @@ def one_line_errors(command):
     try:
         return command()
     except OSError as e:
-        from unlearn.cache import DiskFullError, LockError, UnreadableFileError
+        from unlearn.cache import DiskFullError, UnreadableFileError
+        from unlearn.locks import LockError
         if isinstance(e, (DiskFullError, LockError, UnreadableFileError)):
             refuse(" ".join(str(e.strerror if e.strerror else e).split()))
         raise
@@ -204,7 +205,8 @@ def rejecting_bad_config(main):
     folder is kept once the job has claimed it, i.e. has started work)."""
     @functools.wraps(main)
     def wrapper(cfg):
-        from unlearn.cache import DiskFullError, LockError, UnreadableFileError
+        from unlearn.cache import DiskFullError, UnreadableFileError
+        from unlearn.locks import LockError
         from unlearn.data.store import MissingDataError
         from unlearn.progress import Diverged
         from unlearn.checks import ConfigError

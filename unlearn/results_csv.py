@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from unlearn import stages
-from unlearn.cache import DISK_FULL, atomic_write, disk_full, locked
+from unlearn.cache import DISK_FULL, atomic_write, disk_full
+from unlearn.locks import locked
 
 log = logging.getLogger("unlearn")
 IDENTITY = ("table", "dataset", "model", "paradigm", "method", "seed", "config_id")  # what names a run's row

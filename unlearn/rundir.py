@@ -21,7 +21,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from unlearn.cache import DiskFullError, atomic_write, file_lock, lock_failure
+from unlearn.cache import DiskFullError, atomic_write
+from unlearn.locks import file_lock, lock_failure
 from unlearn.checks import ConfigError
 
 log = logging.getLogger("unlearn")

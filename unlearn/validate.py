@@ -19,7 +19,7 @@ import torch
 from hydra.utils import get_object, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn import cache
+from unlearn import locks
 from unlearn.checks import P, SMOOTH_RATE, ConfigError, finite, integer, require
 from unlearn.paths import CONF
 from unlearn.mia import SOLVERS
@@ -264,8 +264,8 @@ def check_lock(cfg: DictConfig, claim) -> None:
     if cfg.results_csv is None:
         return
     try:
-        cache.check_lockable(Path(to_absolute_path(cfg.results_csv)))
-    except cache.LockError:
+        locks.check_lockable(Path(to_absolute_path(cfg.results_csv)))
+    except locks.LockError:
         claim.abandon()
         raise
 

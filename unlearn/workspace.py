@@ -12,7 +12,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn import cache, estimate, progress, stages
+from unlearn import estimate, locks, progress, stages
 from unlearn.checks import finite
 from unlearn.groups import build
 from unlearn.methods.base import Task
@@ -46,7 +46,7 @@ class Workspace:
     def __init__(self, cfg: DictConfig):
         try:
             # SIGTERM while data decodes into the cache: its lock is released; locks wait at most lock_timeout
-            with stopping_on_signals(), cache.lock_wait(_lock_timeout(cfg)):
+            with stopping_on_signals(), locks.lock_wait(_lock_timeout(cfg)):
                 self._setup(cfg)
         except ConfigError:
             raise
@@ -154,7 +154,7 @@ class Workspace:
 
     def run(self) -> dict[str, float]:
         """The whole pipeline; returns every metric of the unlearned model plus `original/` and `retrain/` copies."""
-        with job(self.claim), self.recorder, cache.lock_wait(self.cfg.lock_timeout):  # status finished / failed
+        with job(self.claim), self.recorder, locks.lock_wait(self.cfg.lock_timeout):  # status finished / failed
             # (SIGTERM too) in the run folder; the results CSV's lock waits at most lock_timeout
             original, original_info = self.refs.original()  # trained once per (data, model, recipe, seed)
             _, retrain_info = self.refs.retrain()  # the exact-unlearning reference, cached per split
