@@ -189,15 +189,17 @@ def test_tables_of_the_same_experiment_share_their_references():
     """Tables 8, 6 and 5's random block print one Retrain for the same data, split and seed: their Retrain jobs
     compose to one config (the table label aside), so one cached original and Retrain serve them all. (The 58.1 vs
     59.2 of the committed tables 13 and 8 came from runs a week apart in different environments, not presets.)"""
-    def ids(table, block, row="retrain"):  # the Retrain models (cache keys) its jobs of seeds 0 and 1 load
+    def ids(table, block, row="retrain", stage="retrain"):  # the models (cache keys) its jobs of seeds 0, 1 load
         jobs = [j for j in planning.plan(load(table, "cpu", [row]), [0, 1]) if j.block.name == block]
-        return tuple(reference_key(j) for j in jobs)
+        return tuple(reference_key(j, stage) for j in jobs)
 
     tier = {ids("table8", "CIFAR-10"), ids("table6", "CIFAR-10", "ugradsl_nls"), ids("table5", "Random")}  # the
     # fast tier (docs/tier.md); not yet moved to it: their (R) rows and epoch sweeps were chosen on the 2,500-image
     # regime (issue 19)
     old = {ids("table13", "CIFAR-10"), ids("table14", "CIFAR-10")}
     assert len(tier) == 1 and len(old) == 1 and tier != old
+    originals = {ids(t, "CIFAR-10", stage="original") for t in ("table8", "table10", "table1")}  # random, within
+    assert len(originals) == 1  # one class and class-wise forgetting on the tier: one original model per seed
 
 
 def test_table5s_blocks_are_table8s_and_table1s_cifar10_blocks():
