@@ -31,23 +31,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from unlearn.data.lazy import _open_rgb, _read, decode_jpegs, transform_tensor
 from unlearn.data.store import DRAWS, _to_tensor, load_image, random_resized_box
+from unlearn.paths import CONF
+from unlearn.tables.limits import paper_minutes
+from unlearn.tables.paper import paper_values
+from unlearn.tables.preset import load
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "bench" / "decode.csv"
-PAPER = ROOT / "unlearn" / "tables" / "paper_values.csv"
 IMAGENET_TRAIN = 1_281_167  # ILSVRC-2012 training images; class-wise D_f is one class of 1,000
 
 
 def paper_rate() -> float:
-    """Training images/s of the paper's GPU: Table 1's ImageNet Retrain RTE (hours) over 90 epochs of D_r."""
-    v = pd.read_csv(PAPER)
-    cell = v[(v.table == "table1") & (v.block == "ImageNet") & (v.method == "retrain") & (v.column == "RTE")]
-    hours = float(cell.value.iloc[0])
-    return 90 * IMAGENET_TRAIN * (1 - 1 / 1000) / (hours * 3600)
+    """Training images/s of the paper's GPU: Table 1's ImageNet Retrain RTE (as `estimate` reads it) over the
+    ImageNet recipe's epochs of D_r."""
+    preset = load("table1", "paper")
+    block = next(b for b in preset.blocks if b.name == "ImageNet")
+    minutes = paper_minutes(preset, block, paper_values())[0]["retrain"]
+    epochs = OmegaConf.load(CONF / "train" / "imagenet_paper.yaml").epochs
+    return epochs * IMAGENET_TRAIN * (1 - 1 / 1000) / (minutes * 60)
 
 
 def write_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -89,24 +95,25 @@ def main(argv=None) -> int:
         files = write_images(Path(tmp), args.images)
         kb = sum(f.stat().st_size for f in files) / len(files) / 1024
         boxes = torch.rand(len(files), DRAWS, generator=g).tolist()
-        pairs = list(zip(map(str, files), boxes))
+        names = [str(f) for f in files]
+        pairs = list(zip(names, boxes))
         cpu = torch.device("cpu")
         rates = {
-            "read": per_second(_read, [str(f) for f in files]),
+            "read": per_second(_read, names),
             "pil_train": per_second(lambda fb: _to_tensor(_open_rgb(fb[0]), 224, None,
                                                           lambda h, w: random_resized_box(fb[1], h, w)), pairs),
-            "pil_eval": per_second(lambda f: load_image(f, size=224, resize=256), [str(f) for f in files]),
+            "pil_eval": per_second(lambda f: load_image(f, size=224, resize=256), names),
             "tv_cpu": per_second(lambda fb: transform_tensor(decode_jpegs([_read(fb[0])], [fb[0]], cpu)[0], 224, None,
                                                              lambda h, w: random_resized_box(fb[1], h, w)), pairs),
         }
         if torch.cuda.is_available():
             dev = torch.device("cuda")
-            data = [_read(str(f)) for f in files]
-            decode_jpegs(data[:2], [str(f) for f in files[:2]], dev)
+            data = [_read(f) for f in names]
+            decode_jpegs(data[:2], names[:2], dev)
             torch.cuda.synchronize()
             start = time.perf_counter()
             for i in range(0, len(data), 64):
-                imgs = decode_jpegs(data[i:i + 64], [str(f) for f in files[i:i + 64]], dev)
+                imgs = decode_jpegs(data[i:i + 64], names[i:i + 64], dev)
                 torch.stack([transform_tensor(im, 224, None, (0, 0, 224, 224, False)) for im in imgs])
             torch.cuda.synchronize()
             rates["gpu"] = len(data) / (time.perf_counter() - start)

@@ -97,14 +97,14 @@ def read(path: Path) -> dict:
             _check_keys(path, f"row {row.get('id') if isinstance(row, dict) else row!r}", row, ROW_KEYS, ROW_KEYS[:2])
     if not isinstance(spec["blocks"], dict):
         raise ValueError(f"{path}: blocks is {type(spec['blocks']).__name__}, not a mapping of block name -> block")
-    regimes = sorted(f.stem for f in (CONF / "regime").glob("*.yaml"))
     for name, block in spec["blocks"].items():
         _check_keys(path, f"block {name!r}", block, BLOCK_KEYS)
         for scale in SCALES:  # the regime is the one choice behind a block's scale: named, not implied by the data
             overrides = block.get(scale)
             if overrides is not None and not str((overrides or [""])[0]).startswith("regime="):
+                from unlearn.validate import regimes
                 raise ValueError(f"{path}: block {name!r} at {scale} scale names no regime first ({overrides}); "
-                                 f"allowed: regime=<one of {', '.join(regimes)}> as its first override")
+                                 f"allowed: regime=<one of {', '.join(regimes())}> as its first override")
     return spec
 
 
