@@ -264,6 +264,15 @@ def test_code_digest_changes_with_what_a_job_runs_and_nothing_else(tmp_path):
     (root / "methods" / "newmethod.py").write_text("class NewMethod: ...\n")  # a method being added
     (root / "conf" / "method" / "newmethod.yaml").write_text("_target_: unlearn.methods.newmethod.NewMethod\n")
     assert _digests([ga, ugradsl, plus], root) == before
+    tuned = root / "conf" / "tuned" / "synthetic"  # values selected per paradigm: only that paradigm's runs
+    (tuned / "random").mkdir(parents=True)
+    (tuned / "random" / "ugradsl.yaml").write_text("# @package _global_\nmethod:\n  lr: 0.5\n")
+    assert _digests([ga, ugradsl, plus], root) == before  # these forget a class
+    (tuned / "classwise").mkdir()
+    (tuned / "classwise" / "ga.yaml").write_text("# @package _global_\nmethod:\n  lr: 0.5\n")
+    changed = _digests([ga, ugradsl, plus], root)
+    assert changed[0] != before[0] and changed[1:] == before[1:]
+    before = changed
     (root / "methods" / "ga.py").write_text((root / "methods" / "ga.py").read_text() + "\n# edited\n")
     after = _digests([ga, ugradsl, plus], root)
     assert after[0] != before[0] and after[1:] == before[1:]

@@ -69,3 +69,41 @@ def test_a_tuned_file_sets_the_sweep_axes_and_the_command_line_still_wins(tmp_pa
     assert (cfg.method.smooth_rate, cfg.method.p) == (-0.3, 0.6)
     cfg = compose_cfg(["method=ugradsl"], tmp_path)  # digits: its tuned file sets method keys only
     assert (cfg.method.smooth_rate, cfg.method.p) == (-0.5, 0.8)
+
+
+def test_write_per_paradigm_goes_beside_the_regimes_file(monkeypatch, tmp_path):
+    """--per-paradigm: the choice on one paradigm goes to conf/tuned/<regime>/<paradigm>/<method>.yaml, always
+    `_global_` (config.yaml merges it with that package), saying which paradigm and the command that redoes it."""
+    frame = runs(ROWS).assign(paradigm="classwise")
+    monkeypatch.setattr(tune, "read_runs", lambda path: (frame, []))
+    monkeypatch.setattr(tune, "TUNED", tmp_path)
+    chosen, scores = tune.choose("cifar_fast_cpu", "ugradsl", tmp_path, ["classwise"], "sum")
+    path = tune.write("cifar_fast_cpu", "ugradsl", chosen, scores, ["python run.py -m y=2"], "sum", paradigm="classwise")
+    assert path == tmp_path / "cifar_fast_cpu" / "classwise" / "ugradsl.yaml"
+    text = path.read_text()
+    assert text.startswith("# @package _global_\n") and "for class-wise forgetting alone" in text
+    assert "--paradigms classwise --per-paradigm" in text and "classwise 252.00" in text
+    assert yaml.safe_load(text)["method"]["lr"] == 0.01
+
+
+def test_per_paradigm_runs_each_paradigm_in_its_own_setting(monkeypatch, tmp_path, capsys):
+    """The tier's class-wise runs use its class-wise experiment (the random one fixes forget_fraction), and
+    --per-paradigm writes one file per paradigm from that paradigm's runs only."""
+    frame = pd.concat([runs(ROWS).assign(paradigm="classwise"),
+                       runs([(0.001, -0.5, 30.0, 98.0, 79.0, 1.0)]).assign(paradigm="random_in_class")])
+    monkeypatch.setattr(tune, "read_runs", lambda path: (frame, []))
+    monkeypatch.setattr(tune, "TUNED", tmp_path)
+    tune.main(["cifar_fast_cpu", "ugradsl", "--paradigms", "classwise,random_in_class", "--per-paradigm",
+               "--choose-only", "--results", str(tmp_path / "runs.csv")])
+    err = capsys.readouterr().err
+    assert "experiment=cifar10_classwise_fast_cpu paradigm=classwise" in err
+    assert "experiment=cifar10_random_fast_cpu paradigm=random_in_class" in err
+    lrs = {p: yaml.safe_load((tmp_path / "cifar_fast_cpu" / p / "ugradsl.yaml").read_text())["method"]["lr"]
+           for p in ("classwise", "random_in_class")}
+    assert lrs == {"classwise": 0.01, "random_in_class": 0.001}
+    assert not (tmp_path / "cifar_fast_cpu" / "ugradsl.yaml").exists()  # the regime's file is left alone
+
+
+def test_unknown_paradigm_is_refused_before_any_run(tmp_path):
+    with pytest.raises(SystemExit, match="--paradigms group: allowed"):
+        tune.main(["cifar_fast_cpu", "ga", "--paradigms", "group", "--dry-run"])

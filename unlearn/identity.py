@@ -134,16 +134,19 @@ def _method_modules(root: Path, module: str) -> set[str]:
 def code_digest(cfg: DictConfig, root: Path = PACKAGE) -> str:
     """A hash of the package's code and configs that can change this job's result: every .py and .yaml file of
     unlearn/ except the launching and printing layers and the files of other methods (methods/<m>.py,
-    conf/method/<m>.yaml, conf/tuned/*/<m>.yaml), so adding or editing one method reruns only its rows."""
+    conf/method/<m>.yaml, conf/tuned/*/<m>.yaml) and the values tuned for other paradigms
+    (conf/tuned/*/<paradigm>/*.yaml), so adding or editing one method's values reruns only its rows."""
     target = str(cfg.method.get("_target_") or "")
     module = target.split(".")[2] if target.startswith("unlearn.methods.") and target.count(".") >= 3 else ""
     mine = _method_modules(root, module) | {cfg.method.get("name")}
     others = {p.stem for p in (conf_dir(root) / "method").glob("*.yaml")} - mine
+    paradigm = cfg.get("paradigm", {}).get("name")
 
     def other_method(rel: str) -> bool:
         stem = rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        return stem in others and (rel.startswith(("methods/", "conf/method/")) or
-                                   (rel.startswith("conf/tuned/") and rel.count("/") == 3))
+        tuned = rel.startswith("conf/tuned/") and rel.count("/") in (3, 4)
+        return (stem in others and (rel.startswith(("methods/", "conf/method/")) or tuned)) or (
+            tuned and rel.count("/") == 4 and rel.split("/")[3] != paradigm)
     files = [(rel, digest) for rel, digest in _sources(root) if not other_method(rel)]
     return config_hash(files)
 

@@ -3,12 +3,15 @@
     unlearn tune-regime cifar_cpu ga [--seeds 0] [--dry-run]
     unlearn tune-regime text_cpu ugradsl_plus
     unlearn tune-regime cifar_fast_cpu ugradsl --paradigms random
+    unlearn tune-regime cifar_fast_cpu ugradsl_plus --paradigms classwise,random_in_class --per-paradigm
 
 For every point of the method's grid (GRIDS below) it runs class-wise (class drawn per seed) and random (10%)
 forgetting (or the `--paradigms` named) with `eval.split=validation` (TA and the MIA's non-members come from 10%
 of D_tr held out of training; the test set is never touched), scores every point by the regime's criterion
 averaged over the paradigms, and writes the chosen values, the command and every point's score to
-conf/tuned/<regime>/<method>.yaml. Two criteria (CRITERIA):
+conf/tuned/<regime>/<method>.yaml (with --per-paradigm: one choice per paradigm, each written to
+conf/tuned/<regime>/<paradigm>/<method>.yaml, which runs of that paradigm merge over the regime's file). Two
+criteria (CRITERIA):
 - `sum` (the paper's plain rows, arXiv A:119: "maximize UA and MIA while maintaining the TA and RA"): the largest
   Sum = UA + MIA + RA + TA among the points whose RA and TA stay within KEEP points of the original model's;
 - `avg_gap` (the paper's "(R)" rows): the smallest Avg. Gap to Retrain. The older regimes were selected this way,
@@ -34,13 +37,19 @@ REGIMES = {  # regime (conf/regime/<name>.yaml) -> the overrides that select its
     "cifar_fast_cpu": ["experiment=cifar10_random_fast_cpu"],  # the CIFAR-10 tier (docs/tier.md)
     "text_cpu": ["experiment=newsgroups20_cpu"],
 }
+BY_PARADIGM = {("cifar_fast_cpu", "classwise"): ["experiment=cifar10_classwise_fast_cpu"]}  # where the regime's
+# experiment fixes another paradigm's keys (the tier's random experiment sets paradigm.forget_fraction)
 REGIME_DATA = {"cifar_cpu": "cifar10_cpu", "cifar_fast_cpu": "cifar10_fast_cpu", "text_cpu": "newsgroups20"}
 CRITERIA = {"cifar_cpu": "avg_gap", "text_cpu": "avg_gap", "cifar_fast_cpu": "sum"}  # see the docstring
 KEEP = 20.0  # criterion `sum`: points of RA and TA a plain row may lose against the original model. The paper's
 # own plain rows set the scale of "maintaining": its UGradSL row of Table 8 (CIFAR-10, ICLR) keeps RA 79.83 and TA
 # 73.94 against Retrain's 100.0 / 91.61 (GA: 99.48 / 94.55), i.e. it gave up ~20 points of each
 PARADIGMS = {"classwise": ["paradigm=classwise", "paradigm.forget_class=random"],
-             "random": ["paradigm=random", "paradigm.forget_fraction=0.1"]}
+             "random": ["paradigm=random", "paradigm.forget_fraction=0.1"],
+             "random_in_class": ["paradigm=random_in_class", "paradigm.forget_class=random",
+                                 "paradigm.forget_fraction=0.1"]}
+DEFAULT_PARADIGMS = ["classwise", "random"]  # what a regime-wide selection averages over unless told
+SHOWN = {"classwise": "class-wise", "random": "random", "random_in_class": "random within one class"}
 STEPS = {"method.batch_size": [64]}  # a few thousand images: the paper's 256 would leave D_f one or two steps
 # Grids: the method's paper/authors' value (conf/method/<m>.yaml) and neighbours in the direction a small
 # data set needs (more steps, larger rates); one-shot methods vary their step size.
@@ -122,7 +131,8 @@ def run(regime: str, method: str, seeds: str, results: Path, dry: bool, paradigm
         sweep = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in grid.items()]
         here = Path.cwd()  # the runs start here; the command is written relative to it
         shown = results.relative_to(here) if results.is_relative_to(here) else results
-        cmd = [sys.executable, "-m", "unlearn.app", "-m", *REGIMES[regime], *paradigm, f"method={method}", *sweep,
+        setting = BY_PARADIGM.get((regime, name), REGIMES[regime])
+        cmd = [sys.executable, "-m", "unlearn.app", "-m", *setting, *paradigm, f"method={method}", *sweep,
                "eval.split=validation", f"seed={seeds}", "threads=1", "wandb.mode=disabled",
                f"results_csv={shown}", "table=tuning"]
         commands.append(" ".join(["python run.py", *cmd[3:]]))
@@ -167,15 +177,17 @@ def _plain(v):
 
 
 def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands: list[str],
-          criterion: str = "avg_gap", keep: float = KEEP) -> Path:
-    path = TUNED / regime / f"{method}.yaml"
+          criterion: str = "avg_gap", keep: float = KEEP, paradigm: str | None = None) -> Path:
+    """The regime's file, or with `paradigm` the file of that paradigm alone (conf/tuned/<regime>/<paradigm>/,
+    merged over the regime's by conf/config.yaml whenever a run forgets in that paradigm)."""
+    path = TUNED / regime / (paradigm or "") / f"{method}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():  # keep the commands of earlier passes (e.g. before a grid was extended past its edge)
         old = [line[4:].replace(f"={Path.cwd()}/", "=") for line in path.read_text().splitlines()  # no machine paths
                if line.startswith("#   python run.py")]
         commands = list(dict.fromkeys(old + commands))
     paradigms = [p for p in PARADIGMS if p in scores.columns]
-    over = " and ".join({"classwise": "class-wise", "random": "random"}[p] for p in paradigms)
+    over = " and ".join(SHOWN[p] for p in paradigms)
     root = {k: v for k, v in chosen.items() if not k.startswith("method.")}  # sweep axes: smooth_rate, p
     if criterion == "avg_gap":
         aim = ["the grid point with the smallest avg_gap to Retrain (mean of", f"# {over} forgetting)"]
@@ -185,10 +197,12 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
                f"# forgetting) among those whose RA and TA stay within {keep:g} points of the original model's (the paper's plain",
                "# rows: 'maximize UA and MIA while maintaining the TA and RA'; its (R) rows minimise Avg. Gap instead)"]
         shown = f"Sum (points losing more than {keep:g} of RA or TA: Sum - 1000)"
-    lines = ["# @package _global_" if root else "# @package method",
-             f"# {method} on the {regime} regime: {aim[0]}", *aim[1:],
+    scope = f" for {SHOWN[paradigm]} forgetting alone (over the regime's file)" if paradigm else ""
+    flag = f" --paradigms {paradigm} --per-paradigm" if paradigm else ""
+    lines = ["# @package _global_" if root or paradigm else "# @package method",
+             f"# {method} on the {regime} regime{scope}: {aim[0]}", *aim[1:],
              "# on a validation split held out of D_tr (eval.split=validation),",
-             f"# chosen by `unlearn tune-regime {regime} {method}`, which ran:"]
+             f"# chosen by `unlearn tune-regime {regime} {method}{flag}`, which ran:"]
     lines += [f"#   {c}" for c in commands]
     lines.append(f"# {shown} per grid point (best first):")
     for idx, row in scores.iterrows():
@@ -196,7 +210,7 @@ def write(regime: str, method: str, chosen: dict, scores: pd.DataFrame, commands
         point = " ".join(f"{k.removeprefix('method.')}={_plain(v)}" for k, v in zip(scores.index.names, idx))
         per = " ".join(f"{p} {row[p]:.2f}" for p in paradigms)
         lines.append(f"#   {point}: {per}, mean {row['mean']:.2f}")
-    if root:  # root keys so that a command-line smooth_rate=/p= (a sweep) still wins; conf/config.yaml loads
+    if root or paradigm:  # root keys so that a command-line smooth_rate=/p= (a sweep) still wins; config.yaml loads
         lines.append("method:")  # tuned/ after its own root values
         lines += [f"  {k.removeprefix('method.')}: {v}" for k, v in chosen.items() if k.startswith("method.")]
         lines += [f"{k}: {v}" for k, v in root.items()]
@@ -212,7 +226,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("methods", help=f"comma-separated, from {sorted(GRIDS)}")
     ap.add_argument("--seeds", default="0", help="seeds per grid point (comma-separated)")
     ap.add_argument("--results", default="results/tuning/runs.csv")
-    ap.add_argument("--paradigms", default=",".join(PARADIGMS), help=f"comma-separated, from {list(PARADIGMS)}")
+    ap.add_argument("--paradigms", default=",".join(DEFAULT_PARADIGMS), help=f"comma-separated, from {list(PARADIGMS)}")
+    ap.add_argument("--per-paradigm", action="store_true",
+                    help="choose for each paradigm on its own and write conf/tuned/<regime>/<paradigm>/<method>.yaml "
+                         "(merged over the regime's file for runs of that paradigm) instead of one choice averaged "
+                         "over the paradigms")
     ap.add_argument("--keep", type=float, default=KEEP, help="criterion sum: RA/TA points a point may lose (default %(default)s)")
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--choose-only", action="store_true", help="write the tuned file from existing results")
@@ -237,9 +255,13 @@ def main(argv: list[str] | None = None) -> None:
         commands = run(args.regime, method, args.seeds, results, args.dry_run or args.choose_only, paradigms)
         if args.dry_run:
             continue
-        chosen, scores = choose(args.regime, method, results, paradigms, criterion, args.keep)
-        print(f"{method}: {chosen}\n{scores.to_string()}", file=sys.stderr)
-        print(f"written {write(args.regime, method, chosen, scores, commands, criterion, args.keep)}", file=sys.stderr)
+        groups = [([p], [c], p) for p, c in zip(paradigms, commands)] if args.per_paradigm else \
+            [(paradigms, commands, None)]
+        for names, cmds, alone in groups:
+            chosen, scores = choose(args.regime, method, results, names, criterion, args.keep)
+            print(f"{method} ({', '.join(names)}): {chosen}\n{scores.to_string()}", file=sys.stderr)
+            path = write(args.regime, method, chosen, scores, cmds, criterion, args.keep, paradigm=alone)
+            print(f"written {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
