@@ -88,7 +88,7 @@ dashboard: $(STAMP)  ## make dashboard TABLE=table2 ENTITY=<W&B user or team> [P
 # axes (no method axis: the references do not depend on it); LAUNCHER = a conf/hydra/launcher/ preset.
 REFS_ARGS ?= paradigm=classwise,random seed=$(SEEDS)
 LAUNCHER ?= local
-.PHONY: help references constraints bench bench-decode
+.PHONY: help references constraints bench bench-decode bench-tier-precision
 references: $(STAMP)  ## make references TABLE=table1 [SCALE=paper] [SEEDS=0,1,2] [ARGS=...]: a table's references; or REFS_ARGS="..."
 ifeq ($(origin TABLE),command line)
 	$(PY) -m unlearn.tables.references $(TABLE) --scale $(SCALE) --seeds $(SEEDS) -- hydra/launcher=$(LAUNCHER) $(ARGS)
@@ -112,6 +112,9 @@ bench: $(STAMP)  ## images/s of the bare loop, GA, UGradSL and the public code's
 
 bench-decode: $(STAMP)  ## images/s per core of each ImageNet decoding path and the CPUs a GPU job needs
 	OMP_NUM_THREADS=1 $(PY) scripts/bench_decode.py
+
+bench-tier-precision: $(STAMP)  ## the CIFAR-10 tier's training step in bf16 and fp32 on this CPU (bf16 is emulated without avx512_bf16)
+	OMP_NUM_THREADS=1 $(PY) scripts/bench_tier_precision.py
 
 # Issue 9: figures, the extra attack table and the "(R)" selection toward Retrain.
 # Figures (conf/figures/<fig>.yaml): each runs its sweep at SCALE (only jobs not yet in the results CSV

@@ -95,3 +95,29 @@ def test_a_fast_run_on_the_cpu_records_bf16_in_its_row(tmp_path):
     row = pd.read_csv(tmp_path / "runs.csv").iloc[-1]
     assert row["precision"] == "bf16" and not row["channels_last"] and row["cudnn"] == "deterministic"
     assert row["config_id"] == config_id(compose_cfg([*TINY, "method=ga", "fast=true"], tmp_path))
+
+
+def test_asked_for_bf16_on_a_cpu_that_emulates_it_warns_before_training(tmp_path, monkeypatch, caplog):
+    """The tier's `precision: bf16` runs many times slower on an AVX2 CPU: the run says so before any training
+    (and only there: not for fp32, not on a CPU with bf16 instructions, not twice under fast=true)."""
+    monkeypatch.setattr(steps, "bf16_native", lambda device: False)
+    assert "emulated" in steps.emulated_bf16(_cfg(tmp_path, "precision=bf16"), CPU)
+    assert steps.emulated_bf16(_cfg(tmp_path, "precision=fp32"), CPU) is None
+    assert steps.emulated_bf16(_cfg(tmp_path, "precision=bf16", "fast=true"), CPU) is None  # apply_fast's note says it
+    assert steps.emulated_bf16(_cfg(tmp_path, "precision=bf16"), CUDA) is None
+    with caplog.at_level("WARNING", logger="unlearn"):
+        run_experiment(compose_cfg([*TINY, "method=ga", "precision=bf16"], tmp_path))
+    assert any("precision=bf16 is emulated" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    monkeypatch.setattr(steps, "bf16_native", lambda device: True)
+    assert steps.emulated_bf16(_cfg(tmp_path, "precision=bf16"), CPU) is None
+
+
+def test_the_table_runner_warns_once_when_the_tiers_jobs_would_emulate_bf16(monkeypatch):
+    from unlearn.tables import __main__ as runner, plan as planning
+    from unlearn.tables.preset import load
+    jobs = planning.plan(load("table6", "cpu", ["ga"]), [0])  # the tier: precision bf16
+    assert jobs and all(j.cfg.precision == "bf16" for j in jobs)
+    monkeypatch.setattr(steps, "bf16_native", lambda device: False)
+    assert runner.emulated_jobs(jobs).startswith(f"{len(jobs)} of the {len(jobs)} jobs to run ask for precision=bf16")
+    monkeypatch.setattr(steps, "bf16_native", lambda device: True)
+    assert runner.emulated_jobs(jobs) is None

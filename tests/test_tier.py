@@ -16,10 +16,10 @@ from unlearn.workspace import build
 EXPERIMENT = "experiment=cifar10_random_fast_cpu"
 
 
-def _data():
+def _data(per_class: int = 24):
     """Synthetic 3x32x32 blobs with augmentation on, the shape of CIFAR-10."""
-    return dataclasses.replace(load_synthetic(num_classes=4, per_class=24, test_per_class=4, channels=3, size=32),
-                               augment=True)
+    return dataclasses.replace(load_synthetic(num_classes=4, per_class=per_class, test_per_class=4, channels=3,
+                                              size=32), augment=True)
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
@@ -44,7 +44,7 @@ def test_tier_experiment_composes_and_its_recipe_trains_fastcnn(tmp_path):
     cfg = compose_cfg([EXPERIMENT], tmp_path)
     assert cfg.model.name == "fastcnn" and cfg.dataset.name == "cifar10_fast_cpu" and cfg.paradigm.name == "random"
     assert cfg.train.clean_epochs >= 1 and cfg.dataset.augment
-    data = _data()
+    data = _data(per_class=8)  # 2 steps per epoch: bf16 is emulated, and slow, on CPUs without avx512_bf16
     torch.manual_seed(0)
     model = build(cfg.model, num_classes=data.num_classes, input_shape=list(data.input_shape))
     # one augmented epoch: crops and flips scramble the blobs' white-noise prototypes, so the fit is in the clean ones

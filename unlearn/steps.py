@@ -96,6 +96,20 @@ def apply_fast(cfg, device: torch.device) -> str | None:
     return f"fast=true: {done} (not bit-reproducible)"
 
 
+EMULATED_BF16 = ("this CPU has no bf16 instructions (avx512_bf16, amx_bf16), so precision=bf16 is emulated: "
+                 "training runs many times slower than in fp32 here (scripts/bench_tier_precision.py measures the "
+                 "ratio; docs/tier.md). The numbers are this instruction set's; precision=fp32 runs at full speed "
+                 "but is another regime (other cache keys and numbers)")
+
+
+def emulated_bf16(cfg, device: torch.device) -> str | None:
+    """The warning for a run asking for bf16 autocast (the CIFAR-10 tier's step mechanics) on a CPU that emulates
+    it, or None. `fast=true` says it in its own note (apply_fast)."""
+    if device.type != "cpu" or cfg.get("precision") != "bf16" or cfg.get("fast", False) is True:
+        return None
+    return EMULATED_BF16 if bf16_native(device) is False else None
+
+
 def bf16_native(device: torch.device) -> bool | None:
     """Whether `device` computes bf16 in hardware: a GPU of compute capability 8.0+ (Ampere), a CPU with avx512_bf16
     or amx_bf16 (/proc/cpuinfo); None when that cannot be told (a CPU without /proc/cpuinfo, another device)."""

@@ -21,7 +21,7 @@ from unlearn.metrics import (accuracy, evaluate, outputs, predict_probs, predict
 from unlearn.references import References, Spec, Store
 from unlearn.results import Recorder
 from unlearn.rundir import Claim, job, stopping_on_signals
-from unlearn.steps import CompileClock, apply_fast
+from unlearn.steps import CompileClock, apply_fast, emulated_bf16
 from unlearn.train import Recipe
 from unlearn.validate import (ConfigError, check_budget, check_config, check_lock, check_outputs, check_split,
                               check_task)
@@ -65,6 +65,8 @@ class Workspace:
         self.device = resolve_device(cfg.device)
         if note := apply_fast(cfg, self.device):  # before anything reads precision, channels_last, cudnn
             log.info(note)
+        if slow := emulated_bf16(cfg, self.device):
+            log.warning(slow)
         seed_everything(cfg.seed)
         self.method = build(cfg.method)
         self.recipe = Recipe(**cfg.train)

@@ -144,6 +144,20 @@ def beside(df: pd.DataFrame, preset, out: Path) -> Path:
     return out / "partial"
 
 
+def emulated_jobs(jobs) -> str | None:
+    """Said once before a table's CPU jobs start when they ask for bf16 on a CPU that emulates it (the tier's
+    tables: hours where the machine they were written on took minutes)."""
+    import torch
+    from unlearn.steps import emulated_bf16
+    from unlearn.workspace import resolve_device
+    slow = [j for j in jobs if j.cfg.device in ("auto", "cpu") and resolve_device(str(j.cfg.device)).type == "cpu"
+            and emulated_bf16(j.cfg, torch.device("cpu"))]
+    if not slow:
+        return None
+    from unlearn.steps import EMULATED_BF16
+    return f"{len(slow)} of the {len(jobs)} jobs to run ask for precision=bf16 and {EMULATED_BF16}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="Hydra overrides for every job go after --, e.g. -- device=cuda hydra/launcher=joblib")
@@ -251,6 +265,8 @@ def main(argv=None) -> int:
         todo = [j for j, ok in zip(runnable, launch.done(runnable, _runs(results))) if args.rerun or not ok]
         launch.say(f"{args.table} ({args.scale}): {len(runnable)} jobs in blocks that can run and were asked for, "
                    f"{len(runnable) - len(todo)} already done by this code on this setup, {len(todo)} to run")
+        if slow := emulated_jobs(todo):
+            launch.say(f"warning: {slow}")
         groups: dict[str, list] = {}
         for j in todo:
             groups.setdefault(f"{j.block.name} / {j.row.id}", []).append(j)
