@@ -249,3 +249,19 @@ def test_tier_page_shows_the_search_csv_and_its_bottom_line_comes_from_the_chose
     for key in ("train_acc", "original_UA", "test_acc", "retrain_UA", "original_MIA", "original_cpu_minutes"):
         assert f"{row[key]}" in bottom, key
     assert float(row["train_acc"]) >= 99 and float(row["test_acc"]) >= 80 and float(row["retrain_UA"]) <= 20
+
+
+def test_tier_page_names_the_cpu_and_precision_every_committed_tier_run_used():
+    """docs/tier.md says which CPU the committed tier tables ran on; the runs behind them (their .runs.csv) say
+    it too, for every tier job (a rerun elsewhere must change the page), and the page shows the precision bench."""
+    import pandas as pd
+    page = (ROOT / "docs" / "tier.md").read_text()
+    section = page.split("## bf16 and the CPU it runs on")[1]
+    named = section.split("record `precision` bf16 and `cpu_capability` AVX512")[0].split("the `.runs.csv` of")[1]
+    tables = [int(t) for t in named.replace("Tables", "").replace("and", ",").split(",") if t.strip()]
+    assert tables == [1, 5, 6, 8, 10]
+    for t in tables:
+        runs = pd.read_csv(ROOT / "results" / "tables" / f"table{t}_cpu.runs.csv")
+        tier = runs[runs["dataset"] == "cifar10_fast_cpu"]
+        assert len(tier) and set(tier["precision"]) == {"bf16"} and set(tier["cpu_capability"]) == {"AVX512"}, t
+    assert '--8<-- "results/bench/tier_precision.md"' in section
