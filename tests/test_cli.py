@@ -42,7 +42,7 @@ def test_help_lists_the_user_facing_groups_with_every_option_and_five_examples(c
         lines = out.split(f"\n  {group}: ", 1)[1].splitlines()[1:]
         listed = " ".join(line.strip() for line in lines[:next(i for i, x in enumerate(lines) if x[:6] != " " * 6)])
         assert [o.strip() for o in listed.split(",")] == helppage.options(group), group
-    assert "tuned" not in out and "dataset_model" not in out and "optim:" not in out  # internal groups
+    assert "tuned" not in out and "dataset_model" not in out and "regime_model" not in out and "optim:" not in out  # internal groups
     examples = out.split("Examples\n", 1)[1].splitlines()
     assert len(examples) == 5 and all(line.startswith("  unlearn ") for line in examples)
     assert "smooth_rate=-0.5" in out and "paradigm.forget_class=" in out

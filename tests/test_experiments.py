@@ -56,12 +56,12 @@ def test_experiment_instantiates_with_every_compatible_model(experiment, model, 
         pytest.skip(f"data of {experiment} is absent ({root}); model and method were built")
 
 
-def test_experiments_leave_model_sizing_to_dataset_model(tmp_path):
+def test_experiments_leave_model_sizing_to_the_regime(tmp_path):
     for name in EXPERIMENTS:
         spec = yaml.safe_load((CONF / "experiment" / f"{name}.yaml").read_text()) or {}
         assert "model" not in spec and "train" not in spec, f"{name} sets model or train values itself"
-    assert compose_cfg(["experiment=cifar10_classwise", "model=cnn"], tmp_path).model.width == 32  # cifar10_cpu_cnn
-    assert compose_cfg(["experiment=cifar10_classwise"], tmp_path).model.width == 8  # cifar10_cpu_resnet18
+    assert compose_cfg(["experiment=cifar10_classwise", "model=cnn"], tmp_path).model.width == 32  # regime_model/cifar_cpu_cnn
+    assert compose_cfg(["experiment=cifar10_classwise"], tmp_path).model.width == 8  # cifar_cpu_resnet18
     assert compose_cfg(["experiment=cifar10_classwise", "model=mlp"], tmp_path).model.hidden == 256
 
 
@@ -97,3 +97,23 @@ def test_ablation_rows_of_a_family_share_one_budget(regime, tmp_path):
         families.setdefault(method, set()).add(budget(cfg))
     assert {m: len(b) for m, b in families.items()} == {"ugradsl": 1, "ugradsl_plus": 1}
     assert families["ugradsl"] != families["ugradsl_plus"]
+
+
+def test_sizing_lives_in_the_regime_and_shape_in_the_data_set(tmp_path):
+    """regime_model/<regime>_<model>.yaml names an existing regime and model, and serves every data set of the
+    regime (ResNet-18 is narrow on every cifar_cpu copy); dataset_model/ keeps only what the data's shape asks
+    (ImageNet's stem, cached text embeddings), never a width or a recipe."""
+    regimes = {p.stem for p in (CONF / "regime").glob("*.yaml")}
+    models = {p.stem for p in (CONF / "model").glob("*.yaml")}
+    for path in (CONF / "regime_model").glob("*.yaml"):
+        assert any(path.stem == f"{r}_{m}" for r in regimes for m in models), path.name
+    for path in (CONF / "dataset_model").glob("*.yaml"):
+        spec = yaml.safe_load(path.read_text())
+        assert "train" not in spec and "width" not in spec.get("model", {}), path.name
+    regime = yaml.safe_load((CONF / "regime" / "cifar_cpu.yaml").read_text())
+    for data in regime["datasets"]:
+        cfg = compose_cfg([f"dataset={data}", "model=resnet18"], tmp_path)
+        assert cfg.model.width == 8 and cfg.regime.name == "cifar_cpu", data
+    imagenet = compose_cfg(["dataset=imagenet_cpu", "model=resnet18"], tmp_path).model
+    assert (imagenet.width, imagenet.stem) == (8, "imagenet")
+    assert compose_cfg(["dataset=imagenet", "model=resnet18"], tmp_path).model.width == 64  # the paper's network
