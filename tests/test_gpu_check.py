@@ -44,6 +44,33 @@ def test_smoke_run_goes_through_every_step(tmp_path):
     assert summary.count("  UA ") == 3 and "**SVHN**" in summary  # step 5: a table block through the runner
 
 
+def test_the_table_step_builds_the_runners_command_and_reports_its_block_or_its_failure(tmp_path, monkeypatch):
+    """Step 5's own logic, with the runner stubbed (the real runner is the slow test below and tests/test_tables):
+    one block, its rows, one seed, its own results CSV and cache; the printed block goes to the summary; a
+    failing runner's last lines do, and the step returns False."""
+    (tmp_path / "summary.txt").write_text("")
+    calls = []
+
+    def runner(cmd, **kw):
+        calls.append(cmd)
+        if "model=bad" in cmd:
+            return subprocess.CompletedProcess(cmd, 2, "", "planning...\nerror: model=bad is invalid\n")
+        (tmp_path / "tables").mkdir(exist_ok=True)
+        (tmp_path / "tables" / "table8_cpu.md").write_text("**SVHN**\n| ga | 1 |\n**CIFAR-10**\n| ga | 2 |\n")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    monkeypatch.setattr(gpu_check.subprocess, "run", runner)
+    assert gpu_check.table_block(tmp_path, "cpu", "cpu", "SVHN", "retrain,ga", ["model=cnn"])
+    cmd = calls[0]
+    assert cmd[1:5] == ["-m", "unlearn.tables", "run", "table8"] and cmd[cmd.index("--blocks") + 1] == "SVHN"
+    assert cmd[cmd.index("--rows") + 1] == "retrain,ga" and cmd[cmd.index("--seeds") + 1] == "0"
+    assert "model=cnn" in cmd and f"cache_dir={tmp_path}/cache" in cmd and "device=cpu" in cmd
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "**SVHN**\n| ga | 1 |" in summary and "CIFAR-10" not in summary.split("**SVHN**", 1)[1]
+    assert not gpu_check.table_block(tmp_path, "cpu", "cpu", "SVHN", "retrain", ["model=bad"])
+    assert "error: model=bad is invalid" in (tmp_path / "summary.txt").read_text()
+
+
+@pytest.mark.slow  # ~35 s: the runner and two jobs as subprocesses (the stubbed test above runs by default)
 def test_the_table_step_runs_a_paper_table_block_through_the_runner(tmp_path):
     """Step 5 as --smoke runs it: Table 8's SVHN block (digits on the CPU) through `unlearn.tables run --blocks`,
     its printed rows in the summary; a failing block is reported with the runner's last lines, not raised."""
