@@ -37,11 +37,20 @@ CANDIDATES = {
     "airbench_10k": ["dataset.per_class_train=1000"],  # half the images: half the minutes
     "airbench_40k": ["dataset.per_class_train=4000", "train.epochs=14"],  # accuracy at ~2x the minutes
     "airbench_20k_wide": ["model.widths=[32,128,128]"],  # wider blocks 2 and 3: ~1.5x the minutes
-    "resnet18_w8": ["model=resnet18"],  # regime_model/cifar_fast_cpu_resnet18.yaml: width 8, its own recipe
+    "resnet18_w8": ["model=resnet18"],
+    "airbench_20k_fp32": ["precision=fp32"],  # the tier's recipe in fp32: what a CPU without bf16 instructions runs
+    # at full speed (another regime: other cache keys and numbers; docs/tier.md)  # regime_model/cifar_fast_cpu_resnet18.yaml: width 8, its own recipe
 }
 COLUMNS = ["candidate", "model", "images", "epochs", "clean_epochs", "precision", "threads", "original_minutes",
            "retrain_minutes", "original_cpu_minutes", "retrain_cpu_minutes", "train_acc", "test_acc", "original_UA", "retrain_UA", "retrain_TA", "original_MIA",
-           "load_before", "load_after", "overrides"]
+           "load_before", "load_after", "cpu", "overrides"]
+
+
+def cpu() -> str:
+    """The instruction set torch runs on and whether it has bf16 instructions: minutes depend on both."""
+    from unlearn.steps import bf16_native
+    native = bf16_native(torch.device("cpu"))
+    return f"{torch.backends.cpu.get_cpu_capability()}, bf16 {'yes' if native else 'no' if native is False else '?'}"
 
 
 def load() -> str:
@@ -83,7 +92,7 @@ def run(name: str, overrides: list[str], cache_dir: str, retrain_first: bool = F
             "original_cpu_minutes": cpu_original, "retrain_cpu_minutes": cpu_retrain, "train_acc": f"{train_acc:.2f}",
             "test_acc": f"{m['TA']:.2f}", "original_UA": f"{m['UA']:.2f}", "retrain_UA": f"{r['UA']:.2f}",
             "retrain_TA": f"{r['TA']:.2f}", "original_MIA": f"{m['MIA']:.2f}", "load_before": before,
-            "load_after": after, "overrides": " ".join(overrides)}
+            "load_after": after, "cpu": cpu(), "overrides": " ".join(overrides)}
 
 
 def flops(overrides: list[str], images: int = 50_000) -> str:
@@ -106,14 +115,15 @@ def flops(overrides: list[str], images: int = 50_000) -> str:
 def markdown(rows: list[dict]) -> str:
     """The README's search table from the CSV rows."""
     head = ["candidate", "model", "images", "epochs (clean)", "min/training wall (CPU)", "train acc", "test acc",
-            "Retrain UA", "original MIA", "load", "overrides"]
+            "Retrain UA", "original MIA", "load", "CPU", "overrides"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         minutes = (f"{r['original_minutes']} / {r['retrain_minutes']} "
                    f"({r['original_cpu_minutes']} / {r['retrain_cpu_minutes']})")
         cells = [r["candidate"], r["model"], r["images"], f"{r['epochs']} ({r['clean_epochs']})", minutes,
                  r["train_acc"], r["test_acc"], r["retrain_UA"], r["original_MIA"],
-                 f"{r['load_before']}-{r['load_after']}", f"`{r['overrides']}`" if r["overrides"] else ""]
+                 f"{r['load_before']}-{r['load_after']}", r.get("cpu") or "not recorded",
+                 f"`{r['overrides']}`" if r["overrides"] else ""]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

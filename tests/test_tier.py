@@ -265,3 +265,13 @@ def test_tier_page_names_the_cpu_and_precision_every_committed_tier_run_used():
         tier = runs[runs["dataset"] == "cifar10_fast_cpu"]
         assert len(tier) and set(tier["precision"]) == {"bf16"} and set(tier["cpu_capability"]) == {"AVX512"}, t
     assert '--8<-- "results/bench/tier_precision.md"' in section
+    import csv
+    with (ROOT / "results" / "tier" / "cifar10_tier_search.csv").open() as f:
+        rows = {r["candidate"]: r for r in csv.DictReader(f)}
+    fp32, bf16 = rows["airbench_20k_fp32"], rows["airbench_20k"]
+    assert fp32["precision"] == "fp32" and fp32["cpu"].endswith("bf16 no")  # measured where bf16 is emulated
+    said = " ".join(section.split("row `airbench_20k_fp32`")[1].split("CPU-minutes per training")[0].split())
+    for value in (fp32["train_acc"], fp32["test_acc"], fp32["retrain_UA"], fp32["original_MIA"], bf16["train_acc"],
+                  bf16["test_acc"], bf16["retrain_UA"], bf16["original_MIA"], fp32["original_cpu_minutes"],
+                  fp32["retrain_cpu_minutes"]):
+        assert value in said, value
