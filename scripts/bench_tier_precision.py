@@ -20,9 +20,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
+from unlearn.groups import build
 from unlearn.identity import register_resolvers
 from unlearn.paths import CONF
 from unlearn.steps import Compute, bf16_native
@@ -47,12 +46,9 @@ def cpu_name() -> str:
         return "unknown"
 
 
-def build(cfg):
-    spec = OmegaConf.to_container(cfg.model, resolve=True)
-    for meta in ("name", "modality", "num_classes", "input_shape"):
-        spec.pop(meta, None)
+def build_model(cfg):
     torch.manual_seed(0)
-    model = instantiate(spec, num_classes=10, input_shape=[3, 32, 32])
+    model = build(cfg.model, num_classes=10, input_shape=[3, 32, 32])
     model.init_from_data(torch.randn(1000, 3, 32, 32))
     return model
 
@@ -71,11 +67,11 @@ def main(argv=None) -> None:
     batch = args.batch or recipe.batch_size
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g)
+    tier_compute = Compute(**{k: cfg[k] for k in ("precision", "channels_last", "compile", "cudnn")})
     steppers = {}
     for precision in ("bf16", "fp32"):
-        model = build(cfg)
-        compute = dataclasses.replace(Compute(**{k: cfg[k] for k in ("precision", "channels_last", "compile",
-                                                                      "cudnn")}), precision=precision)
+        model = build_model(cfg)
+        compute = dataclasses.replace(tier_compute, precision=precision)
         steppers[precision] = (model, compute.stepper(model, recipe.optimizer_for(model.parameters())))
 
     def step(precision):

@@ -37,9 +37,9 @@ CANDIDATES = {
     "airbench_10k": ["dataset.per_class_train=1000"],  # half the images: half the minutes
     "airbench_40k": ["dataset.per_class_train=4000", "train.epochs=14"],  # accuracy at ~2x the minutes
     "airbench_20k_wide": ["model.widths=[32,128,128]"],  # wider blocks 2 and 3: ~1.5x the minutes
-    "resnet18_w8": ["model=resnet18"],
+    "resnet18_w8": ["model=resnet18"],  # regime_model/cifar_fast_cpu_resnet18.yaml: width 8, its own recipe
     "airbench_20k_fp32": ["precision=fp32"],  # the tier's recipe in fp32: what a CPU without bf16 instructions runs
-    # at full speed (another regime: other cache keys and numbers; docs/tier.md)  # regime_model/cifar_fast_cpu_resnet18.yaml: width 8, its own recipe
+    # at full speed (another configuration: other cache keys and numbers; docs/tier.md)
 }
 COLUMNS = ["candidate", "model", "images", "epochs", "clean_epochs", "precision", "threads", "original_minutes",
            "retrain_minutes", "original_cpu_minutes", "retrain_cpu_minutes", "train_acc", "test_acc", "original_UA", "retrain_UA", "retrain_TA", "original_MIA",

@@ -5,6 +5,7 @@ channels_last, torch.compile and cuDNN's algorithms (`Compute`, `fast=true`), on
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import weakref
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ def apply_fast(cfg, device: torch.device) -> str | None:
 EMULATED_BF16 = ("this CPU has no bf16 instructions (avx512_bf16, amx_bf16), so precision=bf16 is emulated: "
                  "training runs many times slower than in fp32 here (scripts/bench_tier_precision.py measures the "
                  "ratio; docs/tier.md). The numbers are this instruction set's; precision=fp32 runs at full speed "
-                 "but is another regime (other cache keys and numbers)")
+                 "but is another configuration (other cache keys and numbers)")
 
 
 def emulated_bf16(cfg, device: torch.device) -> str | None:
@@ -117,12 +118,19 @@ def bf16_native(device: torch.device) -> bool | None:
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
         return None
+    flags = _cpu_flags()
+    return None if flags is None else bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str] | None:
+    """The CPU's flags from /proc/cpuinfo, read once per process (a table's planner asks for every job)."""
     try:
         flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("flags")), None)
     except OSError:
         return None
-    return None if flags is None else bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    return None if flags is None else frozenset(flags)
 
 
 _STEPPERS: "weakref.WeakKeyDictionary[torch.optim.Optimizer, Stepper]" = weakref.WeakKeyDictionary()

@@ -147,14 +147,12 @@ def beside(df: pd.DataFrame, preset, out: Path) -> Path:
 def emulated_jobs(jobs) -> str | None:
     """Said once before a table's CPU jobs start when they ask for bf16 on a CPU that emulates it (the tier's
     tables: hours where the machine they were written on took minutes)."""
-    import torch
-    from unlearn.steps import emulated_bf16
+    from unlearn.steps import EMULATED_BF16, emulated_bf16
     from unlearn.workspace import resolve_device
-    slow = [j for j in jobs if j.cfg.device in ("auto", "cpu") and resolve_device(str(j.cfg.device)).type == "cpu"
-            and emulated_bf16(j.cfg, torch.device("cpu"))]
+    slow = [j for j in jobs if j.cfg.device in ("auto", "cpu")  # (device=cuda never runs on the CPU)
+            and emulated_bf16(j.cfg, resolve_device(str(j.cfg.device)))]
     if not slow:
         return None
-    from unlearn.steps import EMULATED_BF16
     return f"{len(slow)} of the {len(jobs)} jobs to run ask for precision=bf16 and {EMULATED_BF16}"
 
 
