@@ -133,6 +133,22 @@ def test_a_data_set_outside_its_regime_is_refused_before_any_work(tmp_path):
     assert "Traceback" not in out.stderr and not (tmp_path / "cache").exists() and not (tmp_path / "runs.csv").exists()
 
 
+def test_ablation_is_a_multirun_of_one_job_per_row(tmp_path):
+    """What makes `experiment=ablation` sweep without -m (the slow test below runs it): Hydra's mode and a sweep
+    over every row of conf/ablation/, each row a distinct configuration of Table 6."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        hydra_node = compose("config", overrides=["experiment=ablation", *TINY], return_hydra_config=True).hydra
+    assert str(hydra_node.mode) == "RunMode.MULTIRUN" and hydra_node.sweeper.params["+ablation"] == "glob(*)"
+    rows = sorted(p.stem for p in (CONF / "ablation").glob("*.yaml"))
+    assert len(rows) == 9
+    from unlearn.identity import config_id
+    cfgs = [compose_cfg(["experiment=ablation", *TINY, f"+ablation={row}"], tmp_path) for row in rows]
+    assert {c.table for c in cfgs} == {"table6"} and len({config_id(c) for c in cfgs}) == 9
+
+
+@pytest.mark.slow  # nine jobs in a subprocess; by default the test above checks what makes it a sweep of nine
 def test_ablation_runs_as_a_multirun_without_dash_m(tmp_path):
     out = subprocess.run([sys.executable, "run.py", "experiment=ablation", *TINY, f"cache_dir={tmp_path}/cache",
                           f"results_csv={tmp_path}/runs.csv", f"hydra.sweep.dir={tmp_path}/sweep"], cwd=ROOT,

@@ -2,6 +2,7 @@
 limit, method arrays after the reference arrays on SLURM; and tables whose jobs write no shared results CSV
 (results_csv=null): results collected from the run folders."""
 import pandas as pd
+import pytest
 
 from unlearn.tables import launch, submit
 from unlearn.tables import plan as planning
@@ -161,6 +162,7 @@ def test_a_launcher_that_cannot_submit_is_refused_in_one_line(capsys):
     assert len(err.splitlines()) == 1 and "hydra/launcher=JoblibLauncher" in err and "local_submitit" in err
 
 
+@pytest.mark.slow  # three submitit jobs end to end; by default the dry run tests the arrays, their order and limits
 def test_a_table_submitted_as_arrays_runs_without_a_shared_csv_and_prints(tmp_path, monkeypatch, capsys):
     """Submitted through submitit's local executor with results_csv=null: the call returns with the jobs queued;
     once they end, the runner finds every job done from the run folders' metrics.json (nothing left to submit)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from omegaconf import open_dict
@@ -129,6 +130,8 @@ def test_warmed_references_are_the_ones_the_table_loads(tmp_path, caplog, monkey
     assert "original: loaded from cache" in text and "retrain: loaded from cache" in text, text[-2000:]
 
 
+@pytest.mark.slow  # four processes; by default: test_faults kills a whole run at every stage, test_scaleout resumes
+# training to the same weights, test_warmed_references_... runs the stage= jobs the table then loads
 def test_a_killed_reference_job_resumes_to_the_uninterrupted_weights_and_trains_only_its_model(tmp_path):
     """stage=original killed (SIGKILL) after its second epoch, run again: it resumes from the checkpoint and ends
     with the weights of an uninterrupted job, and trains no Retrain model; stage=retrain then trains only that."""
