@@ -31,10 +31,21 @@ _RUNS = itertools.count()
 
 
 def compose_cfg(overrides, tmp_path: Path):
-    """The real root config with `overrides`, writing only under `tmp_path` (a fresh run folder per call)."""
+    """The real root config with `overrides`, writing only under `tmp_path` (a fresh run folder per call).
+
+    The three paths are set on the composed config, not passed to Hydra: they are plain top-level values that no
+    composition reads, so the same overrides compose once per worker (`_composed_once`) whatever the test's
+    folder; an override of one of them in `overrides` wins, as it would on the command line."""
+    overrides = list(overrides)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[f"cache_dir={tmp_path}/cache", f"results_csv={tmp_path}/runs.csv",
-                                             f"run_dir={tmp_path}/run{next(_RUNS)}", *overrides])
+        cfg = compose("config", overrides=overrides)
+    given = {o.split("=", 1)[0].lstrip("+") for o in overrides}
+    paths = {"cache_dir": f"{tmp_path}/cache", "results_csv": f"{tmp_path}/runs.csv",
+             "run_dir": f"{tmp_path}/run{next(_RUNS)}"}
+    for key, value in paths.items():
+        if key not in given:
+            cfg[key] = value
+    return cfg
 
 
 def _instantiate(spec, **kw):

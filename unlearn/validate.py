@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 import difflib
+import functools
 import inspect
 import os
 from pathlib import Path
@@ -70,8 +71,7 @@ def accepted(target: str) -> set[str] | None:
 def check_keys(cfg: DictConfig) -> None:
     """No unknown key under a known group (`+eval.mia_shadow_sise=5` would be silently ignored, yet enter the
     results CSV and the config_id): refused, naming the nearest known key."""
-    base = OmegaConf.load(CONF / "config.yaml")
-    known = {g: set(base[g]) for g in PLAIN_GROUPS}
+    known = {g: set(keys) for g, keys in _plain_keys().items()}
     known["train"] = {f.name for f in dataclasses.fields(Recipe)}
     known["regime"] = set(REGIME_KEYS)
     for group in BUILT_GROUPS:
@@ -89,6 +89,14 @@ def check_keys(cfg: DictConfig) -> None:
                 hint = f"did you mean {group}.{close[0]}? " if close else ""
                 raise ConfigError(f"{group}.{key} is not a key of {group} ({hint}known: "
                                   f"{', '.join(sorted(keys - HYDRA_KEYS))})")
+
+
+@functools.lru_cache(maxsize=1)
+def _plain_keys() -> dict[str, frozenset]:
+    """The keys conf/config.yaml gives each plain group, read once per process (the check runs for every job a
+    table plans or a sweep starts)."""
+    base = OmegaConf.load(CONF / "config.yaml")
+    return {g: frozenset(base[g]) for g in PLAIN_GROUPS}
 
 
 def check_regime(cfg: DictConfig) -> None:
