@@ -142,14 +142,19 @@ def _composed_once():
     OmegaConf.load = staticmethod(real_load)
 
 
+# hydra.* values that Hydra reads while composing (the search path) or right after its overrides (env_copy)
+COMPOSED_HYDRA_KEYS = ("hydra.searchpath", "hydra.job.env_copy")
+
+
 def _split(overrides, repo):
-    """(what Hydra must compose: group choices, sweeps and hydra.* lines, as text; the value overrides, parsed),
-    told apart as Hydra's defaults list tells them (`hydra._internal.defaults_list.Overrides`)."""
+    """(what Hydra must compose: group choices, sweeps and the hydra.* keys it reads while composing, as text; the
+    value overrides, parsed), told apart as Hydra's defaults list tells them
+    (`hydra._internal.defaults_list.Overrides`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     groups, values = [], []
     for line, o in zip(overrides, OverridesParser.create().parse_overrides(list(overrides))):
-        value_override = not o.is_sweep_override() and not o.is_hydra_override() and (
+        value_override = not o.is_sweep_override() and not o.key_or_group.startswith(COMPOSED_HYDRA_KEYS) and (
             isinstance(o.value(), dict) or not repo.group_exists(o.key_or_group))
         (values.append(o) if value_override else groups.append(line))
     return groups, values
@@ -157,19 +162,19 @@ def _split(overrides, repo):
 
 def _apply_values(cfg, overrides, values) -> None:
     """What Hydra does with value overrides after composing: apply them (its own function, so the same errors),
-    then list every command-line override in `hydra.overrides.task` and the run's `override_dirname`."""
-    from hydra._internal.config_loader_impl import (
-        ConfigLoaderImpl,
-        get_overrides_dirname,
-    )
+    then list every command-line override in `hydra.overrides` (task or hydra, in order) and the run's
+    `override_dirname`."""
+    from hydra._internal import config_loader_impl as loader
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-    task = [o for o in OverridesParser.create().parse_overrides(list(overrides)) if not o.is_hydra_override()]
+    loader.ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    task = [o for o in parsed if not o.is_hydra_override()]
     named = cfg.hydra.job.config.override_dirname
     with open_dict(cfg.hydra):
         cfg.hydra.overrides.task = [o.input_line for o in task]
-        cfg.hydra.job.override_dirname = get_overrides_dirname(
+        cfg.hydra.overrides.hydra = [o.input_line for o in parsed if o.is_hydra_override()]
+        cfg.hydra.job.override_dirname = loader.get_overrides_dirname(
             overrides=task, kv_sep=named.kv_sep, item_sep=named.item_sep, exclude_keys=named.exclude_keys)
 
 

@@ -123,6 +123,8 @@ def test_a_data_set_outside_its_regime_is_refused_by_the_config_check(overrides,
         check_config(compose_cfg(overrides, tmp_path))
 
 
+@pytest.mark.slow  # a process; by default the check runs in-process above and CLI_REJECTED["top-level"]
+# (tests/test_validation.py) runs a config check's refusal through run.py, exit 2 and nothing written
 def test_a_data_set_outside_its_regime_is_refused_before_any_work(tmp_path):
     """The first case as a user meets it (the others through the same check, in-process, above)."""
     overrides, says = REGIME_REFUSED[0]

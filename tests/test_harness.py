@@ -14,6 +14,9 @@ CASES = [
     ["method=ga", "~method.lr", "++new=2", "seed=${oc.env:HOME}"],
     ["regime=cifar_fast_cpu", "dataset=cifar10_fast_cpu", "method=scrub", "hydra/launcher=slurm",
      "hydra.launcher.timeout_min=300", "lock_timeout=5"],
+    ["method=ga", "hydra.sweep.dir=/elsewhere/sweep", "hydra.job.name=mine", "hydra.verbose=true",
+     "hydra.job.config.override_dirname.kv_sep=:", "seed=4"],
+    ["hydra.job.env_copy=[HOME]", f"hydra.searchpath=[file://{CONF}]", "hydra/launcher=local", "seed=5"],
     ["method=ga", "method.nonexistent=1"],  # Hydra's error: not in the struct
     ["method=ga", "dataset={a:1}"],  # a dict for a group: a value override, refused
 ]
