@@ -59,15 +59,16 @@ def params(cfg: DictConfig) -> dict:
     """Flattened `section.key` values of what ran, resolved (`method.lr`, `paradigm.forget_class`, ...)."""
     out = {}
     for section in SECTIONS:
-        node = OmegaConf.to_container(cfg[section], resolve=False)
-        resolved = {k: cfg[section][k] for k in node if not OmegaConf.is_missing(cfg[section], k)}
+        node = cfg[section]
+        resolved = OmegaConf.to_container(node, resolve=True)  # one pass per section (the planner asks per job)
         for k in sorted(resolved):
-            if k in NOT_IDENTITY.get(section, ()) or k in META or (k == "_target_" and section == "dataset"):
+            if OmegaConf.is_missing(node, k) or k in NOT_IDENTITY.get(section, ()) or k in META or (
+                    k == "_target_" and section == "dataset"):
                 continue
             v = resolved[k]
             if k in AT_DEFAULT.get(section, {}) and v == AT_DEFAULT[section][k]:
                 continue
-            out[f"{section}.{k}"] = _cell(OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v)
+            out[f"{section}.{k}"] = _cell(v)
     return out
 
 
