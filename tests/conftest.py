@@ -124,14 +124,14 @@ def _composed_once():
     real = _REAL["compose_config"] = Hydra.compose_config
 
     def compose_config(self, config_name, overrides, run_mode, *args, **kwargs):
-        groups, values = _split(overrides, self.config_loader.repository)
+        parsed, groups, values = _split(overrides, self.config_loader.repository)
         sources = tuple(s.full_path() for s in self.config_loader.get_sources())
         key = (sources, config_name, tuple(groups), run_mode, args, tuple(sorted(kwargs.items())), os.getcwd())
         if key not in _COMPOSED:
             _COMPOSED[key] = real(self, config_name, groups, run_mode, *args, **kwargs)
         cfg = copy.deepcopy(_COMPOSED[key])
         if values:
-            _apply_values(cfg, overrides, values)
+            _apply_values(cfg, parsed, values)
         return cfg
 
     Hydra.compose_config = compose_config
@@ -147,28 +147,27 @@ COMPOSED_HYDRA_KEYS = ("hydra.searchpath", "hydra.job.env_copy")
 
 
 def _split(overrides, repo):
-    """(what Hydra must compose: group choices, sweeps and the hydra.* keys it reads while composing, as text; the
-    value overrides, parsed), told apart as Hydra's defaults list tells them
+    """(every override parsed; what Hydra must compose: group choices, sweeps and the hydra.* keys it reads while
+    composing, as text; the value overrides), told apart as Hydra's defaults list tells them
     (`hydra._internal.defaults_list.Overrides`)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
     groups, values = [], []
-    for line, o in zip(overrides, OverridesParser.create().parse_overrides(list(overrides))):
+    for line, o in zip(overrides, parsed):
         value_override = not o.is_sweep_override() and not o.key_or_group.startswith(COMPOSED_HYDRA_KEYS) and (
             isinstance(o.value(), dict) or not repo.group_exists(o.key_or_group))
         (values.append(o) if value_override else groups.append(line))
-    return groups, values
+    return parsed, groups, values
 
 
-def _apply_values(cfg, overrides, values) -> None:
+def _apply_values(cfg, parsed, values) -> None:
     """What Hydra does with value overrides after composing: apply them (its own function, so the same errors),
     then list every command-line override in `hydra.overrides` (task or hydra, in order) and the run's
     `override_dirname`."""
     from hydra._internal import config_loader_impl as loader
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     loader.ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
     task = [o for o in parsed if not o.is_hydra_override()]
     named = cfg.hydra.job.config.override_dirname
     with open_dict(cfg.hydra):
