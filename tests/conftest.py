@@ -10,6 +10,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
+from unlearn.tuned import _key as override_key
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -38,7 +40,7 @@ def compose_cfg(overrides, tmp_path: Path):
     overrides = list(overrides)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    given = {o.split("=", 1)[0].lstrip("+") for o in overrides}
+    given = {override_key(o) for o in overrides}
     paths = {"cache_dir": f"{tmp_path}/cache", "results_csv": f"{tmp_path}/runs.csv",
              "run_dir": f"{tmp_path}/run{next(_RUNS)}"}
     for key, value in paths.items():

@@ -9,10 +9,12 @@ import sys
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, HANG_GUARD, ROOT, TINY, compose_cfg, yaml_method
 from unlearn.checks import ConfigError
+from unlearn.identity import config_id
 from unlearn.workspace import Workspace
 
 METHODS = sorted(p.stem for p in (CONF / "method").glob("*.yaml"))
@@ -138,14 +140,11 @@ def test_a_data_set_outside_its_regime_is_refused_before_any_work(tmp_path):
 def test_ablation_is_a_multirun_of_one_job_per_row(tmp_path):
     """What makes `experiment=ablation` sweep without -m (the slow test below runs it): Hydra's mode and a sweep
     over every row of conf/ablation/, each row a distinct configuration of Table 6."""
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         hydra_node = compose("config", overrides=["experiment=ablation", *TINY], return_hydra_config=True).hydra
     assert str(hydra_node.mode) == "RunMode.MULTIRUN" and hydra_node.sweeper.params["+ablation"] == "glob(*)"
     rows = sorted(p.stem for p in (CONF / "ablation").glob("*.yaml"))
     assert len(rows) == 9
-    from unlearn.identity import config_id
     cfgs = [compose_cfg(["experiment=ablation", *TINY, f"+ablation={row}"], tmp_path) for row in rows]
     assert {c.table for c in cfgs} == {"table6"} and len({config_id(c) for c in cfgs}) == 9
 
