@@ -15,8 +15,8 @@ from unlearn.paths import CONF
 
 TEMPLATE = CONF / "hydra" / "help" / "unlearn.yaml"
 WIDTH = 118  # the page fits a 120-column terminal
-# The groups a user picks from, in the order a run is described; the others (regime_model, dataset_model, tuned/*, optim) are
-# selected by these and are left out of the page.
+# The groups a user picks from, in the order a run is described; the others (regime_model, dataset_model, tuned/*,
+# optim) are selected by these and are left out of the page.
 GROUPS = {
     "dataset": "what data (it picks its regime, regime=...)",
     "regime": "the scale: recipe of the original and Retrain models, the methods' values for it",
