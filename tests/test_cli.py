@@ -125,6 +125,23 @@ def test_every_sub_command_answers_help_under_its_own_name(name, capsys):
     assert code == 0 and f"usage: unlearn {name}" in " ".join(out.split())
 
 
+@pytest.mark.parametrize("override, key", [
+    ("method.lr=0.1", "method.lr"), ("+ablation=ga", "ablation"), ("++seed=1", "seed"), ("~wandb.tags", "wandb.tags"),
+    ("hydra/launcher=slurm", "hydra/launcher"), ("run_dir='a=b'", "run_dir"), ("-m", "-m")])
+def test_an_override_names_its_key_as_hydras_parser_does(override, key):
+    assert cli.override_key(override) == key
+    if not override.startswith("-"):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        assert OverridesParser.create().parse_override(override).key_or_group == key
+
+
+def test_override_values_are_in_command_line_order_and_a_deletion_sets_nothing():
+    given = ["results_csv=a.csv", "+run_dir=x", "~results_csv", "method.epochs=3", "++results_csv=null"]
+    assert cli.override_values(given, "results_csv") == ["a.csv", "null"]
+    assert cli.override_values(given, "run_dir", "method.epochs") == ["x", "3"]
+    assert cli.override_values(given, "seed") == []
+
+
 # ---- a launcher or sweeper whose Hydra plugin is not installed -------------------------------------------------------
 
 @pytest.mark.parametrize("group, option, plugins", [

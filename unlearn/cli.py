@@ -55,6 +55,18 @@ def split_argv(argv: list[str] | None) -> tuple[list[str], list[str]]:
     return argv[:cut], argv[cut + 1:]
 
 
+def override_key(override: str) -> str:
+    """The config key or group an override names, read as text: `a.b=1`, `+a.b=1`, `++a.b=1` and `~a.b` all name
+    `a.b`, `hydra/launcher=slurm` names `hydra/launcher` (Hydra's parser gives the same, at ~1 ms an override)."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def override_values(overrides: list[str], *keys: str) -> list[str]:
+    """What the overrides of `keys` set, in command-line order (the last one is the one Hydra keeps); deletions
+    without a value (`~key`) set nothing."""
+    return [o.split("=", 1)[1] for o in overrides if "=" in o and override_key(o) in keys]
+
+
 def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
     """`0,1,2` -> [0, 1, 2]; anything else (an empty item, a word, a negative number) is a ValueError naming it."""
     items = text.split(",")
@@ -157,7 +169,7 @@ def check_plugins(argv: list[str]) -> None:
     """Exit with the extra to install when an override names a launcher or sweeper whose Hydra plugin is
     missing (Hydra itself would only say "Could not load 'hydra/launcher/joblib'")."""
     for arg in argv:
-        key, eq, values = arg.lstrip("+").partition("=")
+        key, eq, values = override_key(arg), "=" in arg, arg.partition("=")[2]
         if not eq or key not in PLUGIN_GROUPS:
             continue
         for option in values.split(","):

@@ -18,7 +18,7 @@ import pandas as pd
 
 from unlearn import tune, tuned
 from unlearn.identity import config_id
-from unlearn.cli import split_argv
+from unlearn.cli import override_key, split_argv
 
 COLUMNS = ["UA", "MIA", "RA", "TA", "H", "RTE", "avg_gap", "sum"]
 
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     except ValueError:
         print(f"error: --seeds={args.seeds!r}; allowed: integers, comma-separated", file=sys.stderr)
         return 2
-    bad = [o for o in args.overrides if "=" not in o or tuned._key(o) in ("method", "seed", "table")]
+    bad = [o for o in args.overrides if "=" not in o or override_key(o) in ("method", "seed", "table")]
     known = {p.stem for p in (tune.CONF / "method").glob("*.yaml")}
     if bad or not methods or set(methods) - known:
         print(f"error: overrides {bad} / methods {sorted(set(methods) - known) or methods}; allowed: key=value "

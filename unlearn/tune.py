@@ -32,8 +32,9 @@ import yaml
 from omegaconf import DictConfig
 
 from unlearn.checks import ConfigError
+from unlearn.cli import override_key
 from unlearn.paths import CONF
-from unlearn.tuned import _key, setting, setting_key, tuned_file
+from unlearn.tuned import setting, setting_key, tuned_file
 
 if TYPE_CHECKING:
     from unlearn.budget import Fit
@@ -54,7 +55,7 @@ def resolve_budget(overrides: list[str], extra: tuple[str, ...] = ()) -> tuple[l
     import tempfile
 
     from unlearn.workspace import Workspace
-    kept = [o for o in overrides if _key(o) != "budget.apply"]
+    kept = [o for o in overrides if override_key(o) != "budget.apply"]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose([*kept, *extra, "eval.split=validation", f"run_dir={tmp}/run", "results_csv=null",
                        "wandb.mode=disabled", "progress.warn_hours=1e9"])
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
         print(f"error: --trials={args.trials} --minutes={args.minutes}; allowed: trials >= 1, minutes > 0",
               file=sys.stderr)
         return 2
-    bad = [o for o in args.overrides if "=" not in o or _key(o) in ("hparams_search", "seed", "eval.split")]
+    bad = [o for o in args.overrides if "=" not in o or override_key(o) in ("hparams_search", "seed", "eval.split")]
     if bad:
         print(f"error: {bad}: allowed: key=value overrides of a run other than hparams_search, seed and eval.split "
               f"(set by tune; --seed sets the seed)", file=sys.stderr)

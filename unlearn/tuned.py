@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from unlearn.cli import override_key
 from unlearn.identity import config_hash, params
 from unlearn.paths import CONF
 
@@ -31,21 +32,17 @@ def tuned_file(cfg: DictConfig) -> Path:
     return Path(str(cfg.tuned_dir)).expanduser() / setting_key(cfg) / f"{cfg.method.name}.yaml"
 
 
-def _key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
-
-
 def apply_tuned(cfg: DictConfig, command_line: list[str]) -> Path | None:
     """Apply `<tuned_dir>/<setting>/<method>.yaml` to `cfg` (keys the command line sets win); returns the file used.
 
     Not applied inside a search (`hparams_search`), whose trials must try their own values."""
-    if cfg.get("tuned_dir") is None or any(_key(o) == "hparams_search" for o in command_line):
+    if cfg.get("tuned_dir") is None or any(override_key(o) == "hparams_search" for o in command_line):
         return None
     path = tuned_file(cfg)
     if not path.is_file():
         return None
     values = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("values") or {}
-    given = {_key(o) for o in command_line}
+    given = {override_key(o) for o in command_line}
     applied = {k: v for k, v in values.items() if k not in given}
     for k, v in applied.items():
         OmegaConf.update(cfg, k, v, force_add=False)
@@ -61,13 +58,13 @@ def untuned_warning(cfg: DictConfig, choices: dict, command_line: list[str]) -> 
     if OmegaConf.select(cfg, "regime.name", default=None) != "default" or cfg.method.name == "retrain" or (
             tuned and (CONF / "tuned" / f"{tuned}.yaml").is_file()):
         return None
-    if any(_key(o) == "hparams_search" for o in command_line):
+    if any(override_key(o) == "hparams_search" for o in command_line):
         return None
     if cfg.get("tuned_dir") is not None and tuned_file(cfg).is_file():
         return None
-    if any(_key(o).startswith("method.") for o in command_line):
+    if any(override_key(o).startswith("method.") for o in command_line):
         return None  # the user chose the method's values
-    setting_args = " ".join(o for o in command_line if not _key(o).startswith(("seed", "wandb", "results_csv",
+    setting_args = " ".join(o for o in command_line if not override_key(o).startswith(("seed", "wandb", "results_csv",
                                                                                  "cache_dir", "run_dir")))
     lr, epochs = cfg.method.get("lr"), cfg.method.get("epochs")
     budget = f" (lr {lr}, {epochs} epochs)" if lr is not None and epochs is not None else ""

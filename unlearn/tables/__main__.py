@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from unlearn.cli import check_results_arg, one_line_errors, override_problem, parse_seeds, refuse, split_argv
+from unlearn.cli import (check_results_arg, one_line_errors, override_problem, override_values, parse_seeds, refuse,
+                         split_argv)
 from unlearn.results_csv import read_runs
 from unlearn.tables import launch
 from unlearn.tables import plan as planning
@@ -190,8 +191,8 @@ def main(argv=None) -> int:
         seeds = parse_seeds(args.seeds)
     except ValueError as e:
         refuse(str(e))
-    check_results_arg(args.results, "--results", args.command == "print" and not any(
-        o.lstrip("+").startswith("results_csv=") for o in args.overrides))  # results_csv=null: run folders
+    check_results_arg(args.results, "--results", args.command == "print" and not override_values(
+        args.overrides, "results_csv"))  # results_csv=null: run folders
     if args.command == "list":
         for t in available():
             print(f"{t}: {load(t, 'cpu').title}")

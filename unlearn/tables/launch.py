@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from unlearn.cli import override_values
 from unlearn.identity import ENVIRONMENT, code_digest
 from unlearn.results_csv import read_runs
 from unlearn.references import cpu_capability
@@ -162,7 +163,7 @@ RUN_ROOTS = ("results/runs", "results/multirun", "results/submitted")  # Hydra's
 def without_csv(overrides: list[str]) -> bool:
     """Whether the user's overrides turn the shared results CSV off (`results_csv=null`; the last one wins): on
     file systems whose locks are unreliable every job writes only its run folder's metrics.json."""
-    values = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == "results_csv" and "=" in o]
+    values = override_values(overrides, "results_csv")
     return bool(values) and values[-1].strip().lower() in ("null", "none", "~")
 
 
@@ -185,8 +186,7 @@ def source(results: str, overrides: list[str]) -> Path | RunDirs:
     defaults, the submitted arrays' and any run or sweep folder the overrides name)."""
     if not without_csv(overrides):
         return Path(results)
-    named = [o.split("=", 1)[1] for o in overrides
-             if o.split("=", 1)[0] in ("hydra.sweep.dir", "hydra.run.dir", "run_dir") and "=" in o]
+    named = override_values(overrides, "hydra.sweep.dir", "hydra.run.dir", "run_dir")
     return RunDirs([*RUN_ROOTS, *(n for n in named if n not in ("null", "None"))])
 
 

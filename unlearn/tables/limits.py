@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from unlearn.cli import override_key, override_values
 from unlearn.tables.paper import paper_cell, paper_values
 from unlearn.tables.preset import Block, Preset
 
@@ -51,7 +52,7 @@ def paper_minutes(preset: Preset, block: Block, paper: pd.DataFrame):
     for row in preset.rows:
         m = rte(preset.table, row.id, row.method, row.paper_row)
         if math.isnan(m) and block.rte_like:
-            epochs = [int(o.split("=")[1]) for o in row.overrides if o.startswith("method.epochs=")]
+            epochs = [int(v) for v in override_values(row.overrides, "method.epochs")]
             m = rte(block.rte_like, row.method, row.method, None) * (epochs[0] / 10 if epochs else 1)
         rows[row.id] = m
     return rows, rte
@@ -94,7 +95,7 @@ class Limits:
             values["hydra.launcher.timeout_min"] = self.timeout_min
             if launcher_target.endswith("SlurmLauncher"):
                 values["hydra.launcher.max_num_timeout"] = self.max_num_timeout
-        mine = {o.split("=", 1)[0].lstrip("+~") for o in given}
+        mine = {override_key(o) for o in given}
         return [f"{k}={v}" for k, v in values.items() if k not in mine]
 
 

@@ -13,6 +13,7 @@ from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, open_dict
 
 from unlearn.identity import config_id
+from unlearn.cli import override_key
 from unlearn.paths import CONF
 from unlearn.tables.preset import Block, Preset, Row, for_data
 from unlearn.groups import build
@@ -41,7 +42,7 @@ def _threads(cfg: DictConfig) -> int | None:
 
 def overrides(preset: Preset, block: Block, row: Row, extra: list[str]) -> list[str]:
     """Block overrides (`for_data`), then the row's method and overrides, then the user's, then the table's labels."""
-    method = [] if any(o.startswith("+ablation=") for o in row.overrides) else [f"method={row.method}"]
+    method = [] if any(override_key(o) == "ablation" for o in row.overrides) else [f"method={row.method}"]
     return [*for_data(block.overrides, extra), *method, *row.overrides, *extra, f"table={preset.table}",
             f"scale={preset.scale}"]
 
@@ -49,11 +50,11 @@ def overrides(preset: Preset, block: Block, row: Row, extra: list[str]) -> list[
 def without_download(block: Block, extra: list[str]) -> list[str]:
     """`extra` minus a `dataset.download=` override when the block's data set has no download (ImageFolder data
     such as ImageNet, 20 Newsgroups from its folder): one command line serves every block of a table."""
-    if not any(o.startswith("dataset.download=") for o in extra):
+    others = [o for o in extra if override_key(o) != "dataset.download"]
+    if len(others) == len(extra):
         return extra
-    cfg = compose("config", overrides=[*for_data(block.overrides, extra),
-                                       *(o for o in extra if not o.startswith("dataset.download="))])
-    return extra if "download" in cfg.dataset else [o for o in extra if not o.startswith("dataset.download=")]
+    cfg = compose("config", overrides=[*for_data(block.overrides, extra), *others])
+    return extra if "download" in cfg.dataset else others
 
 
 def plan(preset: Preset, seeds: list[int], extra: list[str] = ()) -> list[Job]:
@@ -80,7 +81,7 @@ def plan(preset: Preset, seeds: list[int], extra: list[str] = ()) -> list[Job]:
 
 def launcher(extra: list[str]) -> DictConfig:
     """The `hydra.launcher` node the user's overrides choose (hydra/launcher=slurm, hydra.launcher.* values)."""
-    mine = [o for o in extra if o.lstrip("+~").startswith(("hydra/launcher", "hydra.launcher"))]
+    mine = [o for o in extra if override_key(o).startswith(("hydra/launcher", "hydra.launcher"))]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=mine, return_hydra_config=True).hydra.launcher
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from unlearn.cli import override_key
 from unlearn.paths import CONF, PRESETS
 
 SCALES = ("cpu", "paper")
@@ -111,9 +112,10 @@ def read(path: Path) -> dict:
 def for_data(overrides: list[str], extra: list[str]) -> list[str]:
     """A block's overrides as the user's `extra` leave them: the block's regime is for the block's data, so a
     `dataset=` or `experiment=` in `extra` without a `regime=` drops it (that data set's own regime follows)."""
-    if any(o.startswith("regime=") for o in extra) or not any(o.startswith(("dataset=", "experiment=")) for o in extra):
+    chosen = {override_key(o) for o in extra}
+    if "regime" in chosen or not chosen & {"dataset", "experiment"}:
         return list(overrides)
-    return [o for o in overrides if not o.startswith("regime=")]
+    return [o for o in overrides if override_key(o) != "regime"]
 
 
 def _row(spec) -> Row:

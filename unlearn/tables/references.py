@@ -24,7 +24,7 @@ from unlearn.tables import limits
 from unlearn.tables.launch import launch, say
 from unlearn.tables.plan import Job, launcher, plan
 from unlearn.tables.preset import Block, for_data, load
-from unlearn.cli import split_argv
+from unlearn.cli import override_key, split_argv
 
 MECHANICS = ("precision", "channels_last", "compile", "cudnn")
 STAGES = ("original", "retrain")
@@ -61,7 +61,7 @@ def reference_jobs(jobs: list[Job], extra: list[str], labels: list[str]) -> list
     the method's, the user's, the table's labels."""
     seen, out = set(), []
     for job in jobs:
-        own = [o for o in job.row.overrides if not o.lstrip("+~").startswith(("method", "ablation="))]
+        own = [o for o in job.row.overrides if not (override_key(o).startswith("method") or override_key(o) == "ablation")]
         base = [*for_data(job.block.overrides, extra), *own, *extra, *labels]
         for stage in STAGES:
             key = (stage, reference_key(job, stage), job.seed)

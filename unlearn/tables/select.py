@@ -28,7 +28,7 @@ from filelock import FileLock
 
 from unlearn.paths import CONF
 from unlearn.tables.preset import PRESETS, SELECTED, for_data, load, selected_file, slug
-from unlearn.cli import split_argv
+from unlearn.cli import override_key, split_argv
 
 ORDER = ("ft", "ga", "iu", "rl", "be", "bs", "l1_sparse", "scrub", "ff", "salun", "neggrad_plus", "ugradsl",
          "ugradsl_plus", "ugradsl_no_retain")  # the paper's row order (arXiv Table 13)
@@ -163,7 +163,7 @@ def missing_data(block_overrides: list[str], extra: list[str], scale: str) -> st
     from hydra import compose, initialize_config_dir
 
     from unlearn.tables.plan import missing_data as absent
-    ours = [o for o in extra if not o.lstrip("+~").startswith("hydra")]  # launcher/sweeper settings are not data
+    ours = [o for o in extra if not override_key(o).startswith("hydra")]  # launcher/sweeper settings are not data
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return absent(compose("config", overrides=[*block_overrides, *ours, f"scale={scale}"]))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from unlearn.cli import override_values
 from unlearn.tables.preset import available, load
 from unlearn.tables.printer import VERSION_NAME, attach_paper
 from unlearn.tables.select import LABELS
@@ -150,7 +151,7 @@ def epoch_rows(preset) -> dict[str, list[tuple[int, str]]]:
     """{method: [(epochs, row id), ...]} for the rows that set method.epochs (Table 14)."""
     fams: dict[str, list[tuple[int, str]]] = {}
     for r in preset.rows:
-        n = [int(o.split("=")[1]) for o in r.overrides if o.startswith("method.epochs=")]
+        n = [int(v) for v in override_values(r.overrides, "method.epochs")]
         if n:
             fams.setdefault(r.method, []).append((n[0], r.id))
     return fams
