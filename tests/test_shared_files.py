@@ -310,28 +310,10 @@ def test_a_full_disk_at_the_end_of_a_run_marks_it_failed_and_leaves_no_torn_file
 
 # --- stopped jobs ---------------------------------------------------------------------------------------------------
 
-def _ctrl_c_as_at_a_terminal():
-    """The job's SIGINT as a terminal gives it: a suite started in the background of a non-interactive shell (`make
-    test &`, some CI runners) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler, so
-    the job never stopped and the SIGINT case failed on such machines only."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
-def test_a_stopped_job_leaves_its_curves_a_failed_status_a_failed_wandb_run_and_no_lock(tmp_path, signame):
-    """SIGTERM (SLURM's time limit or preemption) or Ctrl-C while Retrain trains, with W&B offline: the W&B run is
-    finished as failed with its config, curves and the failure; curves.csv holds what was trained; the run
-    folder's status says failed and why; no cache lock or lock owner file is left."""
+def _check_stopped(work: Path, folder: Path, signame: str) -> None:
+    """What a job stopped by `signame` while Retrain trains leaves: a failed status naming the signal, the curves
+    trained so far, Retrain's resume file, no lock, no temp file, no result, and a W&B run finished as failed."""
     from tests.test_wandb import offline_run
-    work, folder = tmp_path / "work", tmp_path / "run"
-    work.mkdir()
-    env = {k: v for k, v in ENV.items() if k != "WANDB_MODE"}
-    out = subprocess.run([sys.executable, str(ROOT / "run.py"), *RUN, f"run_dir={folder}", f"cache_dir={work}/cache",
-                          f"results_csv={work}/runs.csv", "wandb.mode=offline", f"wandb.dir={work}",
-                          "wandb.project=unit"], cwd=work, capture_output=True, text=True, timeout=HANG_GUARD,
-                         env={**env, **faults.at("retrain/2", signame)}, preexec_fn=_ctrl_c_as_at_a_terminal)
-    # SIGTERM exits 128 + 15 without a traceback; Ctrl-C stays Python's KeyboardInterrupt (notebooks expect it)
-    assert out.returncode == 143 if signame == "SIGTERM" else out.returncode != 0, out.stderr[-3000:]
     assert (folder / "status").read_text().startswith("failed ") and f"stopped by {signame}" in \
         (folder / "status").read_text()
     curves = pd.read_csv(folder / "curves.csv")
@@ -344,6 +326,43 @@ def test_a_stopped_job_leaves_its_curves_a_failed_status_a_failed_wandb_run_and_
     assert run["exit_code"] == 1 and run["config"]["dataset"] == "synthetic" and run["config"]["config_id"]
     assert {"original/loss", "retrain/loss"} <= {k for h in run["history"] for k in h}
     assert "stopped by" in run["summary"]["failure"] or "KeyboardInterrupt" in run["summary"]["failure"]
+
+
+def test_a_job_stopped_by_sigterm_leaves_its_curves_a_failed_status_a_failed_wandb_run_and_no_lock(tmp_path):
+    """SIGTERM (SLURM's time limit or preemption) while Retrain trains, with W&B offline, delivered to `run.py` as
+    a user starts it: it exits 128 + 15 without a traceback and leaves what `_check_stopped` lists."""
+    work, folder = tmp_path / "work", tmp_path / "run"
+    work.mkdir()
+    env = {k: v for k, v in ENV.items() if k != "WANDB_MODE"}
+    out = subprocess.run([sys.executable, str(ROOT / "run.py"), *RUN, f"run_dir={folder}", f"cache_dir={work}/cache",
+                          f"results_csv={work}/runs.csv", "wandb.mode=offline", f"wandb.dir={work}",
+                          "wandb.project=unit"], cwd=work, capture_output=True, text=True, timeout=HANG_GUARD,
+                         env={**env, **faults.at("retrain/2", "SIGTERM")})
+    assert out.returncode == 143 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    _check_stopped(work, folder, "SIGTERM")
+
+
+def test_a_job_stopped_by_ctrl_c_leaves_the_same_and_stays_a_keyboard_interrupt(tmp_path, tiny_cfg, monkeypatch):
+    """Ctrl-C is Python's KeyboardInterrupt, raised where the job is (here at the same stage, in this process; the
+    signal's delivery is Python's): the job leaves what SIGTERM's does and re-raises it (notebooks expect it)."""
+    from tests.test_wandb import offline_runs
+    from unlearn import stages
+    from unlearn.workspace import Workspace
+
+    def ctrl_c(stage: str) -> None:
+        if stage == "retrain/2":
+            raise KeyboardInterrupt
+
+    work, folder = tmp_path / "work", tmp_path / "run"
+    work.mkdir()
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(stages, "_watchers", [ctrl_c])
+    cfg = tiny_cfg(*RUN[RUN.index("threads=1"):], f"run_dir={folder}", f"cache_dir={work}/cache",
+                   f"results_csv={work}/runs.csv", "wandb.mode=offline", f"wandb.dir={work}", "wandb.project=unit")
+    with pytest.raises(KeyboardInterrupt):
+        Workspace(cfg).run()
+    offline_runs(work)  # wandb.teardown(): every run file closed
+    _check_stopped(work, folder, "SIGINT")
 
 
 # --- W&B tags -------------------------------------------------------------------------------------------------------
