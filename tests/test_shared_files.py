@@ -330,15 +330,18 @@ def _check_stopped(work: Path, folder: Path, signame: str) -> None:
 
 def test_a_job_stopped_by_sigterm_leaves_its_curves_a_failed_status_a_failed_wandb_run_and_no_lock(tmp_path):
     """SIGTERM (SLURM's time limit or preemption) while Retrain trains, with W&B offline, delivered to `run.py` as
-    a user starts it: it exits 128 + 15 without a traceback and leaves what `_check_stopped` lists."""
+    a user starts it: it exits 128 + 15 without a traceback and leaves what `_check_stopped` lists; W&B prints
+    nothing on the console (`wandb.silent` by default; no WANDB_* variable of the user's shell is needed)."""
     work, folder = tmp_path / "work", tmp_path / "run"
     work.mkdir()
-    env = {k: v for k, v in ENV.items() if k != "WANDB_MODE"}
+    env = {k: v for k, v in ENV.items() if not k.startswith("WANDB_")}
     out = subprocess.run([sys.executable, str(ROOT / "run.py"), *RUN, f"run_dir={folder}", f"cache_dir={work}/cache",
                           f"results_csv={work}/runs.csv", "wandb.mode=offline", f"wandb.dir={work}",
                           "wandb.project=unit"], cwd=work, capture_output=True, text=True, timeout=HANG_GUARD,
                          env={**env, **faults.at("retrain/2", "SIGTERM")})
     assert out.returncode == 143 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    banners = [line for line in (out.stdout + out.stderr).splitlines() if line.lower().startswith("wandb")]
+    assert not banners, banners
     _check_stopped(work, folder, "SIGTERM")
 
 
