@@ -1,10 +1,10 @@
-"""A whole table submitted as job arrays that return at once (unlearn/tables/submit.py): one per kind and time
-limit, method arrays after the reference arrays on SLURM; and tables whose jobs write no shared results CSV
+"""A whole table submitted as job arrays that return at once (unlearn/tables/submit.py): one per kind, time band
+and set of reference arrays needed, method arrays after those reference arrays on SLURM; and tables whose jobs write no shared results CSV
 (results_csv=null): results collected from the run folders."""
 import pandas as pd
 import pytest
 
-from unlearn.tables import launch, submit
+from unlearn.tables import launch, limits, submit
 from unlearn.tables import plan as planning
 from unlearn.tables.__main__ import main as tables
 from unlearn.tables.preset import load
@@ -70,13 +70,15 @@ def test_dry_run_lists_every_block_row_and_seed_in_arrays_by_derived_limits(caps
         if not a["references"]:
             assert after(a) == {str(i) for i, r in enumerate(arrays, 1) if r["references"] and blocks(r) & blocks(a)}
             assert after(a), a["line"]
-    cifar_only = [a for a in arrays if not a["references"] and blocks(a) == {"CIFAR-10"}]
+    cifar = [a for a in arrays if not a["references"] and "CIFAR-10" in blocks(a)]
     imagenet_refs = {str(i) for i, r in enumerate(arrays, 1) if r["references"] and blocks(r) == {"ImageNet"}}
-    assert cifar_only and imagenet_refs and all(not after(a) & imagenet_refs for a in cifar_only)
+    assert cifar and imagenet_refs and all(not after(a) & imagenet_refs for a in cifar)
+    assert all(a["timeout_min"] in submit.BANDS for a in arrays)  # jobs minutes apart share an array
+    bands = [(a["references"], a["timeout_min"], tuple(sorted(after(a)))) for a in arrays]
+    assert len(set(bands)) == len(bands) <= 4, bands  # a table, not an array per job's exact limit (was 14)
     assert all("no dependency" in a["line"] for a in arrays if a["references"])
     imagenet = [a for a in arrays if a["line"].split(" of ")[1].startswith("ImageNet")]
-    cifar = [a for a in arrays if not a["references"] and "CIFAR-10" in a["line"]]
-    assert cifar and all(a["timeout_min"] <= 720 / 4 and "ImageNet" not in a["line"] for a in cifar)
+    assert all(a["timeout_min"] <= 720 / 4 and "ImageNet" not in a["line"] for a in cifar)
     assert all(a["timeout_min"] == 720 for a in imagenet)
     (ref,) = [a for a in imagenet if a["references"]]
     assert 720 * (ref["requeues"] + 1) >= 1.5 * 1570.8 / 0.9  # ImageNet's original at the paper's Retrain RTE / 0.9
@@ -84,6 +86,14 @@ def test_dry_run_lists_every_block_row_and_seed_in_arrays_by_derived_limits(caps
     assert locks["ImageNet"] > 86400 > locks["CIFAR-10"]
     assert all(" seed=" in line for line in jobs)
     assert [line for line in err.splitlines() if line.startswith("warning: ImageNet / ff seed")]
+
+
+def test_a_jobs_band_is_the_first_at_or_above_its_limit_and_never_above_the_launchers():
+    def job(minutes):
+        return submit.Entry("x", ["method=ga"], limits.Limits(minutes, 0, 60))
+    assert [submit.band(job(t), 720) for t in (60, 61, 119, 120, 500, 720)] == [60, 120, 120, 120, 720, 720]
+    assert submit.band(job(150), 200) == 200  # the launcher's limit (e.g. hydra.launcher.timeout_min=200) caps it
+    assert submit.band(job(5000), 10**9) == 5000 and submit.band(submit.Entry("x", [], None), 720) is None
 
 
 def test_on_slurm_method_arrays_start_after_their_blocks_reference_arrays(tmp_path, monkeypatch, capsys):
@@ -107,8 +117,9 @@ def test_on_slurm_method_arrays_start_after_their_blocks_reference_arrays(tmp_pa
         assert extra.get("dependency") == (None if entries[0].argv[0].startswith("stage=") else
                                            "afterany:" + ":".join(ids))
         assert entries[0].argv[0].startswith("stage=") or ids
-        assert {e.limits.timeout_min for e in entries} == {update["timeout_min"]}
-        assert {e.limits.max_num_timeout for e in entries} == {init["slurm_max_num_timeout"]}
+        longest = max(e.limits.timeout_min for e in entries)  # the array's band: the first at or above its longest
+        assert update["timeout_min"] == min(b for b in submit.BANDS if b >= longest)
+        assert max(e.limits.max_num_timeout for e in entries) == init["slurm_max_num_timeout"]
     timeout = {e.label.split(" / ")[0]: u["timeout_min"] for es, _, u in calls[len(refs):] for e in es}
     assert timeout["CIFAR-10"] < timeout["ImageNet"] / 4
     (folder,) = (tmp_path / "results" / "submitted").iterdir()

@@ -7,8 +7,9 @@
 The jobs are one per reference model the table needs (`stage=original`, `stage=retrain`: each trains one model,
 resumable from its checkpoints), and one per (block, row, seed) whose result is not yet there from this code on
 this setup (the table runner's rule). An array has one time limit and one requeue count, so the jobs go into one
-array per derived (timeout_min, max_num_timeout), reference jobs and method jobs never together (jobs without
-derived limits, as at CPU scale, share the preset's): a CIFAR-10 job no longer asks for ImageNet's limit.
+array per time band (BANDS: each job's derived limit rounded up; the most requeues any of its jobs needs),
+reference jobs and method jobs never together (jobs without derived limits, as at CPU scale, share the preset's):
+a CIFAR-10 job does not ask for ImageNet's limit, and Table 1 goes as 4 arrays.
 On SLURM each method array depends on the reference arrays that hold its blocks' models
 (`--dependency=afterany:<ids>`), so no method job holds a GPU while it waits for a reference in training. `afterany`, not `afterok`: a reference job that failed
 or ran out of requeues leaves its checkpoint, and the method job that needs it resumes that training itself under
@@ -96,9 +97,10 @@ def lock(lim: limits.Limits | None, extra: list[str]) -> list[str]:
     return [] if lim is None else lim.overrides("", extra)
 
 
-def parameters(hl, entries_: list[Entry], folder: Path, name: str) -> tuple[str, dict, dict]:
+def parameters(hl, entries_: list[Entry], folder: Path, name: str, band: int | None = None) -> tuple[str, dict, dict]:
     """(cluster, executor init parameters, update_parameters) of an array of `entries_` from the launcher preset
-    `hl`, with the largest derived time limit and requeues of its jobs (one array has one set)."""
+    `hl`, with the largest derived time limit of its jobs (or `band`, the array's, when longer) and their most
+    requeues (one array has one set)."""
     target = str(hl.get("_target_", ""))
     if "submitit" not in target:
         raise ValueError(f"hydra/launcher={target.rsplit('.', 1)[-1] or 'basic'} cannot submit a job array; allowed: "
@@ -108,7 +110,7 @@ def parameters(hl, entries_: list[Entry], folder: Path, name: str) -> tuple[str,
               if k not in ("_target_", "submitit_folder", "name")}
     derived = [e.limits for e in entries_ if e.limits is not None]
     if derived:
-        params["timeout_min"] = max(x.timeout_min for x in derived)
+        params["timeout_min"] = max(band or 0, *(x.timeout_min for x in derived))
         if cluster == "slurm":
             params["max_num_timeout"] = max(x.max_num_timeout for x in derived)
     init = {"folder": str(folder / "%j"), "cluster": cluster}
@@ -145,26 +147,45 @@ def is_reference(e: Entry) -> bool:
     return e.argv[0].startswith("stage=")
 
 
+BANDS = (60, 120, 240, 480, 720, 1440, 2880)  # minutes: an array's time limit, the band above its longest job's
+
+
+def band(e: Entry, cap_min: int) -> int | None:
+    """The time limit `e` is grouped under: the first of BANDS at or above its derived limit (at most the launcher's
+    cap), so jobs a few minutes apart share an array (a job asks for at most twice its derived limit; the job
+    ends when its work does); None under the preset's own limits (no derived ones, as at CPU scale)."""
+    if e.limits is None:
+        return None
+    t = e.limits.timeout_min
+    return min(next((b for b in BANDS if b >= t), t), max(cap_min, t))
+
+
 def arrays(hl, work: list[Entry], folder: Path, name: str) -> tuple[str, list[Array]]:
-    """(cluster, the arrays of `work`): one per kind (reference / method) and derived (timeout_min,
-    max_num_timeout), reference arrays first, each kind by ascending limits; on SLURM each method array starts
-    after the reference arrays that hold its blocks' reference models (a CIFAR-10 array never waits for
-    ImageNet's)."""
-    groups: dict[tuple, list[Entry]] = {}
+    """(cluster, the arrays of `work`): reference arrays first, one per time band; then the method jobs, one array
+    per time band and set of reference arrays they need, so on SLURM each method array starts after the reference
+    arrays that hold its blocks' reference models (a CIFAR-10 array never waits for ImageNet's); each array asks
+    for its band and the most requeues any of its jobs needs."""
+    cap_min, _ = limits.cap(hl)
+    refs: dict[int | None, list[Entry]] = {}
     for e in work:
-        lim = None if e.limits is None else (e.limits.timeout_min, e.limits.max_num_timeout)
-        groups.setdefault((is_reference(e), lim), []).append(e)
+        if is_reference(e):
+            refs.setdefault(band(e, cap_min), []).append(e)
+    order = sorted(refs, key=lambda b: (b is not None, b or 0))  # None: the preset's limits
+    holds = {}  # block -> the numbers (from 1) of the reference arrays holding its models
+    for i, b in enumerate(order, 1):
+        for e in refs[b]:
+            holds.setdefault(e.block, set()).add(i)
+    methods: dict[tuple, list[Entry]] = {}
+    for e in work:
+        if not is_reference(e):
+            methods.setdefault((band(e, cap_min), tuple(sorted(holds.get(e.block, ())))), []).append(e)
     cluster, out = "", []
-    order = sorted(groups, key=lambda k: (not k[0], k[1] is not None, k[1] or ()))  # None: the preset's limits
-    for ref, lim in order:
-        group = groups[(ref, lim)]
-        cluster, init, update = parameters(hl, group, folder, name)
-        out.append(Array(group, ref, init, update))
-    if cluster == "slurm":
-        blocks = [{e.block for e in a.entries} for a in out]
-        for a, mine in zip(out, blocks):
-            a.after = [] if a.references else [i for i, (r, theirs) in enumerate(zip(out, blocks), 1)
-                                               if r.references and mine & theirs]
+    for b in order:
+        cluster, init, update = parameters(hl, refs[b], folder, name, band=b)
+        out.append(Array(refs[b], True, init, update))
+    for key in sorted(methods, key=lambda k: (k[0] is not None, k[0] or 0, k[1])):
+        cluster, init, update = parameters(hl, methods[key], folder, name, band=key[0])
+        out.append(Array(methods[key], False, init, update, list(key[1]) if cluster == "slurm" else []))
     return cluster, out
 
 
