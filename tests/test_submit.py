@@ -1,6 +1,6 @@
 """A whole table submitted as job arrays that return at once (unlearn/tables/submit.py): one per kind, time band
-and set of reference arrays needed, method arrays after those reference arrays on SLURM; and tables whose jobs write no shared results CSV
-(results_csv=null): results collected from the run folders."""
+and set of reference arrays needed, method arrays after those reference arrays on SLURM; and tables whose jobs
+write no shared results CSV (results_csv=null): results collected from the run folders."""
 import pandas as pd
 import pytest
 
@@ -43,10 +43,10 @@ def _fake_submit(calls: list):
 
 def test_dry_run_lists_every_block_row_and_seed_in_arrays_by_derived_limits(capsys):
     """table1 at paper scale: 3 blocks x 12 rows x 2 seeds (minus rows a block skips) plus one job per reference
-    model, in arrays by kind and derived limits: reference arrays first; CIFAR-10's method jobs get their own short
+    model, in arrays by kind and time band: reference arrays first; CIFAR-10's method jobs get their own short
     time limit, not ImageNet's 720 min; ImageNet's reference array requeues enough for its training; every method
-    array waits for the reference arrays of its blocks (CIFAR-10's not for ImageNet's); each job carries its block's lock timeout; FF on ImageNet (the paper's
-    ~145 h, not resumable) is said not to fit."""
+    array waits for the reference arrays of its blocks (CIFAR-10's not for ImageNet's); each job carries its
+    block's lock timeout; FF on ImageNet (the paper's ~145 h, not resumable) is said not to fit."""
     assert submit.main(["table1", "--seeds", "0,1", "--dry-run", "--", "hydra/launcher=slurm",
                         "hydra.launcher.partition=gpu"]) == 0
     err = capsys.readouterr().err
@@ -215,7 +215,8 @@ def test_the_runner_leaves_results_csv_null_to_the_jobs(capsys):
     extra = [*SHRINK, "results_csv=null", "hydra.sweep.dir=elsewhere/sweep"]
     where = launch.source("results/runs.csv", extra)
     assert isinstance(where, launch.RunDirs) and "elsewhere/sweep" in where.roots and "results/multirun" in where.roots
-    assert launch.csv_override(where) == [] and launch.csv_override(launch.source("r.csv", SHRINK)) == ["results_csv=r.csv"]
+    assert launch.csv_override(where) == []
+    assert launch.csv_override(launch.source("r.csv", SHRINK)) == ["results_csv=r.csv"]
     assert not launch.without_csv(["results_csv=null", "results_csv=x.csv"])  # the last one wins, as in Hydra
     jobs = planning.plan(load("table10", "cpu", ["ga"]), [0], [*extra, *launch.csv_override(where)])
     assert jobs[0].cfg.results_csv is None
