@@ -12,9 +12,10 @@ reference jobs and method jobs never together (jobs without derived limits, as a
 a CIFAR-10 job does not ask for ImageNet's limit, and Table 1 goes as 4 arrays.
 On SLURM each method array depends on the reference arrays that hold its blocks' models
 (`--dependency=afterany:<ids>`), so no method job holds a GPU while it waits for a reference in training.
-`afterany`, not `afterok`: a reference job that failed or ran out of requeues leaves its checkpoint, and the
-method job that needs it resumes that training itself under the cache lock (its limits cover it). The local
-executor (local_submitit) has no dependencies: its method jobs start at once and wait on the reference jobs' cache locks; a waiter resumes a training whose job was stopped.
+`afterany`, not `afterok`: a reference job that failed or ran out of requeues leaves its checkpoint, and the method
+job that needs it resumes that training itself under the cache lock (its limits cover it). The local executor
+(local_submitit) has no dependencies: its method jobs start at once and wait on the reference jobs' cache locks; a
+waiter resumes a training whose job was stopped.
 The launcher preset (hydra/launcher=slurm, or local_submitit to try it on this machine) gives the arrays'
 resources; at paper scale the time limits, requeues and each job's `lock_timeout` are derived from the preset's
 cost estimate (unlearn/tables/limits.py). `python -m unlearn.tables print <table> --scale <scale>` collects the
