@@ -101,6 +101,29 @@ def test_missing_or_incomplete_root(bydate, tmp_path):
         load(bydate, source="usenet")
 
 
+def test_a_dry_runs_data_check_fetches_no_tokenizer(bydate, tmp_path, monkeypatch):
+    """The table runner's data check before a dry run asks the Hugging Face cache only (local_files_only): a hub
+    tokenizer that is not cached counts as present online (the run fetches it) and is named offline; the real
+    run's check may fetch it. Nothing here reaches the network: from_pretrained is replaced."""
+    from transformers import AutoTokenizer
+
+    from unlearn.tables.plan import missing_data
+    asked = []
+
+    def not_cached(path, **kw):
+        asked.append(kw.get("local_files_only"))
+        raise OSError(f"{path} is not in the cache")
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", not_cached)
+    cfg = compose_cfg(["dataset=newsgroups20", f"dataset.root={bydate}", "dataset.tokenizer=bert-base-uncased",
+                       "dataset.max_length=16"], tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "tokenizer='bert-base-uncased'" in missing_data(cfg, download=False) and asked == [True]
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert missing_data(cfg, download=False) is None and asked == [True, True]
+    assert "could not be loaded" in missing_data(cfg) and asked == [True, True, False]
+
+
 def test_hf_source_offline_error_and_saved_dataset(tmp_path):
     with pytest.raises(ValueError, match="could not be loaded"):
         load_newsgroups20(source="hf", hf_name="SetFit/20_newsgroups")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -23,12 +24,29 @@ def resolve_path(name: str) -> str:
     return name
 
 
+_CACHE_ONLY: ContextVar[list | None] = ContextVar("hub_cache_only", default=None)
+
+
+@contextmanager
+def hub_cache_only():
+    """Inside, tokenizers load from local folders and the Hugging Face cache only (a dry run fetches nothing); yields
+    the list of hub names that were asked for and are not cached (their loading raised as usual)."""
+    token = _CACHE_ONLY.set([])
+    try:
+        yield _CACHE_ONLY.get()
+    finally:
+        _CACHE_ONLY.reset(token)
+
+
 def load_tokenizer(name: str):
     """A Hugging Face tokenizer by alias, hub name (needs the network once) or local folder."""
     from transformers import AutoTokenizer
+    not_cached = _CACHE_ONLY.get()
     try:
-        return AutoTokenizer.from_pretrained(resolve_path(name))
+        return AutoTokenizer.from_pretrained(resolve_path(name), local_files_only=not_cached is not None)
     except (OSError, ValueError) as e:
+        if not_cached is not None and not Path(resolve_path(name)).exists():
+            not_cached.append(name)
         raise ValueError(not_loaded("tokenizer", name, e)) from None
 
 

@@ -91,19 +91,27 @@ def missing_data(cfg: DictConfig, download: bool = True) -> str | None:
 
     Loading is cheap for the CPU-scale copies (decoded once, then cached) and lists files for the lazily
     decoded paper-scale ImageNet; nothing is trained. `download=False` (a dry run) never downloads: data absent
-    here but asked for with dataset.download=true counts as present (the run fetches it).
+    here but asked for with dataset.download=true counts as present (the run fetches it), and so does a hub
+    tokenizer that is not cached, unless the process is offline (HF_HUB_OFFLINE=1, as make sets it).
     """
+    from contextlib import nullcontext
+
     from unlearn.data.store import MissingDataError
+    from unlearn.text import hub_cache_only, offline
     node = cfg.dataset
     wants = bool(node.get("download", False))
     if wants and not download:
         node = node.copy()
         node.download = False
+    not_cached: list = []
     try:
-        build(node)
+        with nullcontext(not_cached) if download else hub_cache_only() as not_cached:
+            build(node)
     except MissingDataError as e:
         return None if wants and not download else str(e)
     except ValueError as e:  # e.g. a tokenizer or model folder that is not available offline
+        if not_cached and not offline():  # a hub tokenizer not cached here: the run fetches it
+            return None
         return f"dataset {cfg.dataset.name}: {e}"
     return None
 
