@@ -75,7 +75,7 @@ def test_dry_run_lists_every_block_row_and_seed_in_arrays_by_derived_limits(caps
     assert cifar and imagenet_refs and all(not after(a) & imagenet_refs for a in cifar)
     assert all(a["timeout_min"] in submit.BANDS for a in arrays)  # jobs minutes apart share an array
     bands = [(a["references"], a["timeout_min"], tuple(sorted(after(a)))) for a in arrays]
-    assert len(set(bands)) == len(bands) <= 4, bands  # a table, not an array per job's exact limit (was 14)
+    assert len(set(bands)) == len(bands) == 4, bands  # not an array per job's exact limit (14; docs/scaling-out.md)
     assert all("no dependency" in a["line"] for a in arrays if a["references"])
     imagenet = [a for a in arrays if a["line"].split(" of ")[1].startswith("ImageNet")]
     assert all(a["timeout_min"] <= 720 / 4 and "ImageNet" not in a["line"] for a in cifar)

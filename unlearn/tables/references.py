@@ -61,7 +61,8 @@ def reference_jobs(jobs: list[Job], extra: list[str], labels: list[str]) -> list
     the method's, the user's, the table's labels."""
     seen, out = set(), []
     for job in jobs:
-        own = [o for o in job.row.overrides if not (override_key(o).startswith("method") or override_key(o) == "ablation")]
+        own = [o for o in job.row.overrides
+               if not override_key(o).startswith("method") and override_key(o) != "ablation"]
         base = [*for_data(job.block.overrides, extra), *own, *extra, *labels]
         for stage in STAGES:
             key = (stage, reference_key(job, stage), job.seed)

@@ -98,10 +98,11 @@ def lock(lim: limits.Limits | None, extra: list[str]) -> list[str]:
     return [] if lim is None else lim.overrides("", extra)
 
 
-def parameters(hl, entries_: list[Entry], folder: Path, name: str, band: int | None = None) -> tuple[str, dict, dict]:
+def parameters(hl, entries_: list[Entry], folder: Path, name: str, band_min: int | None = None
+               ) -> tuple[str, dict, dict]:
     """(cluster, executor init parameters, update_parameters) of an array of `entries_` from the launcher preset
-    `hl`, with the largest derived time limit of its jobs (or `band`, the array's, when longer) and their most
-    requeues (one array has one set)."""
+    `hl`, with the largest derived time limit of its jobs (or `band_min`, the array's band, when longer) and their
+    most requeues (one array has one set)."""
     target = str(hl.get("_target_", ""))
     if "submitit" not in target:
         raise ValueError(f"hydra/launcher={target.rsplit('.', 1)[-1] or 'basic'} cannot submit a job array; allowed: "
@@ -111,7 +112,7 @@ def parameters(hl, entries_: list[Entry], folder: Path, name: str, band: int | N
               if k not in ("_target_", "submitit_folder", "name")}
     derived = [e.limits for e in entries_ if e.limits is not None]
     if derived:
-        params["timeout_min"] = max(band or 0, *(x.timeout_min for x in derived))
+        params["timeout_min"] = max(band_min or 0, *(x.timeout_min for x in derived))
         if cluster == "slurm":
             params["max_num_timeout"] = max(x.max_num_timeout for x in derived)
     init = {"folder": str(folder / "%j"), "cluster": cluster}
@@ -182,10 +183,10 @@ def arrays(hl, work: list[Entry], folder: Path, name: str) -> tuple[str, list[Ar
             methods.setdefault((band(e, cap_min), tuple(sorted(holds.get(e.block, ())))), []).append(e)
     cluster, out = "", []
     for b in order:
-        cluster, init, update = parameters(hl, refs[b], folder, name, band=b)
+        cluster, init, update = parameters(hl, refs[b], folder, name, band_min=b)
         out.append(Array(refs[b], True, init, update))
     for key in sorted(methods, key=lambda k: (k[0] is not None, k[0] or 0, k[1])):
-        cluster, init, update = parameters(hl, methods[key], folder, name, band=key[0])
+        cluster, init, update = parameters(hl, methods[key], folder, name, band_min=key[0])
         out.append(Array(methods[key], False, init, update, list(key[1]) if cluster == "slurm" else []))
     return cluster, out
 
