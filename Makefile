@@ -31,7 +31,7 @@ run: $(STAMP)  ## the default experiment: digits, ResNet-18, class-wise, UGradSL
 	$(PY) run.py threads=$(THREADS)
 
 test: $(STAMP)  ## the default suite (minutes on 2 CPU cores), the mutation check of every method's tests, the strict docs build
-	$(PY) -m pytest -q -n 2 --dist loadfile  # two workers (the tests are single-threaded); a file stays on one worker, which composes its configs once
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder  # two workers (the tests are single-threaded); a file stays on one worker, which composes its configs once; the longest files first (tests/conftest.py)
 	OMP_NUM_THREADS=1 $(PY) scripts/mutation_check.py
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir build/site
 

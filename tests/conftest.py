@@ -99,7 +99,19 @@ def synthetic():
     return load_synthetic()
 
 
+# The files xdist should hand out first (`make test` passes --dist loadfile --no-loadscope-reorder): the longest
+# first, so the two workers end together (longest processing time first); the others follow in collection order.
+# Measured with --durations=0 on 2026-12-07 (idle 2-core AVX2 machine): 77, 41, 29, 28, 26, 26, 19, 18, 16, 15, 13,
+# 12, 12 and 11 s. A stale or missing entry only changes which worker ends last, never what a test does.
+LONGEST_FIRST = ("test_tables.py", "test_faults.py", "test_paper_scale.py", "test_experiments.py",
+                 "test_table_references.py", "test_validation.py", "test_config.py", "test_launchers.py",
+                 "test_shared_files.py", "test_tune.py", "test_selection.py", "test_text.py", "test_figures.py",
+                 "test_runner.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
     if SHARED_DATA.exists():
         return
     skip = pytest.mark.skip(reason=f"{SHARED_DATA} is absent")
