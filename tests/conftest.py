@@ -87,7 +87,7 @@ def tiny_cfg(tmp_path):
     """Factory: tiny synthetic config plus extra overrides (one-shot methods such as iu/ff have no `epochs`)."""
     def make(*extra):
         cfg = compose_cfg([o for o in TINY if o != "method.epochs=1"] + list(extra), tmp_path)
-        if "epochs" in cfg.method and not any(o.startswith("method.epochs=") for o in extra):
+        if "epochs" in cfg.method and "method.epochs" not in {override_key(o) for o in extra}:
             cfg.method.epochs = 1
         return cfg
     return make

@@ -41,11 +41,11 @@ def hub_cache_only():
 def load_tokenizer(name: str):
     """A Hugging Face tokenizer by alias, hub name (needs the network once) or local folder."""
     from transformers import AutoTokenizer
-    not_cached = _CACHE_ONLY.get()
+    not_cached, path = _CACHE_ONLY.get(), resolve_path(name)
     try:
-        return AutoTokenizer.from_pretrained(resolve_path(name), local_files_only=not_cached is not None)
+        return AutoTokenizer.from_pretrained(path, local_files_only=not_cached is not None)
     except (OSError, ValueError) as e:
-        if not_cached is not None and not Path(resolve_path(name)).exists():
+        if not_cached is not None and not Path(path).exists():
             not_cached.append(name)
         raise ValueError(not_loaded("tokenizer", name, e)) from None
 

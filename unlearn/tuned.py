@@ -64,8 +64,8 @@ def untuned_warning(cfg: DictConfig, choices: dict, command_line: list[str]) -> 
         return None
     if any(override_key(o).startswith("method.") for o in command_line):
         return None  # the user chose the method's values
-    setting_args = " ".join(o for o in command_line if not override_key(o).startswith(("seed", "wandb", "results_csv",
-                                                                                 "cache_dir", "run_dir")))
+    kept = ("seed", "wandb", "results_csv", "cache_dir", "run_dir")  # not part of the setting
+    setting_args = " ".join(o for o in command_line if not override_key(o).startswith(kept))
     lr, epochs = cfg.method.get("lr"), cfg.method.get("epochs")
     budget = f" (lr {lr}, {epochs} epochs)" if lr is not None and epochs is not None else ""
     return (f"method={cfg.method.name} runs its paper-scale values{budget}, which are not tuned for this data and may "

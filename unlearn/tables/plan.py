@@ -103,9 +103,8 @@ def missing_data(cfg: DictConfig, download: bool = True) -> str | None:
     if wants and not download:
         node = node.copy()
         node.download = False
-    not_cached: list = []
     try:
-        with nullcontext(not_cached) if download else hub_cache_only() as not_cached:
+        with nullcontext([]) if download else hub_cache_only() as not_cached:
             build(node)
     except MissingDataError as e:
         return None if wants and not download else str(e)
